@@ -1,0 +1,45 @@
+package l2
+
+import "github.com/vswitch/vswitch/internal/frame"
+
+// Headroom is the number of bytes the switch reserves in front of every
+// frame it reads: room to push an 802.1Q tag in place, and for a backend to
+// put its own header (a virtio-net header, VXLAN's outer headers) in front
+// of the frame without a copy.
+const Headroom = 128
+
+// WriteHeadroom is the headroom every frame handed to Port.Write has in
+// front of it: Headroom less the one tag the switch may have pushed.
+const WriteHeadroom = Headroom - frame.TagLen
+
+// A Port is where frames enter and leave a switch: a TAP device, an
+// AF_PACKET socket, a QEMU socket, an in-memory pipe. Backends implement it
+// without importing this package. The switch owns a port from AddPort on and
+// closes it when the port is removed.
+//
+// Buffers belong to the caller: a port never keeps a buffer, or a slice of
+// one, after Read or Write returns.
+type Port interface {
+	// Read blocks until at least one frame is available and reads up to
+	// len(bufs) of them: frame i is copied to bufs[i][offset:] and its
+	// length stored in sizes[i]. It returns the number of frames read.
+	// A frame longer than len(bufs[i])-offset is dropped and counted by the
+	// port. After Close, Read returns an error wrapping net.ErrClosed; any
+	// error ends the switch's reader for this port.
+	Read(bufs [][]byte, sizes []int, offset int) (n int, err error)
+
+	// Write sends the frames bufs[i][offsets[i]:], in order. Each has at
+	// least WriteHeadroom bytes in front of it that the port may overwrite;
+	// it must not change the frame itself. Write returns how many frames,
+	// from the first, it accepted; the rest were dropped, because a queue
+	// was full (err == nil) or for the reason err gives. It is safe to call
+	// from several goroutines at once and concurrently with Read, and never
+	// blocks for long: a full queue drops.
+	Write(bufs [][]byte, offsets []int) (n int, err error)
+
+	// BatchSize is the number of frames Read and Write handle best at once.
+	BatchSize() int
+
+	// Close unblocks Read and releases the port's resources.
+	Close() error
+}

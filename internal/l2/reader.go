@@ -1,0 +1,294 @@
+package l2
+
+import (
+	"errors"
+	"net"
+
+	"github.com/vswitch/vswitch/internal/frame"
+)
+
+// reader owns one port's ingress: its goroutine reads a batch, decides every
+// frame and writes the results grouped by egress port. All its buffers are
+// allocated up front (or on the first need, once), so that a batch
+// allocates nothing.
+type reader struct {
+	s    *Switch
+	id   PortID
+	port Port
+	done chan struct{}
+
+	bufs  [][]byte // read buffers, frame i at bufs[i][Headroom:]
+	sizes []int
+	alt   [][]byte // second copies, for frames that leave both tagged and untagged
+	span  []span   // where each frame (and its copy) is after tagging
+	ctr   batchCounters
+
+	targets []*portEntry // egress ports of the frame being decided
+	jobs    []job        // staged (frame, egress) pairs, chained per egress port
+	heads   []int32      // by PortID: first job for that port, -1 if none
+	tails   []int32
+	dests   []*portEntry // by PortID: the entry jobs were staged for
+	touched []PortID     // ports with staged jobs, in first-use order
+	wbufs   [][]byte     // one Write call's frames
+	woffs   []int
+}
+
+// span locates a frame in its buffer: b[start:end].
+type span struct{ start, end, altStart, altEnd int }
+
+type job struct {
+	frame int32
+	alt   bool
+	next  int32
+}
+
+func newReader(s *Switch, pe *portEntry) *reader {
+	batch := max(pe.port.BatchSize(), 1)
+	r := &reader{
+		s: s, id: pe.id, port: pe.port, done: make(chan struct{}),
+		bufs: makeBufs(batch, Headroom+s.opts.MaxFrameSize), sizes: make([]int, batch),
+		span: make([]span, batch), targets: make([]*portEntry, 0, 64),
+		jobs: make([]job, 0, 4*batch), wbufs: make([][]byte, batch), woffs: make([]int, batch),
+	}
+	return r
+}
+
+func makeBufs(n, size int) [][]byte {
+	backing := make([]byte, n*size)
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = backing[i*size : (i+1)*size : (i+1)*size]
+	}
+	return bufs
+}
+
+// run is the port's reader goroutine: it ends when Read fails, which
+// RemovePort and Close cause by closing the port.
+func (r *reader) run() {
+	defer close(r.done)
+	for {
+		if err := r.step(); err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				r.s.opts.Logger.Warn("port read failed; the port forwards no more until it is re-added",
+					"switch", r.s.opts.Name, "port", r.id, "err", err)
+			}
+			return
+		}
+	}
+}
+
+// wait blocks until the reader goroutine has ended.
+func (r *reader) wait() {
+	if r.s.manual {
+		return
+	}
+	<-r.done
+}
+
+// step reads one batch and forwards it.
+func (r *reader) step() error {
+	n, err := r.port.Read(r.bufs, r.sizes, Headroom)
+	if n > 0 {
+		r.forward(n)
+	}
+	return err
+}
+
+// forward decides and sends the first n frames of r.bufs.
+func (r *reader) forward(n int) {
+	snap := r.s.snap.Load()
+	in := snap.port(r.id)
+	if in == nil || in.r != r {
+		return // removed while this batch was read
+	}
+	now := r.s.now()
+	for i := 0; i < n; i++ {
+		r.ctr.rxBytes += uint64(r.sizes[i])
+		if reason := r.decide(snap, in, i, now); reason != dropNone {
+			r.ctr.drops[reason]++
+		}
+	}
+	r.flush()
+	r.ctr.addTo(in.ctr, n)
+}
+
+// decide classifies frame i, learns its source, finds its egress ports and
+// stages it for each, tagged or untagged as the port wants.
+func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropReason {
+	b := r.bufs[i][:Headroom+r.sizes[i]]
+	eth := frame.Ethernet(b[Headroom:])
+	if eth.Check() != nil {
+		return DropRunt
+	}
+	tagged := eth.Tagged()
+	var tci frame.TCI
+	if tagged {
+		tci = eth.TCI()
+	}
+	vid, reason := in.cfg.VLAN.ingress(tagged, tci.VID())
+	if reason != dropNone {
+		return reason
+	}
+	src, dst := eth.Src(), eth.Dst()
+	switch {
+	case !src.IsUnicastStation():
+		return DropInvalidSource
+	case in.cfg.SpoofGuard && src != in.cfg.MAC:
+		return DropSpoofedSource
+	case dst.IsReservedGroup():
+		return DropReservedAddress
+	}
+	r.learn(snap, in, vid, src, now)
+
+	r.targets = r.targets[:0]
+	if !dst.IsMulticast() {
+		if p, ok := r.s.fdb.Lookup(vid, dst, now); ok {
+			if p == r.id {
+				return DropFiltered
+			}
+			if pe := snap.port(p); pe != nil && pe.cfg.VLAN.Member.Contains(vid) {
+				r.targets = append(r.targets, pe)
+			}
+		}
+	}
+	if len(r.targets) == 0 {
+		for _, pe := range snap.live {
+			if pe.id != r.id && pe.cfg.VLAN.Member.Contains(vid) {
+				r.targets = append(r.targets, pe)
+			}
+		}
+		r.ctr.floods++
+	}
+	r.stage(i, b, tagged, tci.WithVID(vid))
+	return dropNone
+}
+
+func (r *reader) learn(snap *snapshot, in *portEntry, vid frame.VID, src frame.MAC, now int64) {
+	res, other := r.s.fdb.Learn(vid, src, r.id, in.cfg.MACLimit, now)
+	switch res {
+	case RefusedFull, RefusedPortLimit, RefusedStatic:
+		r.ctr.learnRefused++
+	case Moved:
+		r.ctr.moves++
+		from := "(removed)"
+		if pe := snap.port(other); pe != nil {
+			from = pe.name
+		}
+		r.s.reportMove(Move{Switch: r.s.opts.Name, MAC: src, VID: vid, From: from, To: in.name}, now)
+	}
+}
+
+// stage puts frame i (b[Headroom:], tagged or not as it arrived) into the
+// form each target wants and queues it. tagTCI is the tag to carry where
+// it leaves tagged: the ingress PCP and DEI with the frame's VLAN.
+func (r *reader) stage(i int, b []byte, tagged bool, tagTCI frame.TCI) {
+	needU, needT := false, false
+	for _, pe := range r.targets {
+		if pe.cfg.VLAN.Untagged.Contains(tagTCI.VID()) {
+			needU = true
+		} else {
+			needT = true
+		}
+	}
+	sp := &r.span[i]
+	sp.start, sp.end = Headroom, len(b)
+	if needU && needT {
+		if r.alt == nil {
+			r.alt = makeBufs(len(r.bufs), len(r.bufs[0]))
+		}
+		a := r.alt[i][:len(b)]
+		copy(a[Headroom:], b[Headroom:])
+		sp.altStart, sp.altEnd = setTag(a, Headroom, tagged, true, tagTCI), len(a)
+		sp.start = setTag(b, Headroom, tagged, false, tagTCI)
+	} else if needU || needT {
+		sp.start = setTag(b, Headroom, tagged, needT, tagTCI)
+	}
+	for _, pe := range r.targets {
+		useAlt := needU && needT && !pe.cfg.VLAN.Untagged.Contains(tagTCI.VID())
+		r.enqueue(pe, i, useAlt)
+	}
+}
+
+// setTag brings the frame b[start:] (tagged or not) into the wanted form
+// in place and returns its new start. The frame is known to be valid.
+func setTag(b []byte, start int, tagged, want bool, tci frame.TCI) int {
+	switch {
+	case tagged && want:
+		frame.Ethernet(b[start:]).SetTCI(tci)
+	case tagged && !want:
+		start, _, _ = frame.PopTag(b, start)
+	case !tagged && want:
+		start, _ = frame.PushTag(b, start, tci)
+	}
+	return start
+}
+
+// enqueue stages frame i (or its copy) for pe, writing out what is staged
+// first if the job list is full.
+func (r *reader) enqueue(pe *portEntry, i int, useAlt bool) {
+	if len(r.jobs) == cap(r.jobs) {
+		r.flush()
+	}
+	if int(pe.id) >= len(r.heads) {
+		r.grow(int(pe.id) + 1)
+	}
+	j := int32(len(r.jobs))
+	r.jobs = append(r.jobs, job{frame: int32(i), alt: useAlt, next: -1})
+	if r.heads[pe.id] < 0 {
+		r.heads[pe.id] = j
+		r.dests[pe.id] = pe
+		r.touched = append(r.touched, pe.id)
+	} else {
+		r.jobs[r.tails[pe.id]].next = j
+	}
+	r.tails[pe.id] = j
+}
+
+// grow makes the per-port tables hold n ports (on configuration growth only).
+func (r *reader) grow(n int) {
+	n = max(n, 2*len(r.heads), 16)
+	heads := make([]int32, n)
+	for k := range heads {
+		heads[k] = -1
+	}
+	copy(heads, r.heads)
+	r.heads = heads
+	r.tails = append(r.tails, make([]int32, n-len(r.tails))...)
+	r.dests = append(r.dests, make([]*portEntry, n-len(r.dests))...)
+}
+
+// flush writes the staged frames, one Write per egress port, and counts
+// what each port took and dropped.
+func (r *reader) flush() {
+	for _, id := range r.touched {
+		pe := r.dests[id]
+		k := 0
+		for j := r.heads[id]; j >= 0; j = r.jobs[j].next {
+			jb := r.jobs[j]
+			sp := &r.span[jb.frame]
+			if jb.alt {
+				r.wbufs[k], r.woffs[k] = r.alt[jb.frame][:sp.altEnd], sp.altStart
+			} else {
+				r.wbufs[k], r.woffs[k] = r.bufs[jb.frame][:sp.end], sp.start
+			}
+			k++
+		}
+		sent, err := pe.port.Write(r.wbufs[:k], r.woffs[:k])
+		var bytes uint64
+		for x := 0; x < sent; x++ {
+			bytes += uint64(len(r.wbufs[x]) - r.woffs[x])
+		}
+		pe.ctr.txPackets.Add(uint64(sent))
+		pe.ctr.txBytes.Add(bytes)
+		if sent < k {
+			reason := DropQueueFull
+			if err != nil {
+				reason = DropPortError
+			}
+			pe.ctr.drops[reason].Add(uint64(k - sent))
+		}
+		r.heads[id], r.dests[id] = -1, nil
+	}
+	r.touched = r.touched[:0]
+	r.jobs = r.jobs[:0]
+}
