@@ -1,0 +1,28 @@
+# vswitch — build and test entry points. `make test` is what CI runs.
+GO       ?= go
+FUZZTIME ?= 30s
+
+.PHONY: test vet fmt-check bench fuzz
+
+## test: gofmt check, go vet, and every test with the race detector (uncached)
+test: fmt-check vet
+	$(GO) test -race -count=1 ./...
+
+fmt-check:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## bench: the Go benchmarks of the core (numbers in README.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+## fuzz: run every fuzz target for FUZZTIME each (new finds land in the Go cache;
+## copy interesting ones to the package's testdata/fuzz to keep them)
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done

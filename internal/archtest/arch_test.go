@@ -1,0 +1,111 @@
+package archtest
+
+import (
+	"bufio"
+	"bytes"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/vswitch/vswitch"
+
+type pkg struct {
+	path    string
+	doc     string
+	imports []string
+}
+
+// listPackages asks the go tool for every package of the module and its
+// non-test imports.
+func listPackages(t *testing.T) map[string]pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}}\t{{.Doc}}\t{{join .Imports \" \"}}", module+"/...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := map[string]pkg{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		pkgs[f[0]] = pkg{path: f[0], doc: f[1], imports: strings.Fields(f[2])}
+	}
+	if len(pkgs) == 0 {
+		t.Fatal("go list found no packages")
+	}
+	return pkgs
+}
+
+func TestEveryPackageHasADocComment(t *testing.T) {
+	for path, p := range listPackages(t) {
+		if p.doc == "" {
+			t.Errorf("package %s has no package doc comment (// Package %s ...)", path, path[strings.LastIndex(path, "/")+1:])
+		}
+	}
+}
+
+// rules: a package (and every package of this module it imports, directly
+// or not) must not import what the rule forbids.
+var rules = []struct {
+	pkg       string
+	forbidden []string // import paths; a trailing "/" forbids the whole tree
+	why       string
+}{
+	{
+		pkg:       module + "/internal/l2",
+		forbidden: []string{"syscall", "golang.org/x/sys/", "os/exec", module + "/internal/port/"},
+		why:       "the switch core decides and backends do I/O: l2 must not make system calls or know a backend",
+	},
+}
+
+func forbids(rule []string, imp string) bool {
+	for _, f := range rule {
+		if imp == f || strings.HasSuffix(f, "/") && strings.HasPrefix(imp, f) || imp+"/" == f {
+			return true
+		}
+	}
+	return false
+}
+
+func TestLayering(t *testing.T) {
+	pkgs := listPackages(t)
+	for _, r := range rules {
+		if _, ok := pkgs[r.pkg]; !ok {
+			t.Errorf("rule for %s: no such package", r.pkg)
+			continue
+		}
+		// Walk the module-internal import closure of the package.
+		seen := map[string]bool{}
+		todo := []string{r.pkg}
+		for len(todo) > 0 {
+			cur := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			if seen[cur] {
+				continue
+			}
+			seen[cur] = true
+			for _, imp := range pkgs[cur].imports {
+				if forbids(r.forbidden, imp) {
+					t.Errorf("%s imports %s (reached from %s): %s", cur, imp, r.pkg, r.why)
+				}
+				if strings.HasPrefix(imp, module+"/") {
+					todo = append(todo, imp)
+				}
+			}
+		}
+	}
+}
+
+func TestForbidsMatchesTrees(t *testing.T) {
+	rule := []string{"syscall", "golang.org/x/sys/", module + "/internal/port/"}
+	for imp, want := range map[string]bool{
+		"syscall": true, "golang.org/x/sys/unix": true, "golang.org/x/sys": true,
+		module + "/internal/port/mem": true, module + "/internal/frame": false, "sync": false, "syscallx": false,
+	} {
+		if forbids(rule, imp) != want {
+			t.Errorf("forbids(%q) = %v, want %v", imp, !want, want)
+		}
+	}
+}
