@@ -1,3 +1,10 @@
 module github.com/vswitch/vswitch
 
-go 1.26
+go 1.26.0
+
+require (
+	github.com/vishvananda/netlink v1.3.1
+	github.com/vishvananda/netns v0.0.5
+)
+
+require golang.org/x/sys v0.49.0 // indirect

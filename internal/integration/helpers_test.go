@@ -1,0 +1,120 @@
+package integration
+
+import (
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/port/tap"
+)
+
+// newSwitch returns a running switch closed at the end of the test.
+func newSwitch(t *testing.T, name string) *l2.Switch {
+	t.Helper()
+	sw, err := l2.New(l2.Options{Name: name, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	return sw
+}
+
+// vm is a namespace "VM" whose eth0 is a TAP port of a switch.
+type vm struct {
+	ns   *netnstest.NS
+	port string
+	ip   string
+}
+
+// addVM makes a namespace with eth0 (a TAP) at cidr on sw, port named name.
+func addVM(t *testing.T, sw *l2.Switch, name, cidr string, cfg l2.PortConfig) *vm {
+	t.Helper()
+	ns := netnstest.New(t)
+	p, err := tap.Open(tap.Config{Namespace: ns.Name, MAC: cfg.MAC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last-in first-out: the device goes before the namespace.
+	t.Cleanup(func() { p.Delete() })
+	if err := sw.AddPort(name, p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ns.AddAddr(t, "eth0", cidr)
+	ip, _, _ := net.ParseCIDR(cidr)
+	return &vm{ns: ns, port: name, ip: ip.String()}
+}
+
+func mustPing(t *testing.T, from *netnstest.NS, to string) {
+	t.Helper()
+	if err := from.Ping(t, to, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustNotPing(t *testing.T, from *netnstest.NS, to string) {
+	t.Helper()
+	if err := from.Ping(t, to, time.Second); err == nil {
+		t.Fatalf("%s reached %s, which it must not", from, to)
+	}
+}
+
+// tcpTransfer sends size random bytes from one namespace to a listener in
+// another and checks that the SHA-256 of what arrived matches.
+func tcpTransfer(t *testing.T, from, to *netnstest.NS, toIP string, size int64) {
+	t.Helper()
+	l := to.Listen(t, net.JoinHostPort(toIP, "0"))
+	type result struct {
+		sum [32]byte
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		var r result
+		copy(r.sum[:], h.Sum(nil))
+		r.n, r.err = n, err
+		done <- r
+	}()
+	c := from.Dial(t, l.Addr().String())
+	h := sha256.New()
+	src := io.LimitReader(rand.NewChaCha8([32]byte{1, 2, 3}), size)
+	start := time.Now()
+	if _, err := io.Copy(io.MultiWriter(c, h), src); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(120 * time.Second):
+		t.Fatal("receiver did not finish")
+	}
+	if r.err != nil || r.n != size {
+		t.Fatalf("received %d of %d bytes: %v", r.n, size, r.err)
+	}
+	if r.sum != [32]byte(h.Sum(nil)) {
+		t.Fatal("SHA-256 of the received data differs from the sent data")
+	}
+	el := time.Since(start)
+	t.Logf("TCP %d MB in %v (%.2f Gbit/s)", size>>20, el.Round(time.Millisecond), float64(size*8)/el.Seconds()/1e9)
+}
+
+func vmMAC(i byte) frame.MAC { return frame.MAC{0x02, 0x56, 0x53, 0x00, 0x10, i} }
+
+// l2PortMAC is an untagged adapter port with its MAC and the spoofing guard on.
+func l2PortMAC(m frame.MAC) l2.PortConfig { return l2.PortConfig{MAC: m, SpoofGuard: true} }

@@ -1,0 +1,304 @@
+// Package tap attaches a switch port to a Linux TAP device: a workload's
+// eth0 inside its network namespace, or the host adapter named after its
+// switch in the host's namespace. The device is persistent: vswitchd holds
+// its file descriptor, and a restarted vswitchd re-attaches to it without
+// touching the addresses the workload has set.
+package tap
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/nsrun"
+)
+
+// DefaultName is the device name a workload sees.
+const DefaultName = "eth0"
+
+// Config says which TAP to open and how to set it up.
+type Config struct {
+	Name      string    // device name inside its namespace; DefaultName if ""
+	Namespace string    // nsrun.Path spec: name, path or PID; "" is the caller's namespace
+	MAC       frame.MAC // set when not zero
+	MTU       int       // set when not 0
+	BatchSize int       // frames per Read; 64 if 0
+}
+
+// Port is an open TAP device. It implements l2.Port.
+type Port struct {
+	f       *os.File
+	rc      syscall.RawConn
+	name    string
+	nsPath  string
+	batch   int
+	created bool
+	closed  atomic.Bool
+
+	// Read state, used by the one reader only; readFn is made once so that
+	// a Read allocates nothing.
+	rbufs  [][]byte
+	rsizes []int
+	roff   int
+	rn     int
+	rerr   error
+	readFn func(uintptr) bool
+
+	wmu     sync.Mutex // guards the write state: writers may be several
+	wbufs   [][]byte
+	woffs   []int
+	wn      int
+	werr    error
+	writeFn func(uintptr) bool
+
+	truncated atomic.Uint64
+}
+
+// Open creates the TAP (or attaches to it if it exists, leaving its
+// addresses alone), makes it persistent, sets MAC and MTU if asked, and
+// brings it up. On error nothing it created is left behind.
+func Open(c Config) (*Port, error) {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if len(c.Name) > unix.IFNAMSIZ-1 {
+		return nil, fmt.Errorf("tap: name %q is longer than %d bytes", c.Name, unix.IFNAMSIZ-1)
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 64
+	}
+	p := &Port{name: c.Name, nsPath: nsrun.Path(c.Namespace), batch: c.BatchSize}
+	var fd int
+	err := nsrun.In(p.nsPath, func() (err error) {
+		_, lookupErr := netlink.LinkByName(c.Name)
+		p.created = lookupErr != nil
+		fd, err = openTun(c.Name)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.f = os.NewFile(uintptr(fd), "tap:"+c.Name)
+	if p.rc, err = p.f.SyscallConn(); err == nil {
+		err = p.configure(c)
+	}
+	if err != nil {
+		if p.created && p.rc != nil {
+			p.unpersist()
+		}
+		p.f.Close()
+		return nil, err
+	}
+	p.readFn, p.writeFn = p.readSome, p.writeSome
+	return p, nil
+}
+
+// openTun opens /dev/net/tun and attaches it to the TAP called name in the
+// current namespace, creating the device if needed, and makes it persistent.
+func openTun(name string) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, &net.OpError{Op: "open", Net: "tap", Source: tapAddr(name), Err: os.NewSyscallError("open /dev/net/tun", err)}
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err == nil {
+		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+		if err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			err = os.NewSyscallError("ioctl TUNSETIFF (is there a non-TAP device of that name?)", err)
+		} else if err = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+			err = os.NewSyscallError("ioctl TUNSETPERSIST", err)
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, &net.OpError{Op: "open", Net: "tap", Source: tapAddr(name), Err: err}
+	}
+	return fd, nil
+}
+
+// configure sets MAC and MTU when they differ, and brings the device up.
+func (p *Port) configure(c Config) error {
+	return p.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(p.name)
+		if err != nil {
+			return fmt.Errorf("tap %s: find link: %w", p.name, err)
+		}
+		if !c.MAC.IsZero() && frame.MAC(l.Attrs().HardwareAddr) != c.MAC {
+			if err := h.LinkSetHardwareAddr(l, c.MAC[:]); err != nil {
+				return fmt.Errorf("tap %s: set MAC %s: %w", p.name, c.MAC, err)
+			}
+		}
+		if c.MTU != 0 && l.Attrs().MTU != c.MTU {
+			if err := h.LinkSetMTU(l, c.MTU); err != nil {
+				return fmt.Errorf("tap %s: set MTU %d: %w", p.name, c.MTU, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("tap %s: set up: %w", p.name, err)
+		}
+		return nil
+	})
+}
+
+// withHandle runs fn with a netlink handle in the device's namespace.
+func (p *Port) withHandle(fn func(*netlink.Handle) error) error {
+	var h *netlink.Handle
+	var err error
+	if p.nsPath == "" {
+		h, err = netlink.NewHandle()
+	} else {
+		var nh netns.NsHandle
+		if nh, err = netns.GetFromPath(p.nsPath); err == nil {
+			defer nh.Close()
+			h, err = netlink.NewHandleAt(nh)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("tap %s: netlink in %q: %w", p.name, p.nsPath, err)
+	}
+	defer h.Close()
+	return fn(h)
+}
+
+// Name returns the device's name in its namespace.
+func (p *Port) Name() string { return p.name }
+
+// Created reports whether Open made the device (false: it re-attached).
+func (p *Port) Created() bool { return p.created }
+
+// Truncated returns how many frames were dropped for not fitting a read buffer.
+func (p *Port) Truncated() uint64 { return p.truncated.Load() }
+
+// BatchSize implements l2.Port.
+func (p *Port) BatchSize() int { return p.batch }
+
+// Read implements l2.Port: it waits (in the runtime's poller) for the
+// device to be readable and reads frames until none is left or the batch
+// is full.
+func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	p.rbufs, p.rsizes, p.roff, p.rn, p.rerr = bufs, sizes, offset, 0, nil
+	err := p.rc.Read(p.readFn)
+	n, rerr := p.rn, p.rerr
+	p.rbufs, p.rsizes = nil, nil
+	if err != nil {
+		return n, p.opError("read", err)
+	}
+	if rerr != nil {
+		return n, p.opError("read", rerr)
+	}
+	return n, nil
+}
+
+func (p *Port) readSome(fd uintptr) bool {
+	for p.rn < len(p.rbufs) {
+		b := p.rbufs[p.rn][p.roff:]
+		n, err := unix.Read(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return p.rn > 0 // false: wait for more
+		case err != nil:
+			p.rerr = os.NewSyscallError("read", err)
+			return true
+		case n >= len(b):
+			p.truncated.Add(1) // may have been longer than the buffer
+			continue
+		}
+		p.rsizes[p.rn] = n
+		p.rn++
+	}
+	return true
+}
+
+// Write implements l2.Port: one write(2) per frame, never waiting; a full
+// device queue (EAGAIN) drops the rest of the batch.
+func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	p.wbufs, p.woffs, p.wn, p.werr = bufs, offsets, 0, nil
+	err := p.rc.Write(p.writeFn)
+	n, werr := p.wn, p.werr
+	p.wbufs, p.woffs = nil, nil
+	if err != nil {
+		return n, p.opError("write", err)
+	}
+	if werr != nil {
+		return n, p.opError("write", werr)
+	}
+	return n, nil
+}
+
+func (p *Port) writeSome(fd uintptr) bool {
+	for p.wn < len(p.wbufs) {
+		_, err := unix.Write(int(fd), p.wbufs[p.wn][p.woffs[p.wn]:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return true
+		case err != nil:
+			p.werr = os.NewSyscallError("write", err)
+			return true
+		}
+		p.wn++
+	}
+	return true
+}
+
+func (p *Port) opError(op string, err error) error {
+	if p.closed.Load() || errors.Is(err, os.ErrClosed) {
+		// The poller reports a closed descriptor with an internal error
+		// value; the port knows it was closed.
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: "tap", Source: tapAddr(p.name), Err: err}
+}
+
+// Close implements l2.Port: it detaches from the device, which stays (it
+// is persistent) with its addresses, for a later Open to re-attach.
+func (p *Port) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	return p.f.Close()
+}
+
+// Delete removes the device: the workload loses its interface. It works
+// whether or not the port is still open.
+func (p *Port) Delete() error {
+	if !p.closed.Load() {
+		p.unpersist()
+		return p.Close() // a non-persistent TAP goes with its last descriptor
+	}
+	return p.withHandle(func(h *netlink.Handle) error {
+		l, err := h.LinkByName(p.name)
+		if err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) {
+				return nil
+			}
+			return fmt.Errorf("tap %s: find link: %w", p.name, err)
+		}
+		return h.LinkDel(l)
+	})
+}
+
+func (p *Port) unpersist() {
+	p.rc.Control(func(fd uintptr) { unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0) })
+}
+
+// tapAddr names a TAP device in a net.OpError.
+type tapAddr string
+
+func (a tapAddr) Network() string { return "tap" }
+func (a tapAddr) String() string  { return string(a) }
