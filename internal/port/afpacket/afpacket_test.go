@@ -1,0 +1,263 @@
+package afpacket_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/offload"
+	"github.com/vswitch/vswitch/internal/port/afpacket"
+)
+
+var _ l2.Port = (*afpacket.Port)(nil)
+
+var neighMAC = frame.MustParseMAC("02:56:53:00:02:02") // a made-up host on the switch side
+
+// uplink makes a "daemon" namespace holding nic0, whose veth peer eth0 sits
+// in a "physical network" namespace at 10.90.0.1/24 with a static
+// neighbour 10.90.0.2 at neighMAC, and opens the port on nic0.
+func uplink(t *testing.T) (phys *netnstest.NS, p *afpacket.Port) {
+	_, phys, p = uplinkNS(t)
+	return phys, p
+}
+
+func uplinkNS(t *testing.T) (daemon, phys *netnstest.NS, p *afpacket.Port) {
+	daemon = netnstest.New(t)
+	phys = netnstest.New(t)
+	netnstest.Veth(t, daemon, "nic0", phys, "eth0")
+	phys.AddAddr(t, "eth0", "10.90.0.1/24")
+	l := phys.Link(t, "eth0")
+	if err := phys.Do(func() error {
+		return netlink.NeighAdd(&netlink.Neigh{LinkIndex: l.Attrs().Index, State: netlink.NUD_PERMANENT,
+			IP: net.ParseIP("10.90.0.2"), HardwareAddr: neighMAC[:]})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := afpacket.Open(afpacket.Config{Interface: "nic0", Namespace: daemon.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return daemon, phys, p
+}
+
+type reader struct {
+	bufs  [][]byte
+	sizes []int
+}
+
+func newReader() *reader {
+	r := &reader{sizes: make([]int, 16)}
+	for range 16 {
+		r.bufs = append(r.bufs, make([]byte, 128+9216))
+	}
+	return r
+}
+
+// next returns the first frame read within 5 s that match accepts.
+func (r *reader) next(t *testing.T, p *afpacket.Port, match func(frame.Ethernet) bool) []byte {
+	t.Helper()
+	type res struct {
+		f   []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		for {
+			n, err := p.Read(r.bufs, r.sizes, 128)
+			if err != nil {
+				ch <- res{err: err}
+				return
+			}
+			for i := 0; i < n; i++ {
+				if f := r.bufs[i][128 : 128+r.sizes[i]]; match(frame.Ethernet(f)) {
+					ch <- res{f: append([]byte(nil), f...)}
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case x := <-ch:
+		if x.err != nil {
+			t.Fatal(x.err)
+		}
+		return x.f
+	case <-time.After(5 * time.Second):
+		t.Fatal("no matching frame read within 5 s")
+	}
+	return nil
+}
+
+func TestReceiveCompletesChecksumAndSends(t *testing.T) {
+	phys, p := uplink(t)
+	r := newReader()
+	c := phys.ListenPacket(t, "udp4", "10.90.0.1:0")
+	// veth leaves the UDP checksum to "hardware": the port must complete it.
+	c.WriteTo([]byte("from the wire"), &net.UDPAddr{IP: net.ParseIP("10.90.0.2"), Port: 9})
+	f := r.next(t, p, func(e frame.Ethernet) bool { return e.Dst() == neighMAC && e.EtherType() == 0x0800 })
+	if string(f[len(f)-13:]) != "from the wire" {
+		t.Fatalf("frame %x", f)
+	}
+	ip := f[14:34]
+	pseudo := append(append(append([]byte{}, ip[12:20]...), 0, 17), byte((len(f)-34)>>8), byte(len(f)-34))
+	if offload.Checksum(append(pseudo, f[34:]...)) != 0 {
+		t.Fatalf("UDP checksum of the read frame does not verify: the partial checksum was not completed")
+	}
+	if p.Stats().CsumDone == 0 {
+		t.Errorf("stats: %+v", p.Stats())
+	}
+
+	// Sending: a frame written to the port reaches a socket on the wire.
+	in := phys.ListenPacket(t, "udp4", "10.90.0.1:6000")
+	physMAC := frame.MAC(phys.Link(t, "eth0").Attrs().HardwareAddr)
+	out := udpFrame(physMAC, 6000, "to the wire")
+	if n, err := p.Write([][]byte{append(make([]byte, 64), out...)}, []int{64}); n != 1 || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	in.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 100)
+	if n, _, err := in.ReadFrom(buf); err != nil || string(buf[:n]) != "to the wire" {
+		t.Fatalf("wire got %q, %v", buf[:n], err)
+	}
+}
+
+// PACKET_IGNORE_OUTGOING: frames that others (the host's stack, another
+// socket) transmit on the NIC are outgoing, not ingress: the port must not
+// read them. (Its own transmissions never come back to it in any case.)
+func TestOutgoingNotRead(t *testing.T) {
+	daemon, phys, p := uplinkNS(t)
+	other := daemon.Raw(t, "nic0")
+	wire := phys.Raw(t, "eth0")
+	got := make(chan []byte, 64)
+	go func() {
+		r := newReader()
+		for {
+			n, err := p.Read(r.bufs, r.sizes, 128)
+			if err != nil {
+				close(got)
+				return
+			}
+			for i := 0; i < n; i++ {
+				got <- append([]byte(nil), r.bufs[i][128:128+r.sizes[i]]...)
+			}
+		}
+	}()
+	out := testFrame(0, "sent by another socket")
+	for range 5 {
+		other.Send(t, out)
+	}
+	if f := wire.Recv(5 * time.Second); f == nil {
+		t.Fatal("the other socket's frames did not reach the wire")
+	}
+	time.Sleep(300 * time.Millisecond)
+	p.Close()
+	for f := range got {
+		if bytes.Equal(f, out) {
+			t.Fatal("the port read a frame that was going out of the NIC as if it came in")
+		}
+	}
+}
+
+func udpFrame(dst frame.MAC, port uint16, payload string) []byte {
+	b := append(append([]byte{}, dst[:]...), neighMAC[:]...)
+	b = append(b, 0x08, 0x00)
+	ip := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 90, 0, 2, 10, 90, 0, 1}
+	binary.BigEndian.PutUint16(ip[2:], uint16(28+len(payload)))
+	binary.BigEndian.PutUint16(ip[10:], offload.Checksum(ip))
+	udp := make([]byte, 8)
+	binary.BigEndian.PutUint16(udp[0:], 9)
+	binary.BigEndian.PutUint16(udp[2:], port)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	return append(append(append(b, ip...), udp...), payload...)
+}
+
+// testFrame is a broadcast of a local-experimental EtherType, tagged with
+// vid (and priority 5) unless vid is 0.
+func testFrame(vid frame.VID, marker string) []byte {
+	b := append(append([]byte{}, frame.Broadcast[:]...), neighMAC[:]...)
+	if vid != 0 {
+		b = binary.BigEndian.AppendUint16(b, frame.TPID8021Q)
+		b = binary.BigEndian.AppendUint16(b, uint16(frame.MakeTCI(5, false, vid)))
+	}
+	b = append(b, 0x88, 0xb5)
+	return append(b, []byte(marker+"..............................................")[:46]...)
+}
+
+func TestTagsRestoredAndSent(t *testing.T) {
+	phys, p := uplink(t)
+	raw := phys.Raw(t, "eth0")
+	r := newReader()
+	raw.Send(t, testFrame(10, "tagged ten"))
+	f := r.next(t, p, func(e frame.Ethernet) bool { return e.EtherType() == 0x88b5 })
+	if !bytes.Equal(f, testFrame(10, "tagged ten")) {
+		t.Fatalf("read\n%x\nwant (tag restored in place)\n%x", f, testFrame(10, "tagged ten"))
+	}
+	raw.Send(t, testFrame(0, "untagged"))
+	if f := r.next(t, p, func(e frame.Ethernet) bool { return e.EtherType() == 0x88b5 }); !bytes.Equal(f, testFrame(0, "untagged")) {
+		t.Fatalf("untagged frame read as %x", f)
+	}
+	// A tagged frame written to the port is tagged on the wire.
+	out := testFrame(20, "tagged twenty")
+	p.Write([][]byte{append(make([]byte, 64), out...)}, []int{64})
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if got := raw.Recv(time.Second); got != nil && frame.Ethernet(got).EtherType() == 0x88b5 {
+			if !bytes.Equal(got, out) {
+				t.Fatalf("wire saw\n%x\nwant\n%x", got, out)
+			}
+			return
+		}
+	}
+	t.Fatal("the tagged frame was not seen on the wire")
+}
+
+func TestCloseUnblocksRead(t *testing.T) {
+	_, p := uplink(t)
+	done := make(chan error, 1)
+	go func() {
+		r := newReader()
+		for {
+			if _, err := p.Read(r.bufs, r.sizes, 128); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock Read")
+	}
+}
+
+func TestZeroAllocs(t *testing.T) {
+	phys, p := uplink(t)
+	raw := phys.Raw(t, "eth0")
+	f := testFrame(10, "x")
+	for range 300 {
+		raw.Send(t, f)
+	}
+	time.Sleep(50 * time.Millisecond)
+	r := newReader()
+	if a := testing.AllocsPerRun(100, func() { p.Read(r.bufs[:1], r.sizes, 128) }); a != 0 {
+		t.Errorf("Read allocated %v times", a)
+	}
+	out := [][]byte{append(make([]byte, 64), f...)}
+	offs := []int{64}
+	if a := testing.AllocsPerRun(100, func() { p.Write(out, offs) }); a != 0 {
+		t.Errorf("Write allocated %v times", a)
+	}
+}
