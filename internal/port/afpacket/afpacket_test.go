@@ -189,7 +189,7 @@ func testFrame(vid frame.VID, marker string) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(frame.MakeTCI(5, false, vid)))
 	}
 	b = append(b, 0x88, 0xb5)
-	return append(b, []byte(marker+"..............................................")[:46]...)
+	return append(b, []byte(marker + "..............................................")[:46]...)
 }
 
 func TestTagsRestoredAndSent(t *testing.T) {
