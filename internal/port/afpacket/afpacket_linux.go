@@ -78,6 +78,7 @@ type Port struct {
 	writeFn func(uintptr) bool
 
 	truncated, badOffload, segmented, csumDone, framesIn, superFrames atomic.Uint64
+	ringDrops                                                         atomic.Uint64 // summed: the kernel resets its count on every query
 }
 
 // pending is a super-frame in ring slot slot of which segments next..total-1 are still to go.
@@ -203,16 +204,15 @@ func (p *Port) BatchSize() int { return p.batch }
 
 // Stats returns the receive counters.
 func (p *Port) Stats() Stats {
-	s := Stats{Truncated: p.truncated.Load(), BadOffload: p.badOffload.Load(), Segmented: p.segmented.Load(),
-		CsumDone: p.csumDone.Load(), FramesIn: p.framesIn.Load(), SuperFrames: p.superFrames.Load()}
 	if !p.closed.Load() {
 		p.rc.Control(func(fd uintptr) {
 			if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-				s.RingDrops = uint64(st.Drops)
+				p.ringDrops.Add(uint64(st.Drops))
 			}
 		})
 	}
-	return s
+	return Stats{Truncated: p.truncated.Load(), BadOffload: p.badOffload.Load(), Segmented: p.segmented.Load(),
+		CsumDone: p.csumDone.Load(), FramesIn: p.framesIn.Load(), SuperFrames: p.superFrames.Load(), RingDrops: p.ringDrops.Load()}
 }
 
 // Read implements l2.Port: it takes frames from the ring until it is empty

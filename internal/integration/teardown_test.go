@@ -1,0 +1,95 @@
+package integration
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/qemu"
+)
+
+// ourGoroutines counts goroutines running code of the switch or a backend.
+func ourGoroutines() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "vswitch/internal/l2.") || strings.Contains(g, "vswitch/internal/port/") {
+			n++
+		}
+	}
+	return n
+}
+
+func hostLinks(t *testing.T) []string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func netnsNames() []string {
+	es, _ := os.ReadDir("/run/netns")
+	var names []string
+	for _, e := range es {
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// 5. Building a switch with TAP namespaces, an AF_PACKET uplink and a QEMU
+// socket, passing traffic and tearing it all down leaves no namespace,
+// link, socket file or goroutine behind.
+func TestTeardownLeavesNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: needs root to build namespaces, veths and TAPs")
+	}
+	nsBefore, linksBefore, gBefore := netnsNames(), hostLinks(t), ourGoroutines()
+	sock := filepath.Join(t.TempDir(), "vm.sock")
+	t.Run("build and use", func(t *testing.T) {
+		sw := newSwitch(t, "sw-tear")
+		phys, _ := physNet(t, sw, "10.92.0.1/24", l2.PortConfig{})
+		vm := addVM(t, sw, "vm", "10.92.0.2/24", l2PortMAC(vmMAC(1)))
+		q, err := qemu.ListenStream(qemu.Config{Path: sock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sw.AddPort("qemu", q, l2PortMAC(vmMAC(2))); err != nil {
+			t.Fatal(err)
+		}
+		mustPing(t, vm.ns, "10.92.0.1")
+		tcpTransfer(t, phys, vm.ns, vm.ip, 8<<20)
+		if len(netnsNames()) <= len(nsBefore) {
+			t.Fatal("the build made no namespace: the check below would prove nothing")
+		}
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for ourGoroutines() > gBefore && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := ourGoroutines(); g > gBefore {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines of the switch or its ports left (was %d):\n%s", g, gBefore, buf[:runtime.Stack(buf, true)])
+	}
+	if got := netnsNames(); !slices.Equal(got, nsBefore) {
+		t.Errorf("namespaces before %v, after %v", nsBefore, got)
+	}
+	if got := hostLinks(t); !slices.Equal(got, linksBefore) {
+		t.Errorf("host links before %v, after %v", linksBefore, got)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("QEMU socket file %s left behind (%v)", sock, err)
+	}
+}
