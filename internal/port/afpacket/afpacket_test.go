@@ -15,6 +15,7 @@ import (
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
+	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
 var _ l2.Port = (*afpacket.Port)(nil)
@@ -259,5 +260,59 @@ func TestZeroAllocs(t *testing.T) {
 	offs := []int{64}
 	if a := testing.AllocsPerRun(100, func() { p.Write(out, offs) }); a != 0 {
 		t.Errorf("Write allocated %v times", a)
+	}
+}
+
+// The same backend on the host side of a TAP that QEMU owns: here the test
+// holds the TAP's file descriptor as QEMU would, and the port binds the
+// device by name. What "QEMU" writes comes out of the port, and the other
+// way round.
+func TestQEMUOwnedTAP(t *testing.T) {
+	host := netnstest.New(t)
+	vm, err := tap.Open(tap.Config{Namespace: host.Name, Name: "vnet7"}) // QEMU's -netdev tap,ifname=vnet7
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Delete() })
+	p, err := afpacket.Open(afpacket.Config{Interface: "vnet7", Namespace: host.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	r := newReader()
+	fromVM := testFrame(0, "from the guest")
+	if n, err := vm.Write([][]byte{fromVM}, []int{0}); n != 1 || err != nil {
+		t.Fatalf("guest write = %d, %v", n, err)
+	}
+	if f := r.next(t, p, func(e frame.Ethernet) bool { return e.EtherType() == 0x88b5 }); !bytes.Equal(f, fromVM) {
+		t.Fatalf("port read %x", f)
+	}
+	toVM := testFrame(30, "to the guest, tagged")
+	if n, err := p.Write([][]byte{append(make([]byte, 64), toVM...)}, []int{64}); n != 1 || err != nil {
+		t.Fatalf("port write = %d, %v", n, err)
+	}
+	got := make(chan bool, 1)
+	go func() {
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		for {
+			n, err := vm.Read(bufs, sizes, 0)
+			if err != nil {
+				got <- false
+				return
+			}
+			if n > 0 && bytes.Equal(bufs[0][:sizes[0]], toVM) { // a TAP read keeps the tag in the frame
+				got <- true
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-got:
+		if !ok {
+			t.Fatal("the guest's read failed")
+		}
+	case <-time.After(5 * time.Second):
+		vm.Close() // unblocks the reader
+		t.Fatal("the guest did not receive the frame")
 	}
 }
