@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/offload"
 )
 
 // fakeVM is the smallest IPv4 host that answers ARP for its address and
@@ -45,10 +46,10 @@ func (v *fakeVM) answer(in []byte) []byte {
 		copy(ip[16:20], p[12:16])
 		copy(ip[12:16], v.ip)
 		ip[10], ip[11] = 0, 0
-		binary.BigEndian.PutUint16(ip[10:], inetChecksum(ip))
+		binary.BigEndian.PutUint16(ip[10:], offload.Checksum(ip))
 		icmp := append([]byte{}, p[ihl:binary.BigEndian.Uint16(p[2:])]...)
 		icmp[0], icmp[2], icmp[3] = 0, 0, 0
-		binary.BigEndian.PutUint16(icmp[2:], inetChecksum(icmp))
+		binary.BigEndian.PutUint16(icmp[2:], offload.Checksum(icmp))
 		return append(append(v.eth(e.Src(), 0x0800), ip...), icmp...)
 	}
 	return nil
@@ -64,24 +65,10 @@ func (v *fakeVM) udpTo(dstMAC frame.MAC, dstIP net.IP, port uint16, payload stri
 	ip := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0}
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
 	ip = append(append(ip, v.ip...), dstIP.To4()...)
-	binary.BigEndian.PutUint16(ip[10:], inetChecksum(ip))
+	binary.BigEndian.PutUint16(ip[10:], offload.Checksum(ip))
 	udp := make([]byte, 8)
 	binary.BigEndian.PutUint16(udp[0:], 9)
 	binary.BigEndian.PutUint16(udp[2:], port)
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
 	return append(append(append(v.eth(dstMAC, 0x0800), ip...), udp...), payload...)
-}
-
-func inetChecksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }

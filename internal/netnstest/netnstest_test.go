@@ -31,10 +31,3 @@ func TestPingFailsWithoutPeer(t *testing.T) {
 		t.Fatal("ping to an address nobody has succeeded")
 	}
 }
-
-func TestChecksum(t *testing.T) {
-	// RFC 1071's example: 0001 f203 f4f5 f6f7 sums to ddf2, complement 220d.
-	if got := checksum([]byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != 0x220d {
-		t.Fatalf("checksum = %#x, want 0x220d", got)
-	}
-}

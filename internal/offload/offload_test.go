@@ -93,6 +93,16 @@ func payload(n int) []byte {
 	return p
 }
 
+func TestChecksumRFC1071(t *testing.T) {
+	// RFC 1071's example: 0001 f203 f4f5 f6f7 sums to ddf2, complement 220d.
+	if got := Checksum([]byte{0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7}); got != 0x220d {
+		t.Fatalf("Checksum = %#x, want 0x220d", got)
+	}
+	if got := Checksum([]byte{0x00, 0x01, 0xf2}); got != ^uint16(0x0001+0xf200) { // an odd last byte is the high half of a word
+		t.Fatalf("odd-length Checksum = %#x", got)
+	}
+}
+
 func TestCompleteChecksum(t *testing.T) {
 	for _, c := range []struct {
 		name    string

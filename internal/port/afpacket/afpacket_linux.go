@@ -9,7 +9,6 @@ package afpacket
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/nsrun"
 	"github.com/vswitch/vswitch/internal/offload"
+	"github.com/vswitch/vswitch/internal/port/fdio"
 )
 
 // Config says which interface to bind.
@@ -70,12 +70,7 @@ type Port struct {
 	n    int
 	wait func(uintptr) bool
 
-	wmu     sync.Mutex
-	wbufs   [][]byte
-	woffs   []int
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
+	w *fdio.Writer
 
 	truncated, badOffload, segmented, csumDone, framesIn, superFrames atomic.Uint64
 	ringDrops                                                         atomic.Uint64 // summed: the kernel resets its count on every query
@@ -109,12 +104,12 @@ func Open(c Config) (*Port, error) {
 		return err
 	})
 	if err != nil {
-		return nil, &net.OpError{Op: "open", Net: "packet", Source: ifAddr(c.Interface), Err: err}
+		return nil, fdio.OpError("open", fdio.Addr{Net: "packet", Name: c.Interface}, false, err)
 	}
 	ring, err := unix.Mmap(fd, 0, blocks*blockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
 	if err != nil {
 		unix.Close(fd)
-		return nil, &net.OpError{Op: "open", Net: "packet", Source: ifAddr(c.Interface), Err: os.NewSyscallError("mmap", err)}
+		return nil, fdio.OpError("open", fdio.Addr{Net: "packet", Name: c.Interface}, false, os.NewSyscallError("mmap", err))
 	}
 	p.ring = ring
 	p.f = os.NewFile(uintptr(fd), "packet:"+c.Interface)
@@ -123,7 +118,8 @@ func Open(c Config) (*Port, error) {
 		unix.Munmap(ring)
 		return nil, err
 	}
-	p.wait, p.writeFn = p.ready, p.writeSome
+	p.wait = p.ready
+	p.w = fdio.NewWriter(p.rc, send, "write")
 	return p, nil
 }
 
@@ -348,50 +344,24 @@ func (p *Port) advance() {
 // Write implements l2.Port: each frame goes out with an empty virtio-net
 // header written into its headroom, tags as they are in the frame.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.wbufs, p.woffs, p.wn, p.werr = bufs, offsets, 0, nil
-	err := p.rc.Write(p.writeFn)
-	n, werr := p.wn, p.werr
-	p.wbufs, p.woffs = nil, nil
-	if err == nil {
-		err = werr
-	}
+	n, err := p.w.Write(bufs, offsets)
 	if err != nil {
 		return n, p.opError("write", err)
 	}
 	return n, nil
 }
 
-func (p *Port) writeSome(fd uintptr) bool {
-	for p.wn < len(p.wbufs) {
-		o := p.woffs[p.wn]
-		if o < offload.VnetHdrLen {
-			p.werr = fmt.Errorf("afpacket: frame with %d bytes of headroom, need %d", o, offload.VnetHdrLen)
-			return true
-		}
-		b := p.wbufs[p.wn][o-offload.VnetHdrLen:]
-		clear(b[:offload.VnetHdrLen])
-		_, err := unix.Write(int(fd), b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN || err == unix.ENOBUFS:
-			return true
-		case err != nil:
-			p.werr = os.NewSyscallError("write", err)
-			return true
-		}
-		p.wn++
+func send(fd int, b []byte, off int) error {
+	if off < offload.VnetHdrLen {
+		return unix.EINVAL // the switch guarantees l2.WriteHeadroom
 	}
-	return true
+	clear(b[off-offload.VnetHdrLen : off])
+	_, err := unix.Write(fd, b[off-offload.VnetHdrLen:])
+	return err
 }
 
 func (p *Port) opError(op string, err error) error {
-	if p.closed.Load() {
-		err = net.ErrClosed
-	}
-	return &net.OpError{Op: op, Net: "packet", Source: ifAddr(p.name), Err: err}
+	return fdio.OpError(op, fdio.Addr{Net: "packet", Name: p.name}, p.closed.Load(), err)
 }
 
 // Close implements l2.Port: it closes the socket, waits for a Read in
@@ -407,8 +377,3 @@ func (p *Port) Close() error {
 	p.rmu.Unlock()
 	return err
 }
-
-type ifAddr string
-
-func (a ifAddr) Network() string { return "packet" }
-func (a ifAddr) String() string  { return string(a) }

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/port/fdio"
 )
 
 // Dgram is a port for "-netdev dgram,local.type=unix,local.path=QEMU,
@@ -22,24 +23,12 @@ type Dgram struct {
 	closed atomic.Bool
 	st     stats
 	peer   atomic.Pointer[unix.SockaddrUnix] // QEMU's socket; nil until known
-
-	rbufs  [][]byte
-	rsizes []int
-	roff   int
-	rn     int
-	rerr   error
-	readFn func(uintptr) bool
-
-	wmu     sync.Mutex
-	wbufs   [][]byte
-	woffs   []int
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
+	r      *fdio.Reader
+	w      *fdio.Writer
 }
 
 // ListenDgram binds cfg.Path (removing a stale socket file) and, when
-// cfg.Peer is set, connects to QEMU's socket there.
+// cfg.Peer is set, sends to QEMU's socket there.
 func ListenDgram(cfg Config) (*Dgram, error) {
 	cfg.defaults()
 	if err := removeStale(cfg.Path); err != nil {
@@ -54,7 +43,8 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 		c.Close()
 		return nil, err
 	}
-	d.readFn, d.writeFn = d.readSome, d.writeSome
+	d.r = fdio.NewReader(d.rc, d.recv, cfg.maxFrame())
+	d.w = fdio.NewWriter(d.rc, d.send, "sendto")
 	if cfg.Peer != "" {
 		d.peer.Store(&unix.SockaddrUnix{Name: cfg.Peer})
 	}
@@ -65,7 +55,11 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 func (d *Dgram) Addr() string { return d.cfg.Path }
 
 // Stats returns the peer counters.
-func (d *Dgram) Stats() Stats { return d.st.get() }
+func (d *Dgram) Stats() Stats {
+	s := d.st.get()
+	s.Oversize = d.r.Dropped()
+	return s
+}
 
 // BatchSize implements l2.Port.
 func (d *Dgram) BatchSize() int { return d.cfg.BatchSize }
@@ -73,105 +67,61 @@ func (d *Dgram) BatchSize() int { return d.cfg.BatchSize }
 // Read implements l2.Port: one datagram is one frame; a datagram longer
 // than the maximum frame is dropped and counted.
 func (d *Dgram) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	d.rbufs, d.rsizes, d.roff, d.rn, d.rerr = bufs, sizes, offset, 0, nil
-	err := d.rc.Read(d.readFn)
-	n, rerr := d.rn, d.rerr
-	d.rbufs, d.rsizes = nil, nil
-	if err == nil {
-		err = rerr
-	}
+	n, err := d.r.Read(bufs, sizes, offset)
 	if err != nil {
-		if d.closed.Load() {
-			err = net.ErrClosed
-		}
-		return n, &net.OpError{Op: "read", Net: "unixgram", Addr: d.conn.LocalAddr(), Err: err}
+		return n, d.opError("read", err)
 	}
 	return n, nil
 }
 
-func (d *Dgram) readSome(fd uintptr) bool {
-	for d.rn < len(d.rbufs) {
-		b := d.rbufs[d.rn][d.roff:]
-		var n int
-		var err error
-		if d.peer.Load() != nil {
-			n, err = unix.Read(int(fd), b)
-		} else {
-			// Learn QEMU's address from its datagram (allocates, once per peer).
-			var from unix.Sockaddr
-			n, from, err = unix.Recvfrom(int(fd), b, 0)
-			if sa, ok := from.(*unix.SockaddrUnix); err == nil && ok && sa.Name != "" {
-				d.peer.Store(&unix.SockaddrUnix{Name: sa.Name})
-				d.st.connections.Add(1)
-			}
-		}
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return d.rn > 0
-		case err != nil:
-			d.rerr = os.NewSyscallError("read", err)
-			return true
-		case n > d.cfg.maxFrame() || n >= len(b):
-			d.st.oversize.Add(1)
-			continue
-		}
-		d.rsizes[d.rn] = n
-		d.rn++
+// recv reads a datagram; while QEMU's address is unknown it learns it
+// from the datagram (allocating, once per peer).
+func (d *Dgram) recv(fd int, b []byte) (int, error) {
+	if d.peer.Load() != nil {
+		return unix.Read(fd, b)
 	}
-	return true
+	n, from, err := unix.Recvfrom(fd, b, 0)
+	if sa, ok := from.(*unix.SockaddrUnix); err == nil && ok && sa.Name != "" {
+		d.peer.Store(&unix.SockaddrUnix{Name: sa.Name})
+		d.st.connections.Add(1)
+	}
+	return n, err
 }
 
 // Write implements l2.Port: one datagram per frame, never waiting.
 func (d *Dgram) Write(bufs [][]byte, offsets []int) (int, error) {
-	if d.peer.Load() == nil {
+	peer := d.peer.Load()
+	if peer == nil {
 		return 0, ErrNotConnected
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.wbufs, d.woffs, d.wn, d.werr = bufs, offsets, 0, nil
-	err := d.rc.Write(d.writeFn)
-	n, werr := d.wn, d.werr
-	d.wbufs, d.woffs = nil, nil
-	if err == nil {
-		err = werr
+	n, err := d.w.Write(bufs, offsets)
+	if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
+		// Nobody is bound there now. A configured peer may come back at
+		// the same path; a learnt one is forgotten, to be learnt again
+		// from the next datagram.
+		if d.cfg.Peer == "" {
+			d.peer.CompareAndSwap(peer, nil)
+		}
+		return n, ErrNotConnected
 	}
 	if err != nil {
-		return n, &net.OpError{Op: "write", Net: "unixgram", Addr: d.conn.LocalAddr(), Err: err}
+		return n, d.opError("write", err)
 	}
 	return n, nil
 }
 
-func (d *Dgram) writeSome(fd uintptr) bool {
-	peer := d.peer.Load() // its sockaddr buffer is only written under wmu
+// send is called under the Writer's lock, which also guards the peer's
+// sockaddr buffer that Sendto fills.
+func (d *Dgram) send(fd int, b []byte, off int) error {
+	peer := d.peer.Load()
 	if peer == nil {
-		d.werr = ErrNotConnected
-		return true
+		return unix.ENOENT
 	}
-	for d.wn < len(d.wbufs) {
-		err := unix.Sendto(int(fd), d.wbufs[d.wn][d.woffs[d.wn]:], 0, peer)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN || err == unix.ENOBUFS:
-			return true
-		case errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT):
-			// Nobody is bound there now. A configured peer may come back
-			// at the same path; a learnt one is forgotten, to be learnt
-			// again from the next datagram.
-			if d.cfg.Peer == "" {
-				d.peer.CompareAndSwap(peer, nil)
-			}
-			d.werr = ErrNotConnected
-			return true
-		case err != nil:
-			d.werr = os.NewSyscallError("write", err)
-			return true
-		}
-		d.wn++
-	}
-	return true
+	return unix.Sendto(fd, b[off:], 0, peer)
+}
+
+func (d *Dgram) opError(op string, err error) error {
+	return fdio.OpError(op, fdio.Addr{Net: "unixgram", Name: d.cfg.Path}, d.closed.Load(), err)
 }
 
 // Close implements l2.Port and removes the socket file.

@@ -54,7 +54,7 @@ type Stats struct {
 type stats struct{ connections, badPeers, oversize atomic.Uint64 }
 
 func (s *stats) get() Stats {
-	return Stats{s.connections.Load(), s.badPeers.Load(), s.oversize.Load()}
+	return Stats{Connections: s.connections.Load(), BadPeers: s.badPeers.Load(), Oversize: s.oversize.Load()}
 }
 
 // Stream is a port for "-netdev stream,addr.type=unix,addr.path=PATH":

@@ -8,9 +8,7 @@ package tap
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -20,6 +18,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/port/fdio"
 )
 
 // DefaultName is the device name a workload sees.
@@ -43,24 +42,8 @@ type Port struct {
 	batch   int
 	created bool
 	closed  atomic.Bool
-
-	// Read state, used by the one reader only; readFn is made once so that
-	// a Read allocates nothing.
-	rbufs  [][]byte
-	rsizes []int
-	roff   int
-	rn     int
-	rerr   error
-	readFn func(uintptr) bool
-
-	wmu     sync.Mutex // guards the write state: writers may be several
-	wbufs   [][]byte
-	woffs   []int
-	wn      int
-	werr    error
-	writeFn func(uintptr) bool
-
-	truncated atomic.Uint64
+	r       *fdio.Reader
+	w       *fdio.Writer
 }
 
 // Open creates the TAP (or attaches to it if it exists, leaving its
@@ -98,7 +81,8 @@ func Open(c Config) (*Port, error) {
 		p.f.Close()
 		return nil, err
 	}
-	p.readFn, p.writeFn = p.readSome, p.writeSome
+	p.r = fdio.NewReader(p.rc, unix.Read, 0)
+	p.w = fdio.NewWriter(p.rc, write, "write")
 	return p, nil
 }
 
@@ -107,7 +91,7 @@ func Open(c Config) (*Port, error) {
 func openTun(name string) (int, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return -1, &net.OpError{Op: "open", Net: "tap", Source: tapAddr(name), Err: os.NewSyscallError("open /dev/net/tun", err)}
+		return -1, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, os.NewSyscallError("open /dev/net/tun", err))
 	}
 	ifr, err := unix.NewIfreq(name)
 	if err == nil {
@@ -120,7 +104,7 @@ func openTun(name string) (int, error) {
 	}
 	if err != nil {
 		unix.Close(fd)
-		return -1, &net.OpError{Op: "open", Net: "tap", Source: tapAddr(name), Err: err}
+		return -1, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, err)
 	}
 	return fd, nil
 }
@@ -176,7 +160,7 @@ func (p *Port) Name() string { return p.name }
 func (p *Port) Created() bool { return p.created }
 
 // Truncated returns how many frames were dropped for not fitting a read buffer.
-func (p *Port) Truncated() uint64 { return p.truncated.Load() }
+func (p *Port) Truncated() uint64 { return p.r.Dropped() }
 
 // BatchSize implements l2.Port.
 func (p *Port) BatchSize() int { return p.batch }
@@ -185,83 +169,30 @@ func (p *Port) BatchSize() int { return p.batch }
 // device to be readable and reads frames until none is left or the batch
 // is full.
 func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	p.rbufs, p.rsizes, p.roff, p.rn, p.rerr = bufs, sizes, offset, 0, nil
-	err := p.rc.Read(p.readFn)
-	n, rerr := p.rn, p.rerr
-	p.rbufs, p.rsizes = nil, nil
+	n, err := p.r.Read(bufs, sizes, offset)
 	if err != nil {
 		return n, p.opError("read", err)
 	}
-	if rerr != nil {
-		return n, p.opError("read", rerr)
-	}
 	return n, nil
-}
-
-func (p *Port) readSome(fd uintptr) bool {
-	for p.rn < len(p.rbufs) {
-		b := p.rbufs[p.rn][p.roff:]
-		n, err := unix.Read(int(fd), b)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return p.rn > 0 // false: wait for more
-		case err != nil:
-			p.rerr = os.NewSyscallError("read", err)
-			return true
-		case n >= len(b):
-			p.truncated.Add(1) // may have been longer than the buffer
-			continue
-		}
-		p.rsizes[p.rn] = n
-		p.rn++
-	}
-	return true
 }
 
 // Write implements l2.Port: one write(2) per frame, never waiting; a full
 // device queue (EAGAIN) drops the rest of the batch.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
-	p.wmu.Lock()
-	defer p.wmu.Unlock()
-	p.wbufs, p.woffs, p.wn, p.werr = bufs, offsets, 0, nil
-	err := p.rc.Write(p.writeFn)
-	n, werr := p.wn, p.werr
-	p.wbufs, p.woffs = nil, nil
+	n, err := p.w.Write(bufs, offsets)
 	if err != nil {
 		return n, p.opError("write", err)
-	}
-	if werr != nil {
-		return n, p.opError("write", werr)
 	}
 	return n, nil
 }
 
-func (p *Port) writeSome(fd uintptr) bool {
-	for p.wn < len(p.wbufs) {
-		_, err := unix.Write(int(fd), p.wbufs[p.wn][p.woffs[p.wn]:])
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return true
-		case err != nil:
-			p.werr = os.NewSyscallError("write", err)
-			return true
-		}
-		p.wn++
-	}
-	return true
+func write(fd int, b []byte, off int) error {
+	_, err := unix.Write(fd, b[off:])
+	return err
 }
 
 func (p *Port) opError(op string, err error) error {
-	if p.closed.Load() || errors.Is(err, os.ErrClosed) {
-		// The poller reports a closed descriptor with an internal error
-		// value; the port knows it was closed.
-		err = net.ErrClosed
-	}
-	return &net.OpError{Op: op, Net: "tap", Source: tapAddr(p.name), Err: err}
+	return fdio.OpError(op, fdio.Addr{Net: "tap", Name: p.name}, p.closed.Load(), err)
 }
 
 // Close implements l2.Port: it detaches from the device, which stays (it
@@ -296,9 +227,3 @@ func (p *Port) Delete() error {
 func (p *Port) unpersist() {
 	p.rc.Control(func(fd uintptr) { unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0) })
 }
-
-// tapAddr names a TAP device in a net.OpError.
-type tapAddr string
-
-func (a tapAddr) Network() string { return "tap" }
-func (a tapAddr) String() string  { return string(a) }

@@ -12,6 +12,7 @@ import (
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
@@ -48,23 +49,12 @@ func udpFrame(port uint16, payload string) []byte {
 	b = append(b, 0x08, 0x00)
 	ip := []byte{0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 77, 0, 2, 10, 77, 0, 1}
 	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
-	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip))
+	binary.BigEndian.PutUint16(ip[10:], offload.Checksum(ip))
 	udp := make([]byte, 8)
 	binary.BigEndian.PutUint16(udp[0:], 9)
 	binary.BigEndian.PutUint16(udp[2:], port)
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload))) // checksum 0: none (IPv4)
 	return append(append(append(b, ip...), udp...), payload...)
-}
-
-func ipChecksum(h []byte) uint16 {
-	var s uint32
-	for i := 0; i < len(h); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
 }
 
 func readFrames(t *testing.T, p *tap.Port) [][]byte {

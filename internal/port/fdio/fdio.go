@@ -1,0 +1,152 @@
+// Package fdio is the frame I/O that the file-descriptor backends share:
+// batches of frames read or written one system call per frame through the
+// Go runtime poller's RawConn, so that Close unblocks a reader, nothing
+// waits on a full queue (the rest of the batch is dropped instead), and
+// nothing allocates per frame.
+package fdio
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// RecvFunc receives one frame from fd into b and returns its length.
+type RecvFunc func(fd int, b []byte) (int, error)
+
+// SendFunc sends the frame b[off:] on fd; it may write into the headroom b[:off].
+type SendFunc func(fd int, b []byte, off int) error
+
+// Reader reads batches of frames. One goroutine reads at a time.
+type Reader struct {
+	rc      syscall.RawConn
+	recv    RecvFunc
+	max     int // longest frame accepted; 0: as long as the buffer
+	dropped atomic.Uint64
+
+	bufs  [][]byte
+	sizes []int
+	off   int
+	n     int
+	err   error
+	fn    func(uintptr) bool // made once: passing a method value would allocate per call
+}
+
+// NewReader reads with recv; frames longer than maxFrame (if not 0), or
+// filling a whole buffer (perhaps cut short), are dropped and counted.
+func NewReader(rc syscall.RawConn, recv RecvFunc, maxFrame int) *Reader {
+	r := &Reader{rc: rc, recv: recv, max: maxFrame}
+	r.fn = r.some
+	return r
+}
+
+// Read waits until at least one frame is there, then reads frames into
+// bufs[i][offset:] until none is left or the batch is full.
+func (r *Reader) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	r.bufs, r.sizes, r.off, r.n, r.err = bufs, sizes, offset, 0, nil
+	err := r.rc.Read(r.fn)
+	n := r.n
+	if err == nil {
+		err = r.err
+	}
+	r.bufs, r.sizes, r.err = nil, nil, nil
+	return n, err
+}
+
+func (r *Reader) some(fd uintptr) bool {
+	for r.n < len(r.bufs) {
+		b := r.bufs[r.n][r.off:]
+		n, err := r.recv(int(fd), b)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return r.n > 0 // false: wait for the poller
+		case err != nil:
+			r.err = os.NewSyscallError("read", err)
+			return true
+		case n >= len(b) || r.max > 0 && n > r.max:
+			r.dropped.Add(1)
+			continue
+		}
+		r.sizes[r.n] = n
+		r.n++
+	}
+	return true
+}
+
+// Dropped returns how many frames were too long.
+func (r *Reader) Dropped() uint64 { return r.dropped.Load() }
+
+// Writer writes batches of frames; it is safe for concurrent use.
+type Writer struct {
+	rc   syscall.RawConn
+	send SendFunc
+	op   string
+
+	mu   sync.Mutex
+	bufs [][]byte
+	offs []int
+	n    int
+	err  error
+	fn   func(uintptr) bool
+}
+
+// NewWriter sends with send; op names the system call in errors.
+func NewWriter(rc syscall.RawConn, send SendFunc, op string) *Writer {
+	w := &Writer{rc: rc, send: send, op: op}
+	w.fn = w.some
+	return w
+}
+
+// Write sends the frames in order, never waiting: it returns how many went
+// out, stopping at a full queue (EAGAIN, ENOBUFS: err is nil) or an error.
+func (w *Writer) Write(bufs [][]byte, offsets []int) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.bufs, w.offs, w.n, w.err = bufs, offsets, 0, nil
+	err := w.rc.Write(w.fn)
+	n := w.n
+	if err == nil {
+		err = w.err
+	}
+	w.bufs, w.offs, w.err = nil, nil, nil
+	return n, err
+}
+
+func (w *Writer) some(fd uintptr) bool {
+	for w.n < len(w.bufs) {
+		err := w.send(int(fd), w.bufs[w.n], w.offs[w.n])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN || err == unix.ENOBUFS:
+			return true
+		case err != nil:
+			w.err = os.NewSyscallError(w.op, err)
+			return true
+		}
+		w.n++
+	}
+	return true
+}
+
+// Addr names a device or socket in a net.OpError.
+type Addr struct{ Net, Name string }
+
+func (a Addr) Network() string { return a.Net }
+func (a Addr) String() string  { return a.Name }
+
+// OpError wraps err for a port: as net.ErrClosed when the port was closed
+// (the poller reports a closed descriptor with an internal error value).
+func OpError(op string, a Addr, closed bool, err error) error {
+	if closed || errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: op, Net: a.Net, Source: a, Err: err}
+}
