@@ -65,6 +65,11 @@ var rules = []struct {
 		why:       "backends satisfy l2.Port without importing the core (only their tests may)",
 	},
 	{
+		pkg:       module + "/internal/vlan",
+		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net", module + "/internal/l2"},
+		why:       "the 802.1Q model is pure, shared by the core, the configuration and the CLI",
+	},
+	{
 		pkg:       module + "/internal/offload",
 		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net"},
 		why:       "offload is pure frame arithmetic, shared by backends: no I/O",

@@ -11,6 +11,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/port/tap"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 const testEtherType = 0x88b5 // IEEE local experimental: no stack answers it
@@ -56,7 +57,7 @@ func expectFrames(t *testing.T, who string, got [][]byte, want ...[]byte) {
 
 // tapNS is a namespace whose eth0 is a TAP port of sw, without addresses:
 // traffic is hand-made frames on a raw socket.
-func tapNS(t *testing.T, sw *l2.Switch, name string, vlan l2.PortVLAN) *netnstest.Raw {
+func tapNS(t *testing.T, sw *l2.Switch, name string, vlan vlan.Port) *netnstest.Raw {
 	t.Helper()
 	ns := netnstest.New(t)
 	p, err := tap.Open(tap.Config{Namespace: ns.Name})
@@ -74,12 +75,12 @@ func tapNS(t *testing.T, sw *l2.Switch, name string, vlan l2.PortVLAN) *netnstes
 // (10, 20) exchanges frames with access ports in VLAN 10 and 20, first on
 // a TAP trunk, then with the AF_PACKET uplink as the trunk.
 func TestVLANsWithRealTags(t *testing.T) {
-	trunkModel, err := l2.Trunk(frame.MustParseVLANSet("10,20"), 0)
+	trunkModel, err := vlan.Trunk(frame.MustParseVLANSet("10,20"), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	acc10, _ := l2.Access(10)
-	acc20, _ := l2.Access(20)
+	acc10, _ := vlan.Access(10)
+	acc20, _ := vlan.Access(20)
 	for _, kind := range []string{"tap", "afpacket"} {
 		t.Run(kind, func(t *testing.T) {
 			sw := newSwitch(t, "sw-vlan")

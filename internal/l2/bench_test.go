@@ -6,6 +6,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // pump is a hand-stepped two-or-more-port switch for allocation tests and
@@ -66,10 +67,10 @@ var forwardCases = []struct {
 	vid     int
 }{
 	{"untagged", PortConfig{MAC: mac(1)}, PortConfig{MAC: mac(2)}, noTag},
-	{"trunk-to-access", PortConfig{MAC: mac(1), VLAN: mustVLAN(Trunk(frame.MustParseVLANSet("1-4094"), 0))},
-		PortConfig{MAC: mac(2), VLAN: mustVLAN(Access(10))}, 10},
-	{"access-to-trunk", PortConfig{MAC: mac(1), VLAN: mustVLAN(Access(10))},
-		PortConfig{MAC: mac(2), VLAN: mustVLAN(Trunk(frame.MustParseVLANSet("1-4094"), 0))}, noTag},
+	{"trunk-to-access", PortConfig{MAC: mac(1), VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("1-4094"), 0))},
+		PortConfig{MAC: mac(2), VLAN: mustVLAN(vlan.Access(10))}, 10},
+	{"access-to-trunk", PortConfig{MAC: mac(1), VLAN: mustVLAN(vlan.Access(10))},
+		PortConfig{MAC: mac(2), VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("1-4094"), 0))}, noTag},
 }
 
 func TestForwardZeroAllocs(t *testing.T) {
@@ -85,8 +86,8 @@ func TestForwardZeroAllocs(t *testing.T) {
 	}
 	// A flood that leaves tagged on some ports and untagged on others
 	// needs the second copy: allocated once, then reused.
-	outs := []PortConfig{{VLAN: mustVLAN(Access(10))}, {VLAN: mustVLAN(Trunk(frame.MustParseVLANSet("10"), 0))}}
-	p := newPump(t, PortConfig{VLAN: mustVLAN(Access(10))}, outs, unicastBatch(64, frame.Broadcast, mac(1), noTag))
+	outs := []PortConfig{{VLAN: mustVLAN(vlan.Access(10))}, {VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("10"), 0))}}
+	p := newPump(t, PortConfig{VLAN: mustVLAN(vlan.Access(10))}, outs, unicastBatch(64, frame.Broadcast, mac(1), noTag))
 	p.once(t)
 	if allocs := testing.AllocsPerRun(200, func() { p.once(t) }); allocs != 0 {
 		t.Errorf("mixed-tag flood allocated %v times per batch, want 0", allocs)

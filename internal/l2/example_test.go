@@ -6,6 +6,7 @@ import (
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // A switch with a trunk uplink and two access ports: a broadcast tagged 10
@@ -17,11 +18,11 @@ func Example() {
 	}
 	defer sw.Close()
 
-	trunk, _ := l2.Trunk(frame.MustParseVLANSet("10,20"), 0)
-	v10, _ := l2.Access(10)
-	v20, _ := l2.Access(20)
+	trunk, _ := vlan.Trunk(frame.MustParseVLANSet("10,20"), 0)
+	v10, _ := vlan.Access(10)
+	v20, _ := vlan.Access(20)
 	peers := map[string]*mem.Port{}
-	for name, vlan := range map[string]l2.PortVLAN{"uplink": trunk, "vm10": v10, "vm20": v20} {
+	for name, vlan := range map[string]vlan.Port{"uplink": trunk, "vm10": v10, "vm20": v20} {
 		swEnd, peer := mem.NewPair(mem.Config{})
 		if err := sw.AddPort(name, swEnd, l2.PortConfig{VLAN: vlan}); err != nil {
 			panic(err)

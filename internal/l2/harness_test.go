@@ -8,6 +8,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // fakeClock is an injectable clock for ageing tests.
@@ -130,7 +131,7 @@ func ethFrame(dst, src frame.MAC, vid int, pcp uint8, id uint32) []byte {
 }
 
 // mustVLAN is for fixed test tables: it panics on a constructor error.
-func mustVLAN(p PortVLAN, err error) PortVLAN {
+func mustVLAN(p vlan.Port, err error) vlan.Port {
 	if err != nil {
 		panic(err)
 	}

@@ -8,10 +8,11 @@ import (
 	"testing"
 
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // refPort is the reference model of one port, written from DESIGN.md's
-// table with plain maps so that it shares no code with PortVLAN.
+// table with plain maps so that it shares no code with vlan.Port.
 type refPort struct {
 	name     string
 	desc     string
@@ -59,20 +60,20 @@ func toVLANSet(s map[int]bool) frame.VLANSet {
 }
 
 // randomPort draws a mode over VLANs 1..maxVID and returns the reference
-// model and the PortVLAN built through the public constructors.
-func randomPort(rng *rand.Rand, name string, defVLAN, maxVID int) (*refPort, PortVLAN) {
+// model and the vlan.Port built through the public constructors.
+func randomPort(rng *rand.Rand, name string, defVLAN, maxVID int) (*refPort, vlan.Port) {
 	r := &refPort{name: name, member: map[int]bool{}, untagged: map[int]bool{}}
 	for {
 		switch rng.IntN(4) {
 		case 0:
 			r.desc, r.pvid = "untagged", defVLAN
 			r.member[defVLAN], r.untagged[defVLAN] = true, true
-			return r, PortVLAN{}
+			return r, vlan.Port{}
 		case 1:
 			a := 1 + rng.IntN(maxVID)
 			r.desc, r.pvid = fmt.Sprint("access ", a), a
 			r.member[a], r.untagged[a] = true, true
-			return r, mustVLAN(Access(frame.VID(a)))
+			return r, mustVLAN(vlan.Access(frame.VID(a)))
 		case 2:
 			allowed, native := randSet(rng, maxVID), rng.IntN(maxVID+1)
 			if len(allowed) == 0 && native == 0 {
@@ -86,7 +87,7 @@ func randomPort(rng *rand.Rand, name string, defVLAN, maxVID int) (*refPort, Por
 			if native != 0 {
 				r.member[native], r.untagged[native] = true, true
 			}
-			return r, mustVLAN(Trunk(toVLANSet(allowed), frame.VID(native)))
+			return r, mustVLAN(vlan.Trunk(toVLANSet(allowed), frame.VID(native)))
 		default:
 			u, tg := map[int]bool{}, map[int]bool{}
 			for v := 1; v <= maxVID; v++ {
@@ -116,7 +117,7 @@ func randomPort(rng *rand.Rand, name string, defVLAN, maxVID int) (*refPort, Por
 			for _, v := range all {
 				r.member[v] = true
 			}
-			return r, mustVLAN(Hybrid(frame.VID(p), toVLANSet(u), toVLANSet(tg)))
+			return r, mustVLAN(vlan.Hybrid(frame.VID(p), toVLANSet(u), toVLANSet(tg)))
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // reader owns one port's ingress: its goroutine reads a batch, decides every
@@ -112,6 +113,14 @@ func (r *reader) forward(n int) {
 	r.ctr.addTo(in.ctr, n)
 }
 
+// verdictDrops maps an ingress verdict to the drop counter it moves.
+var verdictDrops = [...]DropReason{
+	vlan.UntaggedNotAllowed: DropUntaggedNotAllowed,
+	vlan.BadTag:             DropBadTag,
+	vlan.TaggedOnAccess:     DropTaggedOnAccess,
+	vlan.NotMember:          DropVLANNotAllowed,
+}
+
 // decide classifies frame i, learns its source, finds its egress ports and
 // stages it for each, tagged or untagged as the port wants.
 func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropReason {
@@ -125,9 +134,9 @@ func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropRea
 	if tagged {
 		tci = eth.TCI()
 	}
-	vid, reason := in.cfg.VLAN.ingress(tagged, tci.VID())
-	if reason != dropNone {
-		return reason
+	vid, verdict := in.cfg.VLAN.Ingress(tagged, tci.VID())
+	if verdict != vlan.Accept {
+		return verdictDrops[verdict]
 	}
 	src, dst := eth.Src(), eth.Dst()
 	switch {

@@ -10,7 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // Errors returned by Switch methods.
@@ -54,7 +56,7 @@ type Move struct {
 type PortConfig struct {
 	// VLAN is the port's 802.1Q model; the zero value means untagged in the
 	// switch's default VLAN.
-	VLAN PortVLAN
+	VLAN vlan.Port
 	// MAC is the address assigned to the adapter behind the port, if any.
 	// It becomes a static MAC table entry on every VLAN of the port, so that
 	// no other port can take it over by sending from it.
@@ -115,16 +117,16 @@ func New(o Options) (*Switch, error) {
 		o.DefaultVLAN = 1
 	}
 	if !o.DefaultVLAN.IsValid() {
-		return nil, &FieldError{"default VLAN", o.DefaultVLAN.String(), "a VLAN ID from 1 to 4094"}
+		return nil, field.New("default VLAN", o.DefaultVLAN.String(), "a VLAN ID from 1 to 4094")
 	}
 	if o.FDBSize < 0 {
-		return nil, &FieldError{"MAC table size", fmt.Sprint(o.FDBSize), "a positive number of entries"}
+		return nil, field.New("MAC table size", fmt.Sprint(o.FDBSize), "a positive number of entries")
 	}
 	if o.MaxFrameSize == 0 {
 		o.MaxFrameSize = DefaultMaxFrameSize
 	}
 	if o.MaxFrameSize < frame.HeaderLen+frame.TagLen || o.MaxFrameSize > 65535 {
-		return nil, &FieldError{"maximum frame size", fmt.Sprint(o.MaxFrameSize), "18 to 65535 bytes"}
+		return nil, field.New("maximum frame size", fmt.Sprint(o.MaxFrameSize), "18 to 65535 bytes")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -172,7 +174,7 @@ func (s *Switch) ager() {
 
 func (s *Switch) resolve(cfg PortConfig) (PortConfig, error) {
 	if cfg.VLAN.IsZero() {
-		v, err := Untagged(s.opts.DefaultVLAN)
+		v, err := vlan.Untagged(s.opts.DefaultVLAN)
 		if err != nil {
 			return cfg, err
 		}
@@ -180,13 +182,13 @@ func (s *Switch) resolve(cfg PortConfig) (PortConfig, error) {
 	}
 	var errs []error
 	if !cfg.MAC.IsZero() && !cfg.MAC.IsUnicastStation() {
-		errs = append(errs, &FieldError{"port MAC", cfg.MAC.String(), "a unicast address (the group bit of the first octet clear)"})
+		errs = append(errs, field.New("port MAC", cfg.MAC.String(), "a unicast address (the group bit of the first octet clear)"))
 	}
 	if cfg.SpoofGuard && cfg.MAC.IsZero() {
-		errs = append(errs, &FieldError{"spoofing guard", "on", "only with the port's MAC set"})
+		errs = append(errs, field.New("spoofing guard", "on", "only with the port's MAC set"))
 	}
 	if cfg.MACLimit < 0 {
-		errs = append(errs, &FieldError{"port MAC limit", fmt.Sprint(cfg.MACLimit), "0 (no limit of its own) or a positive number"})
+		errs = append(errs, field.New("port MAC limit", fmt.Sprint(cfg.MACLimit), "0 (no limit of its own) or a positive number"))
 	}
 	return cfg, errors.Join(errs...)
 }
@@ -197,7 +199,7 @@ func (s *Switch) resolve(cfg PortConfig) (PortConfig, error) {
 func (s *Switch) AddPort(name string, p Port, cfg PortConfig) error {
 	cfg, err := s.resolve(cfg)
 	if err == nil && name == "" {
-		err = &FieldError{"port name", name, "a non-empty name"}
+		err = field.New("port name", name, "a non-empty name")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

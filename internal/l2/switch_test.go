@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 func ids(frames [][]byte) []uint32 {
@@ -154,8 +156,8 @@ func TestSpoofGuardAndStaticMAC(t *testing.T) {
 
 	for _, bad := range []PortConfig{{SpoofGuard: true}, {MAC: frame.Broadcast}, {MACLimit: -1}} {
 		sw, _ := mem.NewPair(mem.Config{})
-		if err := h.s.AddPort("bad", sw, bad); !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("AddPort(%+v) = %v, want ErrInvalidConfig", bad, err)
+		if err := h.s.AddPort("bad", sw, bad); !errors.Is(err, field.ErrInvalid) {
+			t.Errorf("AddPort(%+v) = %v, want field.ErrInvalid", bad, err)
 		}
 	}
 }
@@ -234,13 +236,13 @@ func TestTableBoundsAndAgeing(t *testing.T) {
 
 func TestSetPortChangesVLANLive(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.add("in", PortConfig{VLAN: mustVLAN(Access(10))})
-	h.add("v10", PortConfig{VLAN: mustVLAN(Access(10))})
-	h.add("v20", PortConfig{VLAN: mustVLAN(Access(20))})
+	h.add("in", PortConfig{VLAN: mustVLAN(vlan.Access(10))})
+	h.add("v10", PortConfig{VLAN: mustVLAN(vlan.Access(10))})
+	h.add("v20", PortConfig{VLAN: mustVLAN(vlan.Access(20))})
 	h.send("in", ethFrame(frame.Broadcast, mac(1), noTag, 0, 1))
 	expectIDs(t, h, "v10", 1)
 	expectIDs(t, h, "v20")
-	if err := h.s.SetPort("in", PortConfig{VLAN: mustVLAN(Access(20))}); err != nil {
+	if err := h.s.SetPort("in", PortConfig{VLAN: mustVLAN(vlan.Access(20))}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(h.s.MACTable()); n != 0 {
@@ -345,7 +347,7 @@ func TestLiveTraffic(t *testing.T) {
 	peers := map[string]*mem.Port{}
 	for _, name := range []string{"a", "b"} {
 		sw, peer := mem.NewPair(mem.Config{})
-		if err := s.AddPort(name, sw, PortConfig{VLAN: mustVLAN(Access(10))}); err != nil {
+		if err := s.AddPort(name, sw, PortConfig{VLAN: mustVLAN(vlan.Access(10))}); err != nil {
 			t.Fatal(err)
 		}
 		peers[name] = peer
@@ -382,11 +384,11 @@ func TestLiveTraffic(t *testing.T) {
 	waitFor(t, "traffic a→b", func() bool { return received.Load() > 10 })
 
 	// Move b out of VLAN 10 and back, add and remove a third port, all under traffic.
-	if err := s.SetPort("b", PortConfig{VLAN: mustVLAN(Access(20))}); err != nil {
+	if err := s.SetPort("b", PortConfig{VLAN: mustVLAN(vlan.Access(20))}); err != nil {
 		t.Fatal(err)
 	}
 	sw, _ := mem.NewPair(mem.Config{})
-	if err := s.AddPort("c", sw, PortConfig{VLAN: mustVLAN(Access(10))}); err != nil {
+	if err := s.AddPort("c", sw, PortConfig{VLAN: mustVLAN(vlan.Access(10))}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -398,7 +400,7 @@ func TestLiveTraffic(t *testing.T) {
 	if err := s.RemovePort("c"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetPort("b", PortConfig{VLAN: mustVLAN(Access(10))}); err != nil {
+	if err := s.SetPort("b", PortConfig{VLAN: mustVLAN(vlan.Access(10))}); err != nil {
 		t.Fatal(err)
 	}
 	at = received.Load()

@@ -1,10 +1,16 @@
-package l2
+// Package vlan is the IEEE 802.1Q port model of DESIGN.md: a port's PVID,
+// member set, untagged set and admit rule, built from the user's modes
+// (untagged, access, trunk, hybrid) with every invalid combination
+// rejected, and the ingress classification of a frame. It is pure, so that
+// the switch core, the configuration and the CLI agree on one model.
+package vlan
 
 import (
 	"errors"
 	"fmt"
 	"strconv"
 
+	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
 )
 
@@ -41,27 +47,10 @@ const (
 	AdmitUntaggedOnly              // untagged and access ports
 )
 
-// ErrInvalidConfig is wrapped by every configuration error of this package.
-var ErrInvalidConfig = errors.New("invalid configuration")
-
-// FieldError names a configuration field, the value given and what is allowed.
-type FieldError struct {
-	Field   string
-	Value   string
-	Allowed string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s %q is invalid: %s", e.Field, e.Value, e.Allowed)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidConfig) true.
-func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
-
-// PortVLAN is a port's 802.1Q model. Build it with Untagged, Access, Trunk
-// or Hybrid; the zero value means "untagged on the switch's default VLAN"
-// when given to AddPort.
-type PortVLAN struct {
+// Port is a port's 802.1Q model. Build it with Untagged, Access, Trunk or
+// Hybrid; the zero value means "untagged on the switch's default VLAN" to
+// the switch core.
+type Port struct {
 	Mode     Mode
 	PVID     frame.VID     // VLAN of untagged ingress frames; 0: untagged frames are dropped
 	Member   frame.VLANSet // VLANs the port belongs to (ingress and egress)
@@ -71,7 +60,7 @@ type PortVLAN struct {
 
 // Untagged is the default mode: every frame belongs to the switch's default
 // VLAN and the port never sees a tag.
-func Untagged(defaultVLAN frame.VID) (PortVLAN, error) {
+func Untagged(defaultVLAN frame.VID) (Port, error) {
 	p, err := Access(defaultVLAN)
 	p.Mode = ModeUntagged
 	return p, err
@@ -79,11 +68,11 @@ func Untagged(defaultVLAN frame.VID) (PortVLAN, error) {
 
 // Access puts the port in one VLAN: untagged frames join it, tagged frames
 // are dropped (even when tagged with the access VLAN), egress is untagged.
-func Access(vid frame.VID) (PortVLAN, error) {
+func Access(vid frame.VID) (Port, error) {
 	if !vid.IsValid() {
-		return PortVLAN{}, &FieldError{"access VLAN", vid.String(), "a VLAN ID from 1 to 4094"}
+		return Port{}, field.New("access VLAN", vid.String(), "a VLAN ID from 1 to 4094")
 	}
-	p := PortVLAN{Mode: ModeAccess, PVID: vid, Admit: AdmitUntaggedOnly}
+	p := Port{Mode: ModeAccess, PVID: vid, Admit: AdmitUntaggedOnly}
 	p.Member.Add(vid)
 	p.Untagged.Add(vid)
 	return p, nil
@@ -92,21 +81,21 @@ func Access(vid frame.VID) (PortVLAN, error) {
 // Trunk carries the allowed VLANs tagged and, when native is not 0, the
 // native VLAN untagged (and accepts it tagged too). Without a native VLAN,
 // untagged frames are dropped.
-func Trunk(allowed frame.VLANSet, native frame.VID) (PortVLAN, error) {
+func Trunk(allowed frame.VLANSet, native frame.VID) (Port, error) {
 	var errs []error
 	if allowed.Contains(0) || allowed.Contains(4095) {
-		errs = append(errs, &FieldError{"trunk allowed VLANs", allowed.String(), "VLAN IDs from 1 to 4094"})
+		errs = append(errs, field.New("trunk allowed VLANs", allowed.String(), "VLAN IDs from 1 to 4094"))
 	}
 	if native != 0 && !native.IsValid() {
-		errs = append(errs, &FieldError{"trunk native VLAN", native.String(), "a VLAN ID from 1 to 4094, or none"})
+		errs = append(errs, field.New("trunk native VLAN", native.String(), "a VLAN ID from 1 to 4094, or none"))
 	}
 	if allowed.IsEmpty() && native == 0 {
-		errs = append(errs, &FieldError{"trunk allowed VLANs", "", "at least one VLAN, or a native VLAN"})
+		errs = append(errs, field.New("trunk allowed VLANs", "", "at least one VLAN, or a native VLAN"))
 	}
 	if len(errs) > 0 {
-		return PortVLAN{}, errors.Join(errs...)
+		return Port{}, errors.Join(errs...)
 	}
-	p := PortVLAN{Mode: ModeTrunk, Member: allowed, Admit: AdmitTaggedOnly}
+	p := Port{Mode: ModeTrunk, Member: allowed, Admit: AdmitTaggedOnly}
 	if native != 0 {
 		p.PVID = native
 		p.Member.Add(native)
@@ -119,44 +108,44 @@ func Trunk(allowed frame.VLANSet, native frame.VID) (PortVLAN, error) {
 // Hybrid gives the port a PVID for untagged ingress, a set of VLANs that
 // leave untagged and a disjoint set that leave tagged; tagged ingress is
 // accepted for any VLAN of either set.
-func Hybrid(pvid frame.VID, untagged, tagged frame.VLANSet) (PortVLAN, error) {
+func Hybrid(pvid frame.VID, untagged, tagged frame.VLANSet) (Port, error) {
 	var errs []error
 	if !pvid.IsValid() {
-		errs = append(errs, &FieldError{"hybrid PVID", pvid.String(), "a VLAN ID from 1 to 4094"})
+		errs = append(errs, field.New("hybrid PVID", pvid.String(), "a VLAN ID from 1 to 4094"))
 	}
 	for _, f := range []struct {
 		name string
 		set  *frame.VLANSet
 	}{{"hybrid untagged VLANs", &untagged}, {"hybrid tagged VLANs", &tagged}} {
 		if f.set.Contains(0) || f.set.Contains(4095) {
-			errs = append(errs, &FieldError{f.name, f.set.String(), "VLAN IDs from 1 to 4094"})
+			errs = append(errs, field.New(f.name, f.set.String(), "VLAN IDs from 1 to 4094"))
 		}
 	}
 	if both := untagged.Intersect(&tagged); !both.IsEmpty() {
-		errs = append(errs, &FieldError{"hybrid tagged VLANs", tagged.String(),
-			fmt.Sprintf("no VLAN that is also untagged (%s is in both sets)", both.String())})
+		errs = append(errs, field.New("hybrid tagged VLANs", tagged.String(),
+			fmt.Sprintf("no VLAN that is also untagged (%s is in both sets)", both.String())))
 	}
 	if pvid.IsValid() && !untagged.Contains(pvid) && !tagged.Contains(pvid) {
-		errs = append(errs, &FieldError{"hybrid PVID", pvid.String(),
-			fmt.Sprintf("a VLAN of the untagged set (%s) or the tagged set (%s)", untagged.String(), tagged.String())})
+		errs = append(errs, field.New("hybrid PVID", pvid.String(),
+			fmt.Sprintf("a VLAN of the untagged set (%s) or the tagged set (%s)", untagged.String(), tagged.String())))
 	}
 	if len(errs) > 0 {
-		return PortVLAN{}, errors.Join(errs...)
+		return Port{}, errors.Join(errs...)
 	}
-	return PortVLAN{Mode: ModeHybrid, PVID: pvid, Member: untagged.Union(&tagged), Untagged: untagged, Admit: AdmitAll}, nil
+	return Port{Mode: ModeHybrid, PVID: pvid, Member: untagged.Union(&tagged), Untagged: untagged, Admit: AdmitAll}, nil
 }
 
 // IsZero reports whether p is the zero value (no mode chosen).
-func (p *PortVLAN) IsZero() bool {
+func (p *Port) IsZero() bool {
 	return p.PVID == 0 && p.Member.IsEmpty() && p.Mode == ModeUntagged
 }
 
 // Tagged returns the VLANs that leave the port tagged.
-func (p *PortVLAN) Tagged() frame.VLANSet { return p.Member.Difference(&p.Untagged) }
+func (p *Port) Tagged() frame.VLANSet { return p.Member.Difference(&p.Untagged) }
 
 // String describes the port the way the user would have set it up, e.g.
 // "access 10", "trunk 1-100 native 1", "hybrid pvid 10 untagged 10,20 tagged 30-40".
-func (p PortVLAN) String() string {
+func (p Port) String() string {
 	switch p.Mode {
 	case ModeUntagged:
 		return "untagged (VLAN " + p.PVID.String() + ")"
@@ -175,23 +164,35 @@ func (p PortVLAN) String() string {
 	}
 }
 
-// ingress classifies a received frame into its VLAN. tagged is whether it
+// Verdict is the outcome of ingress classification.
+type Verdict uint8
+
+// Verdicts.
+const (
+	Accept             Verdict = iota
+	UntaggedNotAllowed         // untagged (or priority-tagged) frame, no PVID or tagged-only
+	BadTag                     // the reserved VID 4095
+	TaggedOnAccess             // tagged frame on an untagged or access port (even with its own VLAN)
+	NotMember                  // tagged with a VLAN the port is not a member of
+)
+
+// Ingress classifies a received frame into its VLAN. tagged is whether it
 // carries an 802.1Q tag and vid that tag's VID; VID 0 (priority tag) counts
-// as untagged. It returns the VLAN, or a drop reason other than dropNone.
-func (p *PortVLAN) ingress(tagged bool, vid frame.VID) (frame.VID, DropReason) {
+// as untagged.
+func (p *Port) Ingress(tagged bool, vid frame.VID) (frame.VID, Verdict) {
 	if !tagged || vid == 0 {
 		if p.PVID == 0 || p.Admit == AdmitTaggedOnly {
-			return 0, DropUntaggedNotAllowed
+			return 0, UntaggedNotAllowed
 		}
-		return p.PVID, dropNone
+		return p.PVID, Accept
 	}
 	switch {
 	case vid == 4095:
-		return 0, DropBadTag
+		return 0, BadTag
 	case p.Admit == AdmitUntaggedOnly:
-		return 0, DropTaggedOnAccess
+		return 0, TaggedOnAccess
 	case !p.Member.Contains(vid):
-		return 0, DropVLANNotAllowed
+		return 0, NotMember
 	}
-	return vid, dropNone
+	return vid, Accept
 }

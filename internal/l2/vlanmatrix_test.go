@@ -1,77 +1,23 @@
 package l2
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
-func TestPortVLANConstructors(t *testing.T) {
-	set := frame.MustParseVLANSet
-	var bad frame.VLANSet
-	bad.Add(4095)
-	tests := []struct {
-		name   string
-		make   func() (PortVLAN, error)
-		desc   string   // String() when valid
-		errors []string // substrings, all required, when invalid
-	}{
-		{"untagged", func() (PortVLAN, error) { return Untagged(1) }, "untagged (VLAN 1)", nil},
-		{"access", func() (PortVLAN, error) { return Access(10) }, "access 10", nil},
-		{"access 0", func() (PortVLAN, error) { return Access(0) }, "", []string{`access VLAN "0"`, "1 to 4094"}},
-		{"access 4095", func() (PortVLAN, error) { return Access(4095) }, "", []string{`access VLAN "4095"`}},
-		{"access 5000", func() (PortVLAN, error) { return Access(5000) }, "", []string{`access VLAN "5000"`}},
-		{"trunk native", func() (PortVLAN, error) { return Trunk(set("1-100"), 1) }, "trunk 2-100 native 1", nil},
-		{"trunk", func() (PortVLAN, error) { return Trunk(set("10,20"), 0) }, "trunk 10,20", nil},
-		{"trunk native outside set", func() (PortVLAN, error) { return Trunk(set("10,20"), 5) }, "trunk 10,20 native 5", nil},
-		{"trunk empty", func() (PortVLAN, error) { return Trunk(frame.VLANSet{}, 0) }, "", []string{"trunk allowed VLANs", "at least one VLAN"}},
-		{"trunk bad native", func() (PortVLAN, error) { return Trunk(set("10"), 4095) }, "", []string{`trunk native VLAN "4095"`}},
-		{"trunk 4095", func() (PortVLAN, error) { return Trunk(bad, 1) }, "", []string{`trunk allowed VLANs "4095"`}},
-		{"hybrid", func() (PortVLAN, error) { return Hybrid(10, set("10,20"), set("30-40")) },
-			"hybrid pvid 10 untagged 10,20 tagged 30-40", nil},
-		{"hybrid pvid tagged", func() (PortVLAN, error) { return Hybrid(30, set("10"), set("30")) },
-			"hybrid pvid 30 untagged 10 tagged 30", nil},
-		{"hybrid overlap", func() (PortVLAN, error) { return Hybrid(10, set("10,20"), set("20-30")) }, "",
-			[]string{"hybrid tagged VLANs", "20 is in both sets"}},
-		{"hybrid pvid in neither", func() (PortVLAN, error) { return Hybrid(5, set("10"), set("20")) }, "",
-			[]string{`hybrid PVID "5"`, "untagged set (10)", "tagged set (20)"}},
-		{"hybrid every problem at once", func() (PortVLAN, error) { return Hybrid(0, set("10"), set("10")) }, "",
-			[]string{`hybrid PVID "0"`, "10 is in both sets"}},
-	}
-	for _, tt := range tests {
-		p, err := tt.make()
-		if tt.errors == nil {
-			if err != nil {
-				t.Errorf("%s: %v", tt.name, err)
-			} else if p.String() != tt.desc {
-				t.Errorf("%s: String = %q, want %q", tt.name, p.String(), tt.desc)
-			}
-			continue
-		}
-		if err == nil || !errors.Is(err, ErrInvalidConfig) {
-			t.Errorf("%s: err = %v, want ErrInvalidConfig", tt.name, err)
-			continue
-		}
-		for _, want := range tt.errors {
-			if !strings.Contains(err.Error(), want) {
-				t.Errorf("%s: error %q does not contain %q", tt.name, err, want)
-			}
-		}
-	}
-}
-
 // matrixPorts are the modes under test, each built from the user's words.
-func matrixPorts() map[string]PortVLAN {
+func matrixPorts() map[string]vlan.Port {
 	set := frame.MustParseVLANSet
-	return map[string]PortVLAN{
-		"untagged":       mustVLAN(Untagged(1)),
-		"access10":       mustVLAN(Access(10)),
-		"trunk-native5":  mustVLAN(Trunk(set("10,20"), 5)),
-		"trunk-nonative": mustVLAN(Trunk(set("10,20"), 0)),
-		"hybrid":         mustVLAN(Hybrid(10, set("10,20"), set("30"))),
+	return map[string]vlan.Port{
+		"untagged":       mustVLAN(vlan.Untagged(1)),
+		"access10":       mustVLAN(vlan.Access(10)),
+		"trunk-native5":  mustVLAN(vlan.Trunk(set("10,20"), 5)),
+		"trunk-nonative": mustVLAN(vlan.Trunk(set("10,20"), 0)),
+		"hybrid":         mustVLAN(vlan.Hybrid(10, set("10,20"), set("30"))),
 	}
 }
 
@@ -99,7 +45,7 @@ func TestVLANIngressMatrix(t *testing.T) {
 			t.Run(mode+"/"+kind.name, func(t *testing.T) {
 				h := newHarness(t, Options{})
 				h.add("in", PortConfig{VLAN: model})
-				h.add("observer", PortConfig{VLAN: mustVLAN(Trunk(frame.MustParseVLANSet("1-4094"), 0))})
+				h.add("observer", PortConfig{VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("1-4094"), 0))})
 				const pcp = 5
 				h.send("in", ethFrame(frame.Broadcast, mac(1), kind.vid, pcp, 1))
 				got := h.recv("observer")
@@ -143,7 +89,7 @@ func TestVLANEgressMatrix(t *testing.T) {
 	for mode, model := range matrixPorts() {
 		h := newHarness(t, Options{})
 		h.add("out", PortConfig{VLAN: model})
-		h.add("trunk", PortConfig{VLAN: mustVLAN(Trunk(frame.MustParseVLANSet("1-4094"), 0))})
+		h.add("trunk", PortConfig{VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("1-4094"), 0))})
 		for i, v := range vlans {
 			sent := ethFrame(frame.Broadcast, mac(1), v, 3, uint32(v))
 			h.send("trunk", sent)
