@@ -70,6 +70,11 @@ var rules = []struct {
 		why:       "the 802.1Q model is pure, shared by the core, the configuration and the CLI",
 	},
 	{
+		pkg:       module + "/internal/config",
+		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net", module + "/internal/l2", module + "/internal/port/"},
+		why:       "the desired state is pure data shared with the CLI, which must not reach the data plane",
+	},
+	{
 		pkg:       module + "/internal/offload",
 		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net"},
 		why:       "offload is pure frame arithmetic, shared by backends: no I/O",

@@ -175,3 +175,13 @@ func (m MAC) IsUnicastStation() bool { return !m.IsMulticast() && !m.IsZero() }
 func (m MAC) IsReservedGroup() bool {
 	return m[0] == 0x01 && m[1] == 0x80 && m[2] == 0xc2 && m[3] == 0 && m[4] == 0 && m[5] <= 0x0f
 }
+
+// Uint64 returns m as a 48-bit number, for address arithmetic.
+func (m MAC) Uint64() uint64 {
+	return uint64(m[0])<<40 | uint64(m[1])<<32 | uint64(m[2])<<24 | uint64(m[3])<<16 | uint64(m[4])<<8 | uint64(m[5])
+}
+
+// MACFromUint64 is the inverse of Uint64 (the top 16 bits are ignored).
+func MACFromUint64(v uint64) MAC {
+	return MAC{byte(v >> 40), byte(v >> 32), byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}

@@ -109,3 +109,10 @@ func FuzzParseMAC(f *testing.F) {
 		}
 	})
 }
+
+func TestMACUint64(t *testing.T) {
+	m := MustParseMAC("02:56:53:ab:00:ff")
+	if m.Uint64() != 0x025653ab00ff || MACFromUint64(m.Uint64()) != m || MACFromUint64(m.Uint64()+1) != MustParseMAC("02:56:53:ab:01:00") {
+		t.Fatalf("Uint64 round trip of %s: %#x", m, m.Uint64())
+	}
+}

@@ -1,0 +1,173 @@
+// Package config is vswitch's desired state: the host's MAC address pool,
+// the switches (external, internal, private), the VMs and their network
+// adapters, as Hyper-V models them. It validates a whole state at once,
+// reporting every problem with the field, the value and what is allowed,
+// and offers the edits the API makes (each on a copy, validated before it
+// is kept). It does no I/O and does not know the switch core.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/frame"
+)
+
+// Config is the whole desired state.
+type Config struct {
+	Host     Host      `json:"host"`
+	Switches []Switch  `json:"switches"`
+	VMs      []VM      `json:"vms"`
+	Adapters []Adapter `json:"adapters"`
+}
+
+// Host is the management OS's settings.
+type Host struct {
+	// The MAC address pool dynamic adapters take their addresses from.
+	MACMin frame.MAC `json:"macMin"`
+	MACMax frame.MAC `json:"macMax"`
+}
+
+// SwitchType is Hyper-V's switch type.
+type SwitchType string
+
+// Switch types.
+const (
+	External SwitchType = "external" // uplink on a physical NIC, host adapter unless allowManagementOS is off
+	Internal SwitchType = "internal" // VMs and a host adapter
+	Private  SwitchType = "private"  // VMs only
+)
+
+// Switch is a virtual switch.
+type Switch struct {
+	Name string     `json:"name"`
+	Type SwitchType `json:"type"`
+	// Uplink is the physical NIC of an external switch.
+	Uplink string `json:"uplink,omitempty"`
+	// AllowManagementOS gives the host an adapter on an external switch
+	// (true if unset, as on Hyper-V).
+	AllowManagementOS *bool     `json:"allowManagementOS,omitempty"`
+	DefaultVLAN       frame.VID `json:"defaultVLAN,omitempty"` // VLAN of untagged ports; 1 if 0
+	MACAgeing         Duration  `json:"macAgeing,omitzero"`    // 300 s if 0
+	TableSize         int       `json:"tableSize,omitempty"`   // learned MAC entries; 65,536 if 0
+	Notes             string    `json:"notes,omitempty"`
+	// HostVLAN is the host adapter's VLAN setting (Hyper-V's -ManagementOS).
+	HostVLAN VLAN `json:"hostVLAN,omitzero"`
+	// UplinkVLAN is the uplink's; unset means a trunk of 1-4094 with the
+	// default VLAN native, so untagged VMs leave the wire untagged.
+	UplinkVLAN VLAN `json:"uplinkVLAN,omitzero"`
+}
+
+// ManagementOS reports whether the switch has a host adapter.
+func (s *Switch) ManagementOS() bool {
+	switch s.Type {
+	case Internal:
+		return true
+	case External:
+		return s.AllowManagementOS == nil || *s.AllowManagementOS
+	}
+	return false
+}
+
+// VLANOrDefault returns the switch's default VLAN.
+func (s *Switch) VLANOrDefault() frame.VID {
+	if s.DefaultVLAN == 0 {
+		return 1
+	}
+	return s.DefaultVLAN
+}
+
+// VM is a workload with network adapters.
+type VM struct {
+	Name  string `json:"name"`
+	Notes string `json:"notes,omitempty"`
+}
+
+// AdapterType is the virtual NIC model the guest sees.
+type AdapterType string
+
+// Adapter types.
+const (
+	Synthetic AdapterType = "synthetic" // virtio-net: fast, needs the guest's driver
+	Legacy    AdapterType = "legacy"    // emulated DEC 21140 (tulip): any guest, PXE boot
+)
+
+// AttachKind is how an adapter's frames reach the switch.
+type AttachKind string
+
+// Attachment kinds.
+const (
+	AttachNetns      AttachKind = "netns"       // vswitchd makes a TAP inside the namespace
+	AttachTAP        AttachKind = "tap"         // a TAP that QEMU or libvirt opens; vswitchd uses its host side
+	AttachQEMUStream AttachKind = "qemu-stream" // a unix socket for -netdev stream
+	AttachQEMUDgram  AttachKind = "qemu-dgram"  // a unix socket for -netdev dgram
+)
+
+// Attachment says where an adapter lives.
+type Attachment struct {
+	Kind      AttachKind `json:"kind"`
+	Namespace string     `json:"namespace,omitempty"` // netns: the namespace (name, path or PID)
+	Device    string     `json:"device,omitempty"`    // netns: the name inside it (eth0); tap: the TAP's name
+	Socket    string     `json:"socket,omitempty"`    // qemu-*: the socket path
+}
+
+// Adapter is a VM's network adapter: a port on a switch.
+type Adapter struct {
+	VM     string `json:"vm"`
+	Name   string `json:"name"`
+	Switch string `json:"switch"`
+	// MAC is the adapter's address: given (static) or taken from the pool
+	// when DynamicMAC is set (and kept from then on).
+	MAC        frame.MAC   `json:"mac,omitzero"`
+	DynamicMAC bool        `json:"dynamicMAC,omitempty"`
+	Type       AdapterType `json:"type,omitempty"` // synthetic if ""
+	VLAN       VLAN        `json:"vlan,omitzero"`
+	// MACSpoofGuard drops frames whose source is not the adapter's MAC
+	// (on if unset, as on Hyper-V).
+	MACSpoofGuard *bool      `json:"macSpoofGuard,omitempty"`
+	Attachment    Attachment `json:"attachment"`
+}
+
+// ID is the adapter's name as "vm/name".
+func (a *Adapter) ID() string { return a.VM + "/" + a.Name }
+
+// SpoofGuard reports whether the MAC spoofing guard is on.
+func (a *Adapter) SpoofGuard() bool { return a.MACSpoofGuard == nil || *a.MACSpoofGuard }
+
+// TypeOrDefault returns the adapter type, synthetic if unset.
+func (a *Adapter) TypeOrDefault() AdapterType {
+	if a.Type == "" {
+		return Synthetic
+	}
+	return a.Type
+}
+
+// Duration is a time.Duration written as "300s" in JSON.
+type Duration time.Duration
+
+// MarshalText writes the duration as Go does ("5m0s").
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads "300s", "5m" and the like.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: want a number with a unit, like 300s or 5m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Clone returns a deep copy.
+func (c *Config) Clone() *Config {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // every field marshals
+	}
+	var out Config
+	if err := json.Unmarshal(b, &out); err != nil {
+		panic(err)
+	}
+	return &out
+}

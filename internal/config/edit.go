@@ -1,0 +1,168 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Errors of the edits; *field.Error reports invalid values.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrInUse    = errors.New("in use")
+)
+
+// Switch returns the named switch, or nil.
+func (c *Config) Switch(name string) *Switch {
+	for i := range c.Switches {
+		if c.Switches[i].Name == name {
+			return &c.Switches[i]
+		}
+	}
+	return nil
+}
+
+// VM returns the named VM, or nil.
+func (c *Config) VM(name string) *VM {
+	for i := range c.VMs {
+		if c.VMs[i].Name == name {
+			return &c.VMs[i]
+		}
+	}
+	return nil
+}
+
+// Adapter returns the VM's named adapter, or nil.
+func (c *Config) Adapter(vm, name string) *Adapter {
+	for i := range c.Adapters {
+		if a := &c.Adapters[i]; a.VM == vm && a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// AdaptersOn returns the IDs of the adapters on a switch.
+func (c *Config) AdaptersOn(sw string) []string {
+	var ids []string
+	for _, a := range c.Adapters {
+		if a.Switch == sw {
+			ids = append(ids, a.ID())
+		}
+	}
+	return ids
+}
+
+// AddSwitch adds a switch; Validate reports a name already taken.
+func (c *Config) AddSwitch(s Switch) { c.Switches = append(c.Switches, s) }
+
+// SetSwitch replaces the switch of the same name.
+func (c *Config) SetSwitch(s Switch) error {
+	p := c.Switch(s.Name)
+	if p == nil {
+		return fmt.Errorf("switch %q: %w", s.Name, ErrNotFound)
+	}
+	*p = s
+	return nil
+}
+
+// RemoveSwitch removes a switch. One that still has adapters is refused
+// unless force, which removes its adapters too.
+func (c *Config) RemoveSwitch(name string, force bool) error {
+	if c.Switch(name) == nil {
+		return fmt.Errorf("switch %q: %w", name, ErrNotFound)
+	}
+	if on := c.AdaptersOn(name); len(on) > 0 {
+		if !force {
+			return fmt.Errorf("switch %q has adapters %s: %w (remove them first, or force)", name, strings.Join(on, ", "), ErrInUse)
+		}
+		c.Adapters = deleteFunc(c.Adapters, func(a Adapter) bool { return a.Switch == name })
+	}
+	c.Switches = deleteFunc(c.Switches, func(s Switch) bool { return s.Name == name })
+	return nil
+}
+
+// AddVM adds a VM; Validate reports a name already taken.
+func (c *Config) AddVM(vm VM) { c.VMs = append(c.VMs, vm) }
+
+// RemoveVM removes a VM; one with adapters is refused unless force, which
+// removes them too.
+func (c *Config) RemoveVM(name string, force bool) error {
+	if c.VM(name) == nil {
+		return fmt.Errorf("VM %q: %w", name, ErrNotFound)
+	}
+	var ids []string
+	for _, a := range c.Adapters {
+		if a.VM == name {
+			ids = append(ids, a.ID())
+		}
+	}
+	if len(ids) > 0 {
+		if !force {
+			return fmt.Errorf("VM %q has adapters %s: %w (remove them first, or force)", name, strings.Join(ids, ", "), ErrInUse)
+		}
+		c.Adapters = deleteFunc(c.Adapters, func(a Adapter) bool { return a.VM == name })
+	}
+	c.VMs = deleteFunc(c.VMs, func(v VM) bool { return v.Name == name })
+	return nil
+}
+
+// AddAdapter adds an adapter, taking its MAC from the pool when it is
+// dynamic. nearlyFull reports a pool at 90 % or more.
+func (c *Config) AddAdapter(a Adapter) (added Adapter, nearlyFull bool, err error) {
+	if a.DynamicMAC && a.MAC.IsZero() {
+		if a.MAC, nearlyFull, err = c.AllocateMAC(); err != nil {
+			return a, nearlyFull, err
+		}
+	}
+	c.Adapters = append(c.Adapters, a)
+	return a, nearlyFull, nil
+}
+
+// SetAdapter replaces the adapter with the same VM and name. A dynamic
+// adapter keeps its address unless a new one is given.
+func (c *Config) SetAdapter(a Adapter) error {
+	p := c.Adapter(a.VM, a.Name)
+	if p == nil {
+		return fmt.Errorf("adapter %s: %w", a.ID(), ErrNotFound)
+	}
+	if a.DynamicMAC && a.MAC.IsZero() {
+		if p.DynamicMAC {
+			a.MAC = p.MAC
+		} else {
+			m, _, err := c.withoutAdapter(a.VM, a.Name).AllocateMAC()
+			if err != nil {
+				return err
+			}
+			a.MAC = m
+		}
+	}
+	*p = a
+	return nil
+}
+
+func (c *Config) withoutAdapter(vm, name string) *Config {
+	cp := *c
+	cp.Adapters = deleteFunc(append([]Adapter(nil), c.Adapters...), func(a Adapter) bool { return a.VM == vm && a.Name == name })
+	return &cp
+}
+
+// RemoveAdapter removes an adapter; its address becomes free.
+func (c *Config) RemoveAdapter(vm, name string) error {
+	if c.Adapter(vm, name) == nil {
+		return fmt.Errorf("adapter %s/%s: %w", vm, name, ErrNotFound)
+	}
+	c.Adapters = deleteFunc(c.Adapters, func(a Adapter) bool { return a.VM == vm && a.Name == name })
+	return nil
+}
+
+func deleteFunc[T any](s []T, del func(T) bool) []T {
+	out := s[:0]
+	for _, v := range s {
+		if !del(v) {
+			out = append(out, v)
+		}
+	}
+	clear(s[len(out):])
+	return out
+}

@@ -1,0 +1,199 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/frame"
+)
+
+// Limits of names and values (DESIGN.md).
+const (
+	maxIfName    = 15 // a switch name is its host adapter's interface name
+	maxName      = 64 // VM and adapter names
+	maxTableSize = 1 << 24
+	minAgeing    = time.Second
+	maxAgeing    = 24 * time.Hour
+)
+
+func nameOK(s string, max int) bool {
+	if len(s) == 0 || len(s) > max || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	ifNameRule = "1 to 15 of the characters A-Z a-z 0-9 _ . - (it names a Linux interface)"
+	nameRule   = "1 to 64 of the characters A-Z a-z 0-9 _ . -"
+)
+
+// Validate checks the whole state and returns every problem it finds as
+// *field.Error values (see field.All), or nil.
+func (c *Config) Validate() error {
+	var l field.List
+	c.validateHost(&l)
+	switches := c.validateSwitches(&l)
+	vms := map[string]bool{}
+	for i, vm := range c.VMs {
+		path := fmt.Sprintf("vms[%d].name", i)
+		switch {
+		case !nameOK(vm.Name, maxName):
+			l.Add(path, vm.Name, nameRule)
+		case vms[vm.Name]:
+			l.Add(path, vm.Name, "a name no other VM has")
+		}
+		vms[vm.Name] = true
+	}
+	c.validateAdapters(&l, switches, vms)
+	return l.Err()
+}
+
+func (c *Config) validateHost(l *field.List) {
+	h := c.Host
+	for _, m := range []struct {
+		name string
+		mac  frame.MAC
+	}{{"host.macMin", h.MACMin}, {"host.macMax", h.MACMax}} {
+		if !m.mac.IsUnicastStation() {
+			l.Add(m.name, m.mac.String(), "a unicast MAC address (first octet even, not all zeros)")
+		}
+	}
+	if h.MACMin.Uint64() > h.MACMax.Uint64() {
+		l.Add("host.macMin", h.MACMin.String(), "at most host.macMax ("+h.MACMax.String()+")")
+	}
+}
+
+func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
+	byName := map[string]*Switch{}
+	uplinks := map[string]string{}
+	for i := range c.Switches {
+		s := &c.Switches[i]
+		p := fmt.Sprintf("switches[%s]", s.Name)
+		switch {
+		case !nameOK(s.Name, maxIfName):
+			l.Add(fmt.Sprintf("switches[%d].name", i), s.Name, ifNameRule)
+		case byName[s.Name] != nil:
+			l.Add(p+".name", s.Name, "a name no other switch has")
+		}
+		byName[s.Name] = s
+		switch s.Type {
+		case External:
+			switch {
+			case !nameOK(s.Uplink, maxIfName):
+				l.Add(p+".uplink", s.Uplink, "the name of the physical NIC ("+ifNameRule+")")
+			case uplinks[s.Uplink] != "":
+				l.Add(p+".uplink", s.Uplink, "a NIC no other switch uses (switch "+uplinks[s.Uplink]+" has it)")
+			}
+			uplinks[s.Uplink] = s.Name
+		case Internal, Private:
+			if s.Uplink != "" {
+				l.Add(p+".uplink", s.Uplink, "only on an external switch")
+			}
+			if s.AllowManagementOS != nil {
+				l.Add(p+".allowManagementOS", fmt.Sprint(*s.AllowManagementOS), "only on an external switch")
+			}
+			if !s.UplinkVLAN.isZero() {
+				l.Add(p+".uplinkVLAN", s.UplinkVLAN.String(), "only on an external switch")
+			}
+		default:
+			l.Add(p+".type", string(s.Type), "external, internal or private")
+		}
+		if s.DefaultVLAN != 0 && !s.DefaultVLAN.IsValid() {
+			l.Add(p+".defaultVLAN", s.DefaultVLAN.String(), "a VLAN ID from 1 to 4094")
+		}
+		if a := time.Duration(s.MACAgeing); a != 0 && (a < minAgeing || a > maxAgeing) {
+			l.Add(p+".macAgeing", a.String(), "from 1s to 24h")
+		}
+		if s.TableSize < 0 || s.TableSize > maxTableSize {
+			l.Add(p+".tableSize", fmt.Sprint(s.TableSize), fmt.Sprintf("0 (the default, 65536) to %d entries", maxTableSize))
+		}
+		if !s.HostVLAN.isZero() && !s.ManagementOS() {
+			l.Add(p+".hostVLAN", s.HostVLAN.String(), "only on a switch with a host adapter (internal, or external with allowManagementOS)")
+		}
+		s.HostVLAN.validate(p+".hostVLAN", s.VLANOrDefault(), l)
+		s.UplinkVLAN.validate(p+".uplinkVLAN", s.VLANOrDefault(), l)
+	}
+	return byName
+}
+
+func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool) {
+	ids := map[string]bool{}
+	macs := map[frame.MAC]string{}
+	for i := range c.Adapters {
+		a := &c.Adapters[i]
+		p := fmt.Sprintf("adapters[%s]", a.ID())
+		if !vms[a.VM] {
+			l.Add(p+".vm", a.VM, "the name of an existing VM")
+		}
+		switch {
+		case !nameOK(a.Name, maxName):
+			l.Add(fmt.Sprintf("adapters[%d].name", i), a.Name, nameRule)
+		case ids[a.ID()]:
+			l.Add(p+".name", a.Name, "a name no other adapter of VM "+a.VM+" has")
+		}
+		ids[a.ID()] = true
+		sw := switches[a.Switch]
+		if sw == nil {
+			l.Add(p+".switch", a.Switch, "the name of an existing switch")
+		}
+		switch {
+		case a.MAC.IsZero() && !a.DynamicMAC:
+			l.Add(p+".mac", "", "a MAC address, or dynamicMAC")
+		case !a.MAC.IsZero() && !a.MAC.IsUnicastStation():
+			l.Add(p+".mac", a.MAC.String(), "a unicast MAC address (first octet even)")
+		case !a.MAC.IsZero() && macs[a.MAC] != "":
+			l.Add(p+".mac", a.MAC.String(), "an address no other adapter has ("+macs[a.MAC]+" has it)")
+		}
+		if !a.MAC.IsZero() {
+			macs[a.MAC] = a.ID()
+		}
+		if a.Type != "" && a.Type != Synthetic && a.Type != Legacy {
+			l.Add(p+".type", string(a.Type), "synthetic (virtio-net) or legacy (DEC 21140)")
+		}
+		def := frame.VID(1)
+		if sw != nil {
+			def = sw.VLANOrDefault()
+		}
+		a.VLAN.validate(p+".vlan", def, l)
+		a.Attachment.validate(p+".attachment", l)
+	}
+}
+
+func (t *Attachment) validate(p string, l *field.List) {
+	switch t.Kind {
+	case AttachNetns:
+		if t.Namespace == "" {
+			l.Add(p+".namespace", "", "the network namespace (a name, a path or a PID)")
+		}
+		if t.Device != "" && !nameOK(t.Device, maxIfName) {
+			l.Add(p+".device", t.Device, "the interface name inside the namespace ("+ifNameRule+")")
+		}
+	case AttachTAP:
+		if !nameOK(t.Device, maxIfName) {
+			l.Add(p+".device", t.Device, "the TAP's name ("+ifNameRule+")")
+		}
+	case AttachQEMUStream, AttachQEMUDgram:
+		if t.Socket != "" && !filepath.IsAbs(t.Socket) {
+			l.Add(p+".socket", t.Socket, "an absolute path, or empty for /run/vswitch/VM-NAME.sock")
+		}
+	default:
+		l.Add(p+".kind", string(t.Kind), "netns, tap, qemu-stream or qemu-dgram")
+	}
+	if t.Kind != AttachNetns && t.Namespace != "" {
+		l.Add(p+".namespace", t.Namespace, "only with kind netns")
+	}
+	if strings.HasPrefix(string(t.Kind), "qemu") && t.Device != "" {
+		l.Add(p+".device", t.Device, "only with kind netns or tap")
+	}
+}
+
+func (v *VLAN) isZero() bool { return *v == VLAN{} }
