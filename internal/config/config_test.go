@@ -25,7 +25,7 @@ func sample() *Config {
 		VMs: []VM{{Name: "web"}, {Name: "db"}},
 		Adapters: []Adapter{
 			{VM: "web", Name: "eth0", Switch: "ext0", MAC: frame.MustParseMAC("02:56:53:07:00:00"), DynamicMAC: true,
-				VLAN: VLAN{Mode: ModeTrunk, Allowed: frame.MustParseVLANSet("10-20"), Native: 1},
+				VLAN:       VLAN{Mode: ModeTrunk, Allowed: frame.MustParseVLANSet("10-20"), Native: 1},
 				Attachment: Attachment{Kind: AttachNetns, Namespace: "web"}},
 			{VM: "web", Name: "eth1", Switch: "priv0", MAC: frame.MustParseMAC("52:54:00:00:00:01"), Type: Legacy,
 				VLAN:       VLAN{Mode: ModeHybrid, PVID: 10, Untagged: frame.MustParseVLANSet("10,20"), Tagged: frame.MustParseVLANSet("30-40")},

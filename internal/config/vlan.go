@@ -20,10 +20,10 @@ const (
 // VLAN is a port's VLAN setting as the user gives it.
 type VLAN struct {
 	Mode     VLANMode      `json:"mode,omitempty"`
-	Access   frame.VID     `json:"access,omitempty"`   // access
-	Allowed  frame.VLANSet `json:"allowed,omitzero"`   // trunk: VLANs carried tagged
-	Native   frame.VID     `json:"native,omitempty"`   // trunk: VLAN carried untagged; 0 none
-	PVID     frame.VID     `json:"pvid,omitempty"`     // hybrid: VLAN of untagged ingress
+	Access   frame.VID     `json:"access,omitempty"`  // access
+	Allowed  frame.VLANSet `json:"allowed,omitzero"`  // trunk: VLANs carried tagged
+	Native   frame.VID     `json:"native,omitempty"`  // trunk: VLAN carried untagged; 0 none
+	PVID     frame.VID     `json:"pvid,omitempty"`    // hybrid: VLAN of untagged ingress
 	Untagged frame.VLANSet `json:"untagged,omitzero"` // hybrid: VLANs that leave untagged
 	Tagged   frame.VLANSet `json:"tagged,omitzero"`   // hybrid: VLANs that leave tagged
 }
