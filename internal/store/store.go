@@ -1,0 +1,152 @@
+// Package store keeps vswitch's desired state durably in one bbolt file:
+// the whole state as a JSON document with a revision number that grows by
+// one with every change. Each change is one transaction that commits
+// (fsync'd) only if the edit succeeds and the new state validates; an
+// error or a panic in the edit rolls it back, so nothing stored is lost or
+// half-changed.
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/vswitch/vswitch/internal/config"
+)
+
+// DefaultPath is where vswitchd keeps its state.
+const DefaultPath = "/var/lib/vswitch/vswitch.db"
+
+// Errors.
+var (
+	// ErrCorrupt: the stored state cannot be read or does not validate.
+	ErrCorrupt = errors.New("stored state is corrupt")
+	// ErrLocked: another process (another vswitchd) has the store open.
+	ErrLocked = errors.New("store is in use by another process")
+)
+
+var (
+	bucket   = []byte("vswitch")
+	keyState = []byte("state")
+	keyRev   = []byte("revision")
+)
+
+// Store is an open state file. It is safe for concurrent use.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store at path. A new store starts
+// with initial at revision 1.
+func Open(path string, initial *config.Config) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil || b.Get(keyState) != nil {
+			return err
+		}
+		if err := initial.Validate(); err != nil {
+			return fmt.Errorf("initial state: %w", err)
+		}
+		return put(b, initial, 1)
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Load returns the stored state and its revision.
+func (s *Store) Load() (*config.Config, uint64, error) {
+	var c *config.Config
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		c, rev, err = get(tx.Bucket(bucket))
+		return err
+	})
+	return c, rev, err
+}
+
+// Update applies edit to a copy of the state in one transaction. The
+// result is validated and stored with the next revision; if edit fails,
+// the result does not validate, or edit panics (the panic goes on after
+// the rollback), nothing changes. An edit that leaves the state as it was
+// stores nothing and reports changed == false.
+func (s *Store) Update(edit func(*config.Config) error) (rev uint64, changed bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		cur, r, err := get(b)
+		if err != nil {
+			return err
+		}
+		rev = r
+		next := cur.Clone()
+		if err := edit(next); err != nil {
+			return err
+		}
+		if err := next.Validate(); err != nil {
+			return err
+		}
+		old, _ := json.Marshal(cur)
+		now, _ := json.Marshal(next)
+		if bytes.Equal(old, now) {
+			return nil
+		}
+		rev, changed = r+1, true
+		return put(b, next, rev)
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	return rev, changed, nil
+}
+
+func get(b *bolt.Bucket) (*config.Config, uint64, error) {
+	raw, rv := b.Get(keyState), b.Get(keyRev)
+	if raw == nil || len(rv) != 8 {
+		return nil, 0, fmt.Errorf("%w: no state or revision record", ErrCorrupt)
+	}
+	var c config.Config
+	if err := config.Decode(bytes.NewReader(raw), &c); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return &c, binary.BigEndian.Uint64(rv), nil
+}
+
+func put(b *bolt.Bucket, c *config.Config, rev uint64) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(keyState, raw); err != nil {
+		return err
+	}
+	return b.Put(keyRev, binary.BigEndian.AppendUint64(nil, rev))
+}
