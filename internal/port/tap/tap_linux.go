@@ -211,14 +211,31 @@ func (p *Port) Delete() error {
 		p.unpersist()
 		return p.Close() // a non-persistent TAP goes with its last descriptor
 	}
+	return remove(p.nsPath, p.name)
+}
+
+// Remove deletes the TAP called name in a namespace (an nsrun.Path spec),
+// for a caller that no longer has the port; a missing device is not an error.
+func Remove(namespace, name string) error {
+	if name == "" {
+		name = DefaultName
+	}
+	return remove(nsrun.Path(namespace), name)
+}
+
+func remove(nsPath, name string) error {
+	p := &Port{name: name, nsPath: nsPath}
 	return p.withHandle(func(h *netlink.Handle) error {
-		l, err := h.LinkByName(p.name)
+		l, err := h.LinkByName(name)
 		if err != nil {
 			var nf netlink.LinkNotFoundError
 			if errors.As(err, &nf) {
 				return nil
 			}
-			return fmt.Errorf("tap %s: find link: %w", p.name, err)
+			return fmt.Errorf("tap %s: find link: %w", name, err)
+		}
+		if l.Type() != "tuntap" {
+			return fmt.Errorf("tap %s: is a %s device, not a TAP: left alone", name, l.Type())
 		}
 		return h.LinkDel(l)
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,19 @@ func TestZeroAllocs(t *testing.T) {
 	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
 	if allocs := testing.AllocsPerRun(200, func() { p.Read(bufs, sizes, 0) }); allocs != 0 {
 		t.Errorf("Read allocated %v times", allocs)
+	}
+}
+
+func TestRemoveOnlyDeletesTAPs(t *testing.T) {
+	ns := netnstest.New(t)
+	netnstest.Veth(t, ns, "eth0", nil, netnstest.UniqueName("vth"))
+	if err := tap.Remove(ns.Name, "eth0"); err == nil || !strings.Contains(err.Error(), "not a TAP") {
+		t.Fatalf("Remove of a veth = %v, want a refusal", err)
+	}
+	if err := ns.Do(func() error { _, err := netlink.LinkByName("eth0"); return err }); err != nil {
+		t.Fatal("the veth is gone")
+	}
+	if err := tap.Remove(ns.Name, "nothing-here"); err != nil {
+		t.Fatalf("Remove of a missing device = %v, want nil", err)
 	}
 }

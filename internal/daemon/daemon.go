@@ -1,0 +1,209 @@
+// Package daemon is vswitchd's engine: it converges the running switches
+// and ports to the desired state (config), declaratively and idempotently.
+// The OS side of ports (TAPs, packet sockets, QEMU sockets) sits behind a
+// small Backend, so the convergence logic is tested against a fake.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/l2"
+)
+
+// Backend opens the OS side of ports and removes it.
+type Backend interface {
+	// Open makes, or re-attaches to, what spec names and returns it as a
+	// port for the switch, which owns it from then on.
+	Open(spec PortSpec) (l2.Port, error)
+	// Remove deletes what Open made for spec (a TAP device, a socket file)
+	// once the switch has closed the port. It is not called when the
+	// daemon stops, so that workloads keep their devices and addresses
+	// across a restart.
+	Remove(spec PortSpec) error
+}
+
+// Daemon holds the live switches. Its methods are safe for concurrent use.
+type Daemon struct {
+	mu       sync.Mutex
+	backend  Backend
+	log      *slog.Logger
+	switches map[string]*liveSwitch
+}
+
+type liveSwitch struct {
+	opts  l2.Options
+	sw    *l2.Switch
+	ports map[string]portPlan
+}
+
+// New returns a daemon with nothing running.
+func New(b Backend, log *slog.Logger) *Daemon {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Daemon{backend: b, log: log, switches: map[string]*liveSwitch{}}
+}
+
+// Apply converges to c, which must be valid, and returns what it changed
+// (nothing: no change). A port that fails does not stop the others: the
+// failures come back joined, and the next Apply tries them again.
+func (d *Daemon) Apply(c *config.Config) ([]string, error) {
+	want, err := plan(c)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var changes []string
+	var errs []error
+	note := func(format string, a ...any) {
+		msg := fmt.Sprintf(format, a...)
+		changes = append(changes, msg)
+		d.log.Info(msg)
+	}
+	// Switches that went away or must be rebuilt with other options.
+	rebuilt := map[string]bool{}
+	for _, name := range sortedKeys(d.switches) {
+		ls := d.switches[name]
+		wp, keep := want[name]
+		if keep && sameOptions(ls.opts, wp.opts) {
+			continue
+		}
+		for _, pn := range sortedKeys(ls.ports) {
+			p := ls.ports[pn]
+			ls.sw.RemovePort(pn)
+			if np, ok := wp.portIfAny(pn); !keep || !ok || np.spec != p.spec {
+				errs = append(errs, d.remove(p.spec))
+			}
+		}
+		ls.sw.Close()
+		delete(d.switches, name)
+		if keep {
+			rebuilt[name] = true
+			note("rebuild switch %s (options changed)", name)
+		} else {
+			note("remove switch %s", name)
+		}
+	}
+	for _, name := range sortedKeys(want) {
+		wp := want[name]
+		ls := d.switches[name]
+		if ls == nil {
+			o := wp.opts
+			o.Logger = d.log
+			sw, err := l2.New(o)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("switch %s: %w", name, err))
+				continue
+			}
+			ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]portPlan{}}
+			d.switches[name] = ls
+			if !rebuilt[name] {
+				note("add switch %s", name)
+			}
+		}
+		errs = append(errs, d.convergePorts(ls, wp, note)...)
+	}
+	return changes, errors.Join(errs...)
+}
+
+func (p *switchPlan) portIfAny(name string) (portPlan, bool) {
+	if p == nil {
+		return portPlan{}, false
+	}
+	pp, ok := p.ports[name]
+	return pp, ok
+}
+
+func sameOptions(a, b l2.Options) bool {
+	return a.Name == b.Name && a.DefaultVLAN == b.DefaultVLAN && a.FDBSize == b.FDBSize && a.Ageing == b.Ageing
+}
+
+// convergePorts removes, changes and adds the ports of one switch.
+func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) []error {
+	var errs []error
+	sw := ls.opts.Name
+	for _, pn := range sortedKeys(ls.ports) {
+		have := ls.ports[pn]
+		want, ok := wp.ports[pn]
+		switch {
+		case ok && want.spec == have.spec && want.cfg == have.cfg:
+		case ok && want.spec == have.spec:
+			if err := ls.sw.SetPort(pn, want.cfg); err != nil {
+				errs = append(errs, fmt.Errorf("switch %s port %s: %w", sw, pn, err))
+				continue
+			}
+			ls.ports[pn] = want
+			note("set port %s %s", sw, want)
+		default: // gone, or its OS side changed: remove (and re-add below)
+			ls.sw.RemovePort(pn)
+			delete(ls.ports, pn)
+			errs = append(errs, d.remove(have.spec))
+			note("remove port %s %s", sw, have.spec.Name)
+		}
+	}
+	for _, pn := range sortedKeys(wp.ports) {
+		if _, ok := ls.ports[pn]; ok {
+			continue
+		}
+		want := wp.ports[pn]
+		p, err := d.backend.Open(want.spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("switch %s port %s: open: %w", sw, pn, err))
+			continue
+		}
+		if err := ls.sw.AddPort(pn, p, want.cfg); err != nil { // AddPort closes p on error
+			errs = append(errs, fmt.Errorf("switch %s port %s: %w", sw, pn, err), d.remove(want.spec))
+			continue
+		}
+		ls.ports[pn] = want
+		note("add port %s %s", sw, want)
+	}
+	return errs
+}
+
+func (d *Daemon) remove(spec PortSpec) error {
+	if err := d.backend.Remove(spec); err != nil {
+		return fmt.Errorf("switch %s port %s: remove: %w", spec.Switch, spec.Name, err)
+	}
+	return nil
+}
+
+// Switch returns a running switch, or nil.
+func (d *Daemon) Switch(name string) *l2.Switch {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ls := d.switches[name]; ls != nil {
+		return ls.sw
+	}
+	return nil
+}
+
+// Describe renders the running switches and ports, one per line, sorted.
+func (d *Daemon) Describe() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var lines []string
+	for _, name := range sortedKeys(d.switches) {
+		ls := d.switches[name]
+		lines = append(lines, fmt.Sprintf("switch %s vlan=%d", name, ls.opts.DefaultVLAN))
+		for _, pn := range sortedKeys(ls.ports) {
+			lines = append(lines, "  "+ls.ports[pn].String())
+		}
+	}
+	return joinLines(lines)
+}
+
+// Close stops every switch and closes its ports; devices stay for a restart.
+func (d *Daemon) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, ls := range d.switches {
+		ls.sw.Close()
+		delete(d.switches, name)
+	}
+}

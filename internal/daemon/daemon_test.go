@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/mem"
+)
+
+// fakeBackend "opens" in-memory ports and renders the devices it holds.
+type fakeBackend struct {
+	mu       sync.Mutex
+	devices  map[string]PortSpec
+	removed  []string
+	failOpen map[string]bool
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{devices: map[string]PortSpec{}, failOpen: map[string]bool{}}
+}
+
+func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failOpen[s.Name] {
+		return nil, errors.New("no such device")
+	}
+	f.devices[s.Switch+"/"+s.Name] = s
+	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
+	return p, nil
+}
+
+func (f *fakeBackend) Remove(s PortSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.devices, s.Switch+"/"+s.Name)
+	f.removed = append(f.removed, s.Switch+"/"+s.Name)
+	return nil
+}
+
+func (f *fakeBackend) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var lines []string
+	for k, s := range f.devices {
+		lines = append(lines, fmt.Sprintf("%s %s dev=%s ns=%s sock=%s", k, s.Kind, s.Device, s.Namespace, s.Socket))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+var (
+	macA = frame.MustParseMAC("02:56:53:00:00:0a")
+	macB = frame.MustParseMAC("02:56:53:00:00:0b")
+)
+
+func base() *config.Config {
+	return &config.Config{Host: config.DefaultHost("t")}
+}
+
+func withInternal(c *config.Config) *config.Config {
+	c.Switches = append(c.Switches, config.Switch{Name: "int0", Type: config.Internal})
+	c.VMs = append(c.VMs, config.VM{Name: "web"})
+	c.Adapters = append(c.Adapters, config.Adapter{VM: "web", Name: "eth0", Switch: "int0", MAC: macA,
+		Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "webns"}})
+	return c
+}
+
+// TestApplySequence applies states in order and checks what changed, the
+// live switches and the backend's devices after each.
+func TestApplySequence(t *testing.T) {
+	fb := newFake()
+	d := New(fb, slog.New(slog.DiscardHandler))
+	defer d.Close()
+	steps := []struct {
+		name    string
+		state   func() *config.Config
+		changes []string
+		live    string
+		devices string
+	}{
+		{"empty", base, nil, "", ""},
+		{"internal switch with a netns VM", func() *config.Config { return withInternal(base()) },
+			[]string{"add switch int0", "add port int0 host host dev=int0 [untagged (VLAN 1)]",
+				"add port int0 web/eth0 netns dev=eth0 ns=webns mac=02:56:53:00:00:0a guard [untagged (VLAN 1)]"},
+			"switch int0 vlan=1\n  host host dev=int0 [untagged (VLAN 1)]\n  web/eth0 netns dev=eth0 ns=webns mac=02:56:53:00:00:0a guard [untagged (VLAN 1)]",
+			"int0/host host dev=int0 ns= sock=\nint0/web/eth0 netns dev=eth0 ns=webns sock="},
+		{"same again: no change", func() *config.Config { return withInternal(base()) }, nil, "", ""},
+		{"VLAN change is a SetPort, not a reopen", func() *config.Config {
+			c := withInternal(base())
+			c.Adapters[0].VLAN = config.VLAN{Mode: config.ModeAccess, Access: 10}
+			return c
+		}, []string{"set port int0 web/eth0 netns dev=eth0 ns=webns mac=02:56:53:00:00:0a guard [access 10]"}, "", ""},
+		{"moving the adapter to another namespace reopens it", func() *config.Config {
+			c := withInternal(base())
+			c.Adapters[0].VLAN = config.VLAN{Mode: config.ModeAccess, Access: 10}
+			c.Adapters[0].Attachment.Namespace = "otherns"
+			return c
+		}, []string{"remove port int0 web/eth0", "add port int0 web/eth0 netns dev=eth0 ns=otherns mac=02:56:53:00:00:0a guard [access 10]"},
+			"", "int0/host host dev=int0 ns= sock=\nint0/web/eth0 netns dev=eth0 ns=otherns sock="},
+		{"default VLAN change rebuilds the switch, devices kept", func() *config.Config {
+			c := withInternal(base())
+			c.Switches[0].DefaultVLAN = 7
+			c.Adapters[0].Attachment.Namespace = "otherns"
+			return c
+		}, []string{"rebuild switch int0 (options changed)", "add port int0 host host dev=int0 [untagged (VLAN 7)]",
+			"add port int0 web/eth0 netns dev=eth0 ns=otherns mac=02:56:53:00:00:0a guard [untagged (VLAN 7)]"},
+			"switch int0 vlan=7\n  host host dev=int0 [untagged (VLAN 7)]\n  web/eth0 netns dev=eth0 ns=otherns mac=02:56:53:00:00:0a guard [untagged (VLAN 7)]",
+			"int0/host host dev=int0 ns= sock=\nint0/web/eth0 netns dev=eth0 ns=otherns sock="},
+		{"external switch without management OS, a QEMU adapter", func() *config.Config {
+			c := base()
+			no := false
+			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1", AllowManagementOS: &no}}
+			c.VMs = []config.VM{{Name: "db"}}
+			c.Adapters = []config.Adapter{{VM: "db", Name: "n0", Switch: "ext0", MAC: macB,
+				Attachment: config.Attachment{Kind: config.AttachQEMUStream}}}
+			return c
+		}, []string{"remove switch int0", "add switch ext0",
+			"add port ext0 db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]",
+			"add port ext0 uplink uplink dev=eth1 [trunk 2-4094 native 1]"},
+			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 2-4094 native 1]",
+			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db-n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
+		{"everything removed", base, []string{"remove switch ext0"}, "", ""},
+	}
+	for _, s := range steps {
+		removedBefore := len(fb.removed)
+		changes, err := d.Apply(s.state())
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if strings.Join(changes, "\n") != strings.Join(s.changes, "\n") {
+			t.Fatalf("%s: changes\n%s\nwant\n%s", s.name, strings.Join(changes, "\n"), strings.Join(s.changes, "\n"))
+		}
+		if s.live != "" && d.Describe() != s.live {
+			t.Fatalf("%s: live\n%s\nwant\n%s", s.name, d.Describe(), s.live)
+		}
+		if s.devices != "" && fb.String() != s.devices {
+			t.Fatalf("%s: devices\n%s\nwant\n%s", s.name, fb.String(), s.devices)
+		}
+		if strings.HasPrefix(s.name, "default VLAN") && len(fb.removed) != removedBefore {
+			t.Fatalf("%s: a rebuild removed devices %v; they must be re-attached, not re-made", s.name, fb.removed[removedBefore:])
+		}
+	}
+	if d.Describe() != "" || fb.String() != "" {
+		t.Fatalf("after removing everything: live %q, devices %q", d.Describe(), fb.String())
+	}
+}
+
+func TestApplyRetriesFailedPorts(t *testing.T) {
+	fb := newFake()
+	d := New(fb, slog.New(slog.DiscardHandler))
+	defer d.Close()
+	fb.failOpen["web/eth0"] = true
+	changes, err := d.Apply(withInternal(base()))
+	if err == nil || !strings.Contains(err.Error(), "switch int0 port web/eth0: open: no such device") {
+		t.Fatalf("Apply with a failing port: %v", err)
+	}
+	if len(changes) != 2 { // the switch and its host port still came up
+		t.Fatalf("changes %v", changes)
+	}
+	fb.failOpen["web/eth0"] = false
+	changes, err = d.Apply(withInternal(base()))
+	if err != nil || len(changes) != 1 || !strings.HasPrefix(changes[0], "add port int0 web/eth0") {
+		t.Fatalf("retry: %v, %v", changes, err)
+	}
+}

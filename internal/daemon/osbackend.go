@@ -1,0 +1,61 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/afpacket"
+	"github.com/vswitch/vswitch/internal/port/qemu"
+	"github.com/vswitch/vswitch/internal/port/tap"
+)
+
+// OSBackend opens real ports: a packet socket on the uplink NIC or on a
+// QEMU-owned TAP, a TAP for the host adapter or inside a VM's namespace,
+// and unix sockets for QEMU.
+type OSBackend struct {
+	// Namespace is where the host side lives (uplinks, host adapters, QEMU
+	// TAPs): "" for vswitchd's own namespace; tests run a daemon in one of theirs.
+	Namespace string
+}
+
+// Open implements Backend.
+func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
+	switch s.Kind {
+	case KindUplink, string(config.AttachTAP):
+		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+	case KindHost:
+		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC})
+	case string(config.AttachNetns):
+		return tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC})
+	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
+		if err := os.MkdirAll(filepath.Dir(s.Socket), 0o700); err != nil {
+			return nil, err
+		}
+		c := qemu.Config{Path: s.Socket}
+		if s.Kind == string(config.AttachQEMUStream) {
+			return qemu.ListenStream(c)
+		}
+		return qemu.ListenDgram(c)
+	}
+	return nil, fmt.Errorf("unknown port kind %q", s.Kind)
+}
+
+// Remove implements Backend: TAPs vswitchd made are deleted and socket
+// files removed; NICs and QEMU's TAPs are not ours to delete.
+func (b OSBackend) Remove(s PortSpec) error {
+	switch s.Kind {
+	case KindHost:
+		return tap.Remove(b.Namespace, s.Device)
+	case string(config.AttachNetns):
+		return tap.Remove(s.Namespace, s.Device)
+	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
+		if err := os.Remove(s.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}

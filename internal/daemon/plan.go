@@ -1,0 +1,140 @@
+package daemon
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/vlan"
+)
+
+// Port kinds: the uplink and the host adapter of a switch, and the four
+// adapter attachments of config.
+const (
+	KindUplink = "uplink"
+	KindHost   = "host"
+)
+
+// PortSpec is the OS side of a port: what the backend opens. Two specs
+// that are equal open the same thing.
+type PortSpec struct {
+	Switch    string
+	Name      string // "uplink", "host", or the adapter's "vm/nic"
+	Kind      string // KindUplink, KindHost or a config.AttachKind
+	Device    string // uplink: the NIC; host: the switch name; netns: the name inside; tap: the TAP
+	Namespace string // netns: the namespace
+	Socket    string // qemu-*: the socket path
+	MAC       frame.MAC
+}
+
+// portPlan is one desired port: its OS side and its switch configuration.
+type portPlan struct {
+	spec PortSpec
+	cfg  l2.PortConfig
+}
+
+// switchPlan is one desired switch.
+type switchPlan struct {
+	opts  l2.Options
+	ports map[string]portPlan // by port name
+}
+
+// SocketDir is where qemu sockets go when an adapter names none.
+const SocketDir = "/run/vswitch"
+
+// plan turns a valid state into the switches and ports it asks for.
+func plan(c *config.Config) (map[string]*switchPlan, error) {
+	out := map[string]*switchPlan{}
+	for i := range c.Switches {
+		s := &c.Switches[i]
+		sp := &switchPlan{
+			opts: l2.Options{Name: s.Name, DefaultVLAN: s.VLANOrDefault(), FDBSize: s.TableSize,
+				Ageing: time.Duration(s.MACAgeing)},
+			ports: map[string]portPlan{},
+		}
+		if s.Type == config.External {
+			v, err := uplinkVLAN(s)
+			if err != nil {
+				return nil, err
+			}
+			sp.ports[KindUplink] = portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink},
+				cfg: l2.PortConfig{VLAN: v}}
+		}
+		if s.ManagementOS() {
+			v, err := s.HostVLAN.Port(s.VLANOrDefault())
+			if err != nil {
+				return nil, fmt.Errorf("switch %s host VLAN: %w", s.Name, err)
+			}
+			sp.ports[KindHost] = portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name},
+				cfg: l2.PortConfig{VLAN: v}}
+		}
+		out[s.Name] = sp
+	}
+	for i := range c.Adapters {
+		a := &c.Adapters[i]
+		sp := out[a.Switch]
+		v, err := a.VLAN.Port(sp.opts.DefaultVLAN)
+		if err != nil {
+			return nil, fmt.Errorf("adapter %s VLAN: %w", a.ID(), err)
+		}
+		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC}
+		switch a.Attachment.Kind {
+		case config.AttachNetns:
+			spec.Namespace, spec.Device = a.Attachment.Namespace, cmpOr(a.Attachment.Device, "eth0")
+		case config.AttachTAP:
+			spec.Device = a.Attachment.Device
+		default:
+			spec.Socket = cmpOr(a.Attachment.Socket, SocketDir+"/"+a.VM+"-"+a.Name+".sock")
+		}
+		sp.ports[a.ID()] = portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
+	}
+	return out, nil
+}
+
+// uplinkVLAN is the uplink's model: as set, or a trunk of every VLAN with
+// the default VLAN native (untagged VMs leave the wire untagged, as on Hyper-V).
+func uplinkVLAN(s *config.Switch) (vlan.Port, error) {
+	if s.UplinkVLAN != (config.VLAN{}) {
+		return s.UplinkVLAN.Port(s.VLANOrDefault())
+	}
+	return vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// describe renders ports of a switch plan for logs and tests.
+func (p portPlan) String() string {
+	s := fmt.Sprintf("%s %s", p.spec.Name, p.spec.Kind)
+	for _, kv := range [][2]string{{"dev", p.spec.Device}, {"ns", p.spec.Namespace}, {"sock", p.spec.Socket}} {
+		if kv[1] != "" {
+			s += " " + kv[0] + "=" + kv[1]
+		}
+	}
+	if !p.cfg.MAC.IsZero() {
+		s += " mac=" + p.cfg.MAC.String()
+	}
+	if p.cfg.SpoofGuard {
+		s += " guard"
+	}
+	return s + " [" + p.cfg.VLAN.String() + "]"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func joinLines(lines []string) string { return strings.Join(lines, "\n") }
