@@ -26,6 +26,41 @@ type Backend interface {
 	Remove(spec PortSpec) error
 }
 
+// StepError is one thing Apply could not do: which switch and port (empty
+// for the switch itself), which step, and why.
+type StepError struct {
+	Switch, Port, Step string
+	Err                error
+}
+
+func (e *StepError) Error() string {
+	if e.Port == "" {
+		return fmt.Sprintf("switch %s: %s: %v", e.Switch, e.Step, e.Err)
+	}
+	return fmt.Sprintf("switch %s port %s: %s: %v", e.Switch, e.Port, e.Step, e.Err)
+}
+
+func (e *StepError) Unwrap() error { return e.Err }
+
+// StepErrors returns the StepErrors inside an error from Apply.
+func StepErrors(err error) []*StepError {
+	var out []*StepError
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case nil:
+		case *StepError:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, y := range x.Unwrap() {
+				walk(y)
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
 // Daemon holds the live switches. Its methods are safe for concurrent use.
 type Daemon struct {
 	mu       sync.Mutex
@@ -97,7 +132,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 			o.Logger = d.log
 			sw, err := l2.New(o)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("switch %s: %w", name, err))
+				errs = append(errs, &StepError{Switch: name, Step: "create", Err: err})
 				continue
 			}
 			ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]portPlan{}}
@@ -134,7 +169,7 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 		case ok && want.spec == have.spec && want.cfg == have.cfg:
 		case ok && want.spec == have.spec:
 			if err := ls.sw.SetPort(pn, want.cfg); err != nil {
-				errs = append(errs, fmt.Errorf("switch %s port %s: %w", sw, pn, err))
+				errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "configure", Err: err})
 				continue
 			}
 			ls.ports[pn] = want
@@ -153,11 +188,11 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 		want := wp.ports[pn]
 		p, err := d.backend.Open(want.spec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("switch %s port %s: open: %w", sw, pn, err))
+			errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err})
 			continue
 		}
 		if err := ls.sw.AddPort(pn, p, want.cfg); err != nil { // AddPort closes p on error
-			errs = append(errs, fmt.Errorf("switch %s port %s: %w", sw, pn, err), d.remove(want.spec))
+			errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "attach", Err: err}, d.remove(want.spec))
 			continue
 		}
 		ls.ports[pn] = want
@@ -168,7 +203,7 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 
 func (d *Daemon) remove(spec PortSpec) error {
 	if err := d.backend.Remove(spec); err != nil {
-		return fmt.Errorf("switch %s port %s: remove: %w", spec.Switch, spec.Name, err)
+		return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "remove " + spec.Kind, Err: err}
 	}
 	return nil
 }

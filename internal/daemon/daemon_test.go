@@ -160,7 +160,8 @@ func TestApplyRetriesFailedPorts(t *testing.T) {
 	defer d.Close()
 	fb.failOpen["web/eth0"] = true
 	changes, err := d.Apply(withInternal(base()))
-	if err == nil || !strings.Contains(err.Error(), "switch int0 port web/eth0: open: no such device") {
+	if se := StepErrors(err); len(se) != 1 || se[0].Switch != "int0" || se[0].Port != "web/eth0" || se[0].Step != "open netns" ||
+		err.Error() != "switch int0 port web/eth0: open netns: no such device" {
 		t.Fatalf("Apply with a failing port: %v", err)
 	}
 	if len(changes) != 2 { // the switch and its host port still came up

@@ -1,0 +1,100 @@
+// Package api is the wire format of vswitchd's REST API, shared by the
+// server and its clients: resource documents (the config types), the
+// result of a write, the error envelope with stable codes, and the read
+// models (MAC table, port counters, topology). It is pure data.
+package api
+
+import (
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/field"
+)
+
+// SocketPath is where vswitchd listens by default (mode 0600: root only).
+const SocketPath = "/run/vswitch/vswitchd.sock"
+
+// Error codes: stable, for scripts.
+const (
+	CodeInvalid  = "invalid"   // 400: the input is wrong; Problems says where
+	CodeNotFound = "not_found" // 404
+	CodeInUse    = "in_use"    // 409: e.g. a switch that still has adapters
+	CodeConflict = "conflict"  // 409: e.g. the store is locked
+	CodeTooLarge = "too_large" // 413
+	CodeFailed   = "failed"    // 500: the host refused a step; Step says which
+)
+
+// Error is the body of every failed request: {"error": {...}}.
+type Error struct {
+	Code     string         `json:"code"`
+	Message  string         `json:"message"`
+	Problems []*field.Error `json:"problems,omitempty"`
+	Step     string         `json:"step,omitempty"`
+}
+
+// ErrorBody wraps Error.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Result is the answer to a successful write.
+type Result struct {
+	Revision uint64          `json:"revision"`
+	Changes  []string        `json:"changes"`            // what the daemon did; empty: no change
+	Warnings []string        `json:"warnings,omitempty"` // e.g. the MAC pool at 90 %
+	Adapter  *config.Adapter `json:"adapter,omitempty"`  // an added adapter, with its MAC
+}
+
+// State is GET /v1/state: the whole desired state and its revision.
+type State struct {
+	Revision uint64        `json:"revision"`
+	Config   config.Config `json:"config"`
+}
+
+// FDBEntry is a row of a switch's MAC table.
+type FDBEntry struct {
+	VLAN       uint16  `json:"vlan"` // 0: a static entry on every VLAN of the port
+	MAC        string  `json:"mac"`
+	Port       string  `json:"port"`
+	Static     bool    `json:"static"`
+	AgeSeconds float64 `json:"ageSeconds"`
+}
+
+// PortStats are one port's counters.
+type PortStats struct {
+	Switch       string            `json:"switch"`
+	Port         string            `json:"port"`
+	RxPackets    uint64            `json:"rxPackets"`
+	RxBytes      uint64            `json:"rxBytes"`
+	TxPackets    uint64            `json:"txPackets"`
+	TxBytes      uint64            `json:"txBytes"`
+	Floods       uint64            `json:"floods"`
+	LearnRefused uint64            `json:"learnRefused"`
+	Moves        uint64            `json:"moves"`
+	Drops        map[string]uint64 `json:"drops"`
+}
+
+// Topology is the tree vswitchctl topology prints.
+type Topology struct {
+	Switches []TopologySwitch `json:"switches"`
+}
+
+// TopologySwitch is a switch with what hangs off it.
+type TopologySwitch struct {
+	Name        string         `json:"name"`
+	Type        string         `json:"type"`
+	DefaultVLAN uint16         `json:"defaultVLAN"`
+	Uplink      *TopologyPort  `json:"uplink,omitempty"`
+	HostAdapter *TopologyPort  `json:"hostAdapter,omitempty"`
+	Adapters    []TopologyPort `json:"adapters"`
+	Running     bool           `json:"running"`
+}
+
+// TopologyPort is one port in the tree.
+type TopologyPort struct {
+	Name       string `json:"name"`
+	VLAN       string `json:"vlan"`
+	MAC        string `json:"mac,omitempty"`
+	Type       string `json:"type,omitempty"`
+	Attachment string `json:"attachment,omitempty"`
+}

@@ -1,0 +1,278 @@
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/field"
+)
+
+// load reads the state for a GET, or answers the error.
+func (s *Server) load(w http.ResponseWriter) (*config.Config, uint64, bool) {
+	c, rev, err := s.st.Load()
+	if err != nil {
+		s.fail(w, err)
+		return nil, 0, false
+	}
+	return c, rev, true
+}
+
+func (s *Server) getState(w http.ResponseWriter, r *http.Request) {
+	if c, rev, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, api.State{Revision: rev, Config: *c})
+	}
+}
+
+func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, c.Host)
+	}
+}
+
+func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
+	var h config.Host
+	if err := decode(r, &h); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		c.Host = h
+		return nil, nil
+	})
+}
+
+func (s *Server) listSwitches(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, orEmpty(c.Switches))
+	}
+}
+
+func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		if sw := c.Switch(r.PathValue("name")); sw != nil {
+			writeJSON(w, http.StatusOK, sw)
+			return
+		}
+		s.fail(w, fmt.Errorf("switch %q: %w", r.PathValue("name"), config.ErrNotFound))
+	}
+}
+
+func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
+	var sw config.Switch
+	if err := decode(r, &sw); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		if c.Switch(sw.Name) != nil {
+			return nil, field.New("name", sw.Name, "a name no other switch has")
+		}
+		c.AddSwitch(sw)
+		return nil, nil
+	})
+}
+
+func (s *Server) setSwitch(w http.ResponseWriter, r *http.Request) {
+	var sw config.Switch
+	if err := decode(r, &sw); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if sw.Name != r.PathValue("name") {
+		s.fail(w, field.New("name", sw.Name, "the name in the path ("+r.PathValue("name")+"); a switch cannot be renamed"))
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.SetSwitch(sw) })
+}
+
+func (s *Server) removeSwitch(w http.ResponseWriter, r *http.Request) {
+	force := r.URL.Query().Get("force") == "true"
+	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.RemoveSwitch(r.PathValue("name"), force) })
+}
+
+func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, orEmpty(c.VMs))
+	}
+}
+
+func (s *Server) addVM(w http.ResponseWriter, r *http.Request) {
+	var vm config.VM
+	if err := decode(r, &vm); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		if c.VM(vm.Name) != nil {
+			return nil, field.New("name", vm.Name, "a name no other VM has")
+		}
+		c.AddVM(vm)
+		return nil, nil
+	})
+}
+
+func (s *Server) removeVM(w http.ResponseWriter, r *http.Request) {
+	force := r.URL.Query().Get("force") == "true"
+	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.RemoveVM(r.PathValue("name"), force) })
+}
+
+func (s *Server) listAdapters(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, orEmpty(c.Adapters))
+	}
+}
+
+func (s *Server) getAdapter(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		if a := c.Adapter(r.PathValue("vm"), r.PathValue("name")); a != nil {
+			writeJSON(w, http.StatusOK, a)
+			return
+		}
+		s.fail(w, fmt.Errorf("adapter %s/%s: %w", r.PathValue("vm"), r.PathValue("name"), config.ErrNotFound))
+	}
+}
+
+func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
+	var a config.Adapter
+	if err := decode(r, &a); err != nil {
+		s.fail(w, err)
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		if c.Adapter(a.VM, a.Name) != nil {
+			return nil, field.New("name", a.Name, "a name no other adapter of VM "+a.VM+" has")
+		}
+		added, nearlyFull, err := c.AddAdapter(a)
+		if err != nil {
+			return nil, err
+		}
+		res := &api.Result{Adapter: &added}
+		if nearlyFull {
+			used, size := c.PoolUsage()
+			res.Warnings = append(res.Warnings, fmt.Sprintf("the host's MAC pool is %d%% used (%d of %d)", used*100/size, used, size))
+		}
+		return res, nil
+	})
+}
+
+func (s *Server) setAdapter(w http.ResponseWriter, r *http.Request) {
+	var a config.Adapter
+	if err := decode(r, &a); err != nil {
+		s.fail(w, err)
+		return
+	}
+	if a.VM != r.PathValue("vm") || a.Name != r.PathValue("name") {
+		s.fail(w, field.New("vm/name", a.ID(), "the adapter in the path ("+r.PathValue("vm")+"/"+r.PathValue("name")+")"))
+		return
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.SetAdapter(a) })
+}
+
+func (s *Server) removeAdapter(w http.ResponseWriter, r *http.Request) {
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		return nil, c.RemoveAdapter(r.PathValue("vm"), r.PathValue("name"))
+	})
+}
+
+func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
+	sw := s.d.Switch(r.PathValue("name"))
+	if sw == nil {
+		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
+		return
+	}
+	out := []api.FDBEntry{}
+	for _, e := range sw.MACTable() {
+		out = append(out, api.FDBEntry{VLAN: uint16(e.VID), MAC: e.MAC.String(), Port: e.PortName, Static: e.Static, AgeSeconds: e.Age.Seconds()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) portStats(name string) []api.PortStats {
+	sw := s.d.Switch(name)
+	if sw == nil {
+		return nil
+	}
+	var out []api.PortStats
+	for _, p := range sw.Ports() {
+		c := p.Counters
+		out = append(out, api.PortStats{Switch: name, Port: p.Name, RxPackets: c.RxPackets, RxBytes: c.RxBytes,
+			TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods, LearnRefused: c.LearnRefused, Moves: c.Moves,
+			Drops: c.DropsByReason()})
+	}
+	return out
+}
+
+func (s *Server) getPorts(w http.ResponseWriter, r *http.Request) {
+	if s.d.Switch(r.PathValue("name")) == nil {
+		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, orEmpty(s.portStats(r.PathValue("name"))))
+}
+
+func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := s.load(w)
+	if !ok {
+		return
+	}
+	out := []api.PortStats{}
+	for _, sw := range c.Switches {
+		out = append(out, s.portStats(sw.Name)...)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := s.load(w)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, Topology(c, func(name string) bool { return s.d.Switch(name) != nil }))
+}
+
+// Topology builds the tree of switches, uplinks, host adapters and adapters.
+func Topology(c *config.Config, running func(string) bool) api.Topology {
+	t := api.Topology{Switches: []api.TopologySwitch{}}
+	for i := range c.Switches {
+		sw := &c.Switches[i]
+		ts := api.TopologySwitch{Name: sw.Name, Type: string(sw.Type), DefaultVLAN: uint16(sw.VLANOrDefault()),
+			Adapters: []api.TopologyPort{}, Running: running(sw.Name)}
+		if sw.Type == config.External {
+			v := "trunk 1-4094 native " + sw.VLANOrDefault().String()
+			if sw.UplinkVLAN != (config.VLAN{}) {
+				v = sw.UplinkVLAN.String()
+			}
+			ts.Uplink = &api.TopologyPort{Name: sw.Uplink, VLAN: v}
+		}
+		if sw.ManagementOS() {
+			ts.HostAdapter = &api.TopologyPort{Name: sw.Name, VLAN: sw.HostVLAN.String()}
+		}
+		for j := range c.Adapters {
+			a := &c.Adapters[j]
+			if a.Switch != sw.Name {
+				continue
+			}
+			att := string(a.Attachment.Kind)
+			if a.Attachment.Namespace != "" {
+				att += " " + a.Attachment.Namespace
+			}
+			ts.Adapters = append(ts.Adapters, api.TopologyPort{Name: a.ID(), VLAN: a.VLAN.String(), MAC: a.MAC.String(),
+				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att)})
+		}
+		slices.SortFunc(ts.Adapters, func(x, y api.TopologyPort) int { return strings.Compare(x.Name, y.Name) })
+		t.Switches = append(t.Switches, ts)
+	}
+	slices.SortFunc(t.Switches, func(x, y api.TopologySwitch) int { return strings.Compare(x.Name, y.Name) })
+	return t
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
