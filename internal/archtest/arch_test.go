@@ -75,6 +75,16 @@ var rules = []struct {
 		why:       "the desired state is pure data shared with the CLI, which must not reach the data plane",
 	},
 	{
+		pkg:       module + "/internal/cli",
+		forbidden: []string{module + "/internal/l2", module + "/internal/daemon", module + "/internal/port/", module + "/internal/store", module + "/internal/apiserver"},
+		why:       "the CLI talks to the daemon through the API, never to frames, ports or the store",
+	},
+	{
+		pkg:       module + "/cmd/vswitchctl",
+		forbidden: []string{module + "/internal/l2", module + "/internal/daemon", module + "/internal/port/", module + "/internal/store"},
+		why:       "vswitchctl is a thin main over the CLI",
+	},
+	{
 		pkg:       module + "/internal/offload",
 		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net"},
 		why:       "offload is pure frame arithmetic, shared by backends: no I/O",

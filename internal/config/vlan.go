@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+
 	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/vlan"
@@ -43,16 +45,24 @@ func (v *VLAN) Port(defaultVLAN frame.VID) (vlan.Port, error) {
 	return vlan.Port{}, field.New("VLAN mode", string(v.Mode), "untagged, access, trunk or hybrid")
 }
 
-// String describes the setting, e.g. "access 10".
+// String describes the setting in the user's words, e.g. "access 10",
+// "trunk 1-100 native 1".
 func (v *VLAN) String() string {
-	p, err := v.Port(1)
-	if err != nil {
-		return string(v.Mode) + " (invalid)"
-	}
-	if v.Mode == "" || v.Mode == ModeUntagged {
+	switch v.Mode {
+	case "", ModeUntagged:
 		return "untagged"
+	case ModeAccess:
+		return "access " + v.Access.String()
+	case ModeTrunk:
+		s := "trunk " + v.Allowed.String()
+		if v.Native != 0 {
+			s += " native " + v.Native.String()
+		}
+		return s
+	case ModeHybrid:
+		return fmt.Sprintf("hybrid pvid %d untagged %s tagged %s", v.PVID, v.Untagged.String(), v.Tagged.String())
 	}
-	return p.String()
+	return string(v.Mode)
 }
 
 // validate adds the setting's problems to l, each field prefixed by path.

@@ -3,11 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/nsrun"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/qemu"
 	"github.com/vswitch/vswitch/internal/port/tap"
@@ -58,4 +60,13 @@ func (b OSBackend) Remove(s PortSpec) error {
 		}
 	}
 	return nil
+}
+
+// CheckNIC reports whether a network interface of that name exists where
+// the host side lives (apiserver.Host).
+func (b OSBackend) CheckNIC(name string) error {
+	return nsrun.In(nsrun.Path(b.Namespace), func() error {
+		_, err := net.InterfaceByName(name)
+		return err
+	})
 }

@@ -1,0 +1,41 @@
+// Command vswitchd is the vswitch daemon: it keeps the desired network in
+// a durable store, converges the switches to it and serves the API that
+// vswitchctl talks to.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vswitchd"
+)
+
+func main() {
+	var o vswitchd.Options
+	var mode uint
+	var debug bool
+	flag.StringVar(&o.Store, "store", store.DefaultPath, "the state file")
+	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
+	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
+	flag.BoolVar(&debug, "debug", false, "log debug messages")
+	flag.Parse()
+	o.SocketMode = os.FileMode(mode)
+	level := slog.LevelInfo
+	if debug {
+		level = slog.LevelDebug
+	}
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := vswitchd.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "vswitchd:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+)
+
+// adapterFlags are the settable fields of an adapter.
+type adapterFlags struct {
+	sw, mac, typ, netns, device, tap, socket string
+	qemuStream, qemuDgram, guard, dynamic    bool
+}
+
+func (f *adapterFlags) register(c *cobra.Command, forAdd bool) {
+	fl := c.Flags()
+	fl.StringVar(&f.sw, "switch", "", "the switch to connect to")
+	fl.StringVar(&f.mac, "mac", "", "a static MAC address (default: dynamic, from the host's pool)")
+	fl.StringVar(&f.typ, "type", "", "synthetic (virtio-net, the default) or legacy (DEC 21140)")
+	fl.BoolVar(&f.guard, "spoof-guard", true, "drop frames whose source is not the adapter's MAC")
+	if !forAdd {
+		fl.BoolVar(&f.dynamic, "dynamic-mac", false, "take a MAC from the host's pool instead of the static one")
+		return
+	}
+	fl.StringVar(&f.netns, "netns", "", "attach: a TAP inside this network namespace (name, path or PID)")
+	fl.StringVar(&f.device, "device", "", "with --netns: the interface name inside (eth0)")
+	fl.StringVar(&f.tap, "tap", "", "attach: a TAP device that QEMU or libvirt opens")
+	fl.BoolVar(&f.qemuStream, "qemu-stream", false, "attach: a unix socket for QEMU -netdev stream")
+	fl.BoolVar(&f.qemuDgram, "qemu-dgram", false, "attach: a unix socket for QEMU -netdev dgram")
+	fl.StringVar(&f.socket, "socket-path", "", "with --qemu-*: the socket (default /run/vswitch/VM-NAME.sock)")
+}
+
+// apply copies the flags the user gave onto ad.
+func (f *adapterFlags) apply(c *cobra.Command, ad *config.Adapter) error {
+	ch := c.Flags().Changed
+	if ch("switch") {
+		ad.Switch = f.sw
+	}
+	if ch("mac") {
+		m, err := frame.ParseMAC(f.mac)
+		if err != nil {
+			return usagef("--mac: %v", err)
+		}
+		ad.MAC, ad.DynamicMAC = m, false
+	}
+	if f.dynamic {
+		ad.MAC, ad.DynamicMAC = frame.MAC{}, true
+	}
+	if ch("type") {
+		ad.Type = config.AdapterType(f.typ)
+	}
+	if ch("spoof-guard") {
+		g := f.guard
+		ad.MACSpoofGuard = &g
+	}
+	return nil
+}
+
+func (f *adapterFlags) attachment() (config.Attachment, error) {
+	var kinds []config.Attachment
+	if f.netns != "" {
+		kinds = append(kinds, config.Attachment{Kind: config.AttachNetns, Namespace: f.netns, Device: f.device})
+	}
+	if f.tap != "" {
+		kinds = append(kinds, config.Attachment{Kind: config.AttachTAP, Device: f.tap})
+	}
+	if f.qemuStream {
+		kinds = append(kinds, config.Attachment{Kind: config.AttachQEMUStream, Socket: f.socket})
+	}
+	if f.qemuDgram {
+		kinds = append(kinds, config.Attachment{Kind: config.AttachQEMUDgram, Socket: f.socket})
+	}
+	if len(kinds) != 1 {
+		return config.Attachment{}, usagef("give exactly one of --netns, --tap, --qemu-stream, --qemu-dgram (got %d)", len(kinds))
+	}
+	return kinds[0], nil
+}
+
+func (a *app) adapterCmd() *cobra.Command {
+	var af adapterFlags
+	add := &cobra.Command{Use: "add VM/NAME --switch SWITCH (--netns NS | --tap DEV | --qemu-stream | --qemu-dgram)",
+		Short: "Add a network adapter to a VM (Add-VMNetworkAdapter)", Args: nArgs(1, "the adapter as VM/NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			vm, name, err := adapterID(args[0])
+			if err != nil {
+				return err
+			}
+			ad := config.Adapter{VM: vm, Name: name, DynamicMAC: true}
+			if err := af.apply(c, &ad); err != nil {
+				return err
+			}
+			if ad.Attachment, err = af.attachment(); err != nil {
+				return err
+			}
+			r, err := a.client().AddAdapter(ad)
+			if err == nil && r.Adapter != nil && a.output != "json" {
+				fmt.Fprintf(a.out, "adapter %s MAC %s\n", r.Adapter.ID(), r.Adapter.MAC)
+			}
+			return a.result(r, err)
+		}}
+	af.register(add, true)
+	var sf adapterFlags
+	set := &cobra.Command{Use: "set VM/NAME [flags]", Short: "Change an adapter (Set-VMNetworkAdapter)", Args: nArgs(1, "the adapter as VM/NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ad, err := a.getAdapter(args[0])
+			if err != nil {
+				return err
+			}
+			if err := sf.apply(c, &ad); err != nil {
+				return err
+			}
+			return a.result(a.client().SetAdapter(ad))
+		}}
+	sf.register(set, false)
+	rm := &cobra.Command{Use: "rm VM/NAME", Short: "Remove an adapter; its MAC returns to the pool", Args: nArgs(1, "the adapter as VM/NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			vm, name, err := adapterID(args[0])
+			if err != nil {
+				return err
+			}
+			return a.result(a.client().RemoveAdapter(vm, name))
+		}}
+	ls := &cobra.Command{Use: "ls [VM]", Short: "List adapters (Get-VMNetworkAdapter)", Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return a.listAdapters(args) }}
+	return group("adapter", "VM network adapters", add, set, rm, ls, a.vlanCmd())
+}
+
+func (a *app) getAdapter(id string) (config.Adapter, error) {
+	vm, name, err := adapterID(id)
+	if err != nil {
+		return config.Adapter{}, err
+	}
+	return a.client().Adapter(vm, name)
+}
+
+func (a *app) listAdapters(args []string) error {
+	st, err := a.client().State()
+	if err != nil {
+		return err
+	}
+	var ads []config.Adapter
+	for _, ad := range st.Config.Adapters {
+		if len(args) == 0 || ad.VM == args[0] {
+			ads = append(ads, ad)
+		}
+	}
+	if a.output == "json" {
+		return a.json(orEmpty(ads))
+	}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADAPTER\tSWITCH\tMAC\tTYPE\tVLAN\tATTACHMENT")
+	for _, ad := range ads {
+		mac := ad.MAC.String()
+		if ad.DynamicMAC {
+			mac += " (dynamic)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ad.ID(), ad.Switch, mac, ad.TypeOrDefault(), ad.VLAN.String(), attachment(ad.Attachment))
+	}
+	return tw.Flush()
+}
+
+func attachment(t config.Attachment) string {
+	switch t.Kind {
+	case config.AttachNetns:
+		return "netns " + t.Namespace
+	case config.AttachTAP:
+		return "tap " + t.Device
+	}
+	return string(t.Kind) + " " + dash(t.Socket)
+}

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vswitch/vswitch/internal/apiserver"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+type memBackend struct{}
+
+func (memBackend) Open(daemon.PortSpec) (l2.Port, error) {
+	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
+	return p, nil
+}
+func (memBackend) Remove(daemon.PortSpec) error { return nil }
+
+type hostNICs map[string]bool
+
+func (h hostNICs) CheckNIC(n string) error {
+	if h[n] {
+		return nil
+	}
+	return errors.New("no such device")
+}
+
+// serve runs an API server on a unix socket and returns the socket path.
+func serve(t *testing.T) string {
+	dir := t.TempDir()
+	h := config.DefaultHost("cli-test")
+	h.MACMin[3], h.MACMax[3] = 0x42, 0x42
+	st, err := store.Open(filepath.Join(dir, "v.db"), &config.Config{Host: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := daemon.New(memBackend{}, slog.New(slog.DiscardHandler))
+	sock := filepath.Join(dir, "vswitchd.sock")
+	l, err := apiserver.Listen(sock, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: apiserver.New(st, d, hostNICs{"eth1": true}, slog.New(slog.DiscardHandler)).Handler()}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close(); d.Close(); st.Close() })
+	return sock
+}
+
+// run is vswitchctl with args against sock.
+func run(sock string, args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = Main(append([]string{"--socket", sock}, args...), &o, &e)
+	return code, o.String(), e.String()
+}
+
+func mustRun(t *testing.T, sock string, args ...string) string {
+	t.Helper()
+	code, out, errOut := run(sock, args...)
+	if code != 0 {
+		t.Fatalf("vswitchctl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func TestHyperVStyleSession(t *testing.T) {
+	sock := serve(t)
+	mustRun(t, sock, "switch", "add", "ext0", "--type", "external", "--uplink", "eth1")
+	mustRun(t, sock, "switch", "add", "int0", "--type", "internal", "--default-vlan", "5")
+	mustRun(t, sock, "switch", "add", "priv0", "--type", "private")
+	mustRun(t, sock, "vm", "add", "web")
+	if out := mustRun(t, sock, "adapter", "add", "web/eth0", "--switch", "ext0", "--netns", "webns"); !strings.Contains(out, "adapter web/eth0 MAC 02:56:53:42:00:00") {
+		t.Fatalf("dynamic MAC not shown: %s", out)
+	}
+	mustRun(t, sock, "adapter", "add", "web/eth1", "--switch", "priv0", "--qemu-stream", "--mac", "52:54:00:12:34:56", "--type", "legacy")
+	if out := mustRun(t, sock, "adapter", "vlan", "web/eth0", "--trunk", "10-20", "--native", "1"); !strings.Contains(out, "set port ext0 web/eth0") {
+		t.Fatalf("vlan output: %s", out)
+	}
+	mustRun(t, sock, "adapter", "vlan", "web/eth1", "--hybrid", "--pvid", "10", "--untagged", "10,20", "--tagged", "30-40")
+	mustRun(t, sock, "adapter", "vlan", "--host", "ext0", "--access", "10")
+	mustRun(t, sock, "adapter", "vlan", "--uplink", "ext0", "--trunk", "1-100", "--native", "1")
+	if out := mustRun(t, sock, "adapter", "vlan", "web/eth1", "--hybrid", "--pvid", "10", "--untagged", "10,20", "--tagged", "30-40"); out != "no change\n" {
+		t.Fatalf("repeating a setting: %q", out)
+	}
+	want := `ext0 (external, default VLAN 1)
+├── uplink eth1  [trunk 1-100 native 1]
+├── host adapter ext0  [access 10]
+└── web/eth0  02:56:53:42:00:00  synthetic  netns webns  [trunk 10-20 native 1]
+int0 (internal, default VLAN 5)
+└── host adapter int0  [untagged]
+priv0 (private, default VLAN 1)
+└── web/eth1  52:54:00:12:34:56  legacy  qemu-stream  [hybrid pvid 10 untagged 10,20 tagged 30-40]
+`
+	if got := mustRun(t, sock, "topology"); got != want {
+		t.Fatalf("topology\n%s\nwant\n%s", got, want)
+	}
+	ls := mustRun(t, sock, "switch", "ls")
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
+		rows = append(rows, strings.Join(strings.Fields(line), " "))
+	}
+	if strings.Join(rows, "\n") != "NAME TYPE UPLINK HOST ADAPTER DEFAULT VLAN ADAPTERS\next0 external eth1 yes 1 1\nint0 internal - yes 5 0\npriv0 private - no 1 1" {
+		t.Fatalf("switch ls:\n%s", ls)
+	}
+	var ads []config.Adapter
+	if err := json.Unmarshal([]byte(mustRun(t, sock, "-o", "json", "adapter", "ls")), &ads); err != nil || len(ads) != 2 {
+		t.Fatalf("adapter ls -o json: %v %+v", err, ads)
+	}
+	mustRun(t, sock, "adapter", "vlan", "web/eth0", "--untagged")
+	mustRun(t, sock, "host", "set", "--mac-min", "02:56:53:42:00:00", "--mac-max", "02:56:53:42:00:0f")
+	if out := mustRun(t, sock, "host", "show"); !strings.Contains(out, "(1 of 16 in use)") {
+		t.Fatalf("host show: %s", out)
+	}
+	if out := mustRun(t, sock, "fdb", "ext0"); !strings.Contains(out, "any   02:56:53:42:00:00  web/eth0  static") {
+		t.Fatalf("fdb:\n%s", out)
+	}
+	if out := mustRun(t, sock, "stats", "ext0"); !strings.Contains(out, "ext0    uplink") {
+		t.Fatalf("stats:\n%s", out)
+	}
+	mustRun(t, sock, "switch", "set", "int0", "--type", "private")
+	if out := mustRun(t, sock, "switch", "show", "int0"); !strings.Contains(out, "type:               private") {
+		t.Fatalf("switch show after a type change:\n%s", out)
+	}
+}
+
+// TestExitCodes checks that bad input is named and the exit code is one a
+// script can trust.
+func TestExitCodes(t *testing.T) {
+	sock := serve(t)
+	mustRun(t, sock, "switch", "add", "int0", "--type", "internal")
+	mustRun(t, sock, "vm", "add", "web")
+	mustRun(t, sock, "adapter", "add", "web/eth0", "--switch", "int0", "--netns", "webns")
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"adapter", "vlan", "web/eth0", "--trunk", "1-100,50-"}, ExitUsage, `invalid VLAN "1-100,50-" at offset 9`},
+		{[]string{"adapter", "vlan", "web/eth0", "--access", "5000"}, ExitUsage, `"5000"`},
+		{[]string{"adapter", "vlan", "web/eth0", "--access", "0"}, ExitUsage, "1 to 4094"},
+		{[]string{"adapter", "vlan", "web/eth0", "--hybrid", "--pvid", "10", "--untagged", "10,20", "--tagged", "20-30"}, ExitFailed, "20 is in both sets"},
+		{[]string{"adapter", "vlan", "web/eth0", "--access", "10", "--trunk", "20"}, ExitUsage, "exactly one mode"},
+		{[]string{"adapter", "add", "web/eth1", "--switch", "int0", "--netns", "x", "--mac", "01:00:5e:00:00:01"}, ExitFailed, "unicast"},
+		{[]string{"adapter", "add", "web/eth1", "--switch", "int0", "--netns", "x", "--mac", "zz"}, ExitUsage, `invalid MAC address "zz"`},
+		{[]string{"adapter", "add", "web/eth1", "--switch", "nope", "--netns", "x"}, ExitFailed, `adapters[web/eth1].switch "nope"`},
+		{[]string{"adapter", "add", "web/eth1", "--switch", "int0"}, ExitUsage, "exactly one of --netns"},
+		{[]string{"adapter", "add", "eth1", "--switch", "int0", "--netns", "x"}, ExitUsage, "want VM/NAME"},
+		{[]string{"switch", "add", "ext0", "--type", "external", "--uplink", "eth9"}, ExitFailed, "existing network interface"},
+		{[]string{"switch", "add", "int0", "--type", "internal"}, ExitFailed, "no other switch"},
+		{[]string{"switch", "add", "x"}, ExitUsage, "--type is required"},
+		{[]string{"switch", "rm", "int0"}, ExitFailed, "web/eth0"},
+		{[]string{"switch", "rm", "ghost"}, ExitNotFound, "not found"},
+		{[]string{"host", "set", "--mac-min", "02:00:00:00:00:09", "--mac-max", "02:00:00:00:00:01"}, ExitFailed, "at most host.macMax"},
+		{[]string{"switch", "frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
+		{[]string{"switch", "add", "y", "--type", "private", "--colour", "red"}, ExitUsage, "unknown flag: --colour"},
+		{[]string{"-o", "yaml", "switch", "ls"}, ExitUsage, "want table or json"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := run(sock, tt.args...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) {
+			t.Errorf("vswitchctl %s: exit %d, stderr %q (stdout %q); want exit %d naming %q", strings.Join(tt.args, " "), code, errOut, out, tt.code, tt.want)
+		}
+	}
+	if code, _, errOut := run(filepath.Join(t.TempDir(), "none.sock"), "switch", "ls"); code != ExitUnreachable || !strings.Contains(errOut, "is vswitchd running?") {
+		t.Errorf("no daemon: exit %d %q", code, errOut)
+	}
+	if out := mustRun(t, sock, "switch", "rm", "int0", "--force"); !strings.Contains(out, "remove switch int0") {
+		t.Fatalf("forced removal: %s", out)
+	}
+}

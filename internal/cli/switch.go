@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+)
+
+// switchFlags are the settable fields of a switch.
+type switchFlags struct {
+	typ, uplink, notes string
+	mgmtOS             bool
+	defaultVLAN        uint16
+	ageing             time.Duration
+	tableSize          int
+}
+
+func (f *switchFlags) register(c *cobra.Command) {
+	fl := c.Flags()
+	fl.StringVar(&f.typ, "type", "", "external, internal or private")
+	fl.StringVar(&f.uplink, "uplink", "", "the physical NIC of an external switch")
+	fl.BoolVar(&f.mgmtOS, "allow-management-os", true, "give the host an adapter on an external switch")
+	fl.Uint16Var(&f.defaultVLAN, "default-vlan", 0, "VLAN of untagged ports (1 if not set)")
+	fl.DurationVar(&f.ageing, "mac-ageing", 0, "MAC ageing time (300s if not set)")
+	fl.IntVar(&f.tableSize, "table-size", 0, "learned MAC entries at most (65536 if not set)")
+	fl.StringVar(&f.notes, "notes", "", "free text")
+}
+
+// apply copies the flags the user gave onto s.
+func (f *switchFlags) apply(c *cobra.Command, s *config.Switch) {
+	ch := c.Flags().Changed
+	if ch("type") {
+		s.Type = config.SwitchType(f.typ)
+	}
+	if ch("uplink") {
+		s.Uplink = f.uplink
+	}
+	if ch("allow-management-os") {
+		v := f.mgmtOS
+		s.AllowManagementOS = &v
+	}
+	if ch("default-vlan") {
+		s.DefaultVLAN = frame.VID(f.defaultVLAN)
+	}
+	if ch("mac-ageing") {
+		s.MACAgeing = config.Duration(f.ageing)
+	}
+	if ch("table-size") {
+		s.TableSize = f.tableSize
+	}
+	if ch("notes") {
+		s.Notes = f.notes
+	}
+}
+
+func (a *app) switchCmd() *cobra.Command {
+	var f switchFlags
+	add := &cobra.Command{Use: "add NAME --type external|internal|private [--uplink NIC]", Short: "Add a switch (New-VMSwitch)",
+		Args: nArgs(1, "the switch's name"), RunE: func(c *cobra.Command, args []string) error {
+			if !c.Flags().Changed("type") {
+				return usagef("--type is required: external, internal or private")
+			}
+			s := config.Switch{Name: args[0]}
+			f.apply(c, &s)
+			return a.result(a.client().AddSwitch(s))
+		}}
+	f.register(add)
+	var sf switchFlags
+	set := &cobra.Command{Use: "set NAME [flags]", Short: "Change a switch, its type too (Set-VMSwitch)",
+		Args: nArgs(1, "the switch's name"), RunE: func(c *cobra.Command, args []string) error {
+			s, err := a.client().Switch(args[0])
+			if err != nil {
+				return err
+			}
+			sf.apply(c, &s)
+			if s.Type != config.External {
+				s.Uplink, s.AllowManagementOS, s.UplinkVLAN = "", nil, config.VLAN{}
+			}
+			return a.result(a.client().SetSwitch(s))
+		}}
+	sf.register(set)
+	var force bool
+	rm := &cobra.Command{Use: "rm NAME [--force]", Short: "Remove a switch (Remove-VMSwitch)",
+		Args: nArgs(1, "the switch's name"), RunE: func(c *cobra.Command, args []string) error {
+			return a.result(a.client().RemoveSwitch(args[0], force))
+		}}
+	rm.Flags().BoolVar(&force, "force", false, "also remove the switch's adapters")
+	ls := &cobra.Command{Use: "ls", Short: "List switches (Get-VMSwitch)", Args: nArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error { return a.listSwitches() }}
+	show := &cobra.Command{Use: "show NAME", Short: "Show one switch", Args: nArgs(1, "the switch's name"),
+		RunE: func(c *cobra.Command, args []string) error { return a.showSwitch(args[0]) }}
+	return group("switch", "Virtual switches", add, set, rm, ls, show)
+}
+
+func (a *app) listSwitches() error {
+	st, err := a.client().State()
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return a.json(orEmpty(st.Config.Switches))
+	}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTYPE\tUPLINK\tHOST ADAPTER\tDEFAULT VLAN\tADAPTERS")
+	for _, s := range st.Config.Switches {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
+			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)))
+	}
+	return tw.Flush()
+}
+
+func (a *app) showSwitch(name string) error {
+	s, err := a.client().Switch(name)
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return a.json(s)
+	}
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+	rows := [][2]string{{"name", s.Name}, {"type", string(s.Type)}, {"uplink", dash(s.Uplink)},
+		{"host adapter", yesNo(s.ManagementOS())}, {"default VLAN", s.VLANOrDefault().String()},
+		{"host adapter VLAN", s.HostVLAN.String()}, {"MAC ageing", ageing(s)}, {"table size", tableSize(s)}, {"notes", dash(s.Notes)}}
+	if s.Type == config.External {
+		rows = append(rows, [2]string{"uplink VLAN", uplinkVLAN(&s)})
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	return tw.Flush()
+}
+
+func uplinkVLAN(s *config.Switch) string {
+	if s.UplinkVLAN == (config.VLAN{}) {
+		return "trunk 1-4094 native " + s.VLANOrDefault().String()
+	}
+	return s.UplinkVLAN.String()
+}
+
+func ageing(s config.Switch) string {
+	if s.MACAgeing == 0 {
+		return "300s"
+	}
+	return time.Duration(s.MACAgeing).String()
+}
+
+func tableSize(s config.Switch) string {
+	if s.TableSize == 0 {
+		return "65536"
+	}
+	return fmt.Sprint(s.TableSize)
+}
+
+func dash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,168 @@
+// Package client talks to vswitchd's REST API over its unix socket. Every
+// failure the daemon reports comes back as *api.Error with its stable code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+)
+
+// ErrUnreachable: no daemon answers on the socket.
+var ErrUnreachable = errors.New("vswitchd is not reachable")
+
+// Client is an API client.
+type Client struct {
+	hc     *http.Client
+	socket string
+}
+
+// New returns a client for the daemon listening on socket.
+func New(socket string) *Client {
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", socket)
+	}}
+	return &Client{hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}, socket: socket}
+}
+
+func (c *Client) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://vswitchd"+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb api.ErrorBody
+		if err := json.Unmarshal(b, &eb); err != nil || eb.Error.Code == "" {
+			return &api.Error{Code: api.CodeFailed, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, b)}
+		}
+		return &eb.Error
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// State returns the whole desired state.
+func (c *Client) State() (api.State, error) {
+	var s api.State
+	return s, c.do("GET", "/v1/state", nil, &s)
+}
+
+// SetHost sets the host's MAC pool.
+func (c *Client) SetHost(h config.Host) (api.Result, error) {
+	var r api.Result
+	return r, c.do("PUT", "/v1/host", h, &r)
+}
+
+// Switch returns one switch.
+func (c *Client) Switch(name string) (config.Switch, error) {
+	var s config.Switch
+	return s, c.do("GET", "/v1/switches/"+esc(name), nil, &s)
+}
+
+// AddSwitch adds a switch.
+func (c *Client) AddSwitch(s config.Switch) (api.Result, error) {
+	var r api.Result
+	return r, c.do("POST", "/v1/switches", s, &r)
+}
+
+// SetSwitch replaces a switch.
+func (c *Client) SetSwitch(s config.Switch) (api.Result, error) {
+	var r api.Result
+	return r, c.do("PUT", "/v1/switches/"+esc(s.Name), s, &r)
+}
+
+// RemoveSwitch removes a switch (and its adapters when force).
+func (c *Client) RemoveSwitch(name string, force bool) (api.Result, error) {
+	var r api.Result
+	return r, c.do("DELETE", fmt.Sprintf("/v1/switches/%s?force=%t", esc(name), force), nil, &r)
+}
+
+// AddVM adds a VM.
+func (c *Client) AddVM(vm config.VM) (api.Result, error) {
+	var r api.Result
+	return r, c.do("POST", "/v1/vms", vm, &r)
+}
+
+// RemoveVM removes a VM (and its adapters when force).
+func (c *Client) RemoveVM(name string, force bool) (api.Result, error) {
+	var r api.Result
+	return r, c.do("DELETE", fmt.Sprintf("/v1/vms/%s?force=%t", esc(name), force), nil, &r)
+}
+
+// Adapter returns one adapter.
+func (c *Client) Adapter(vm, name string) (config.Adapter, error) {
+	var a config.Adapter
+	return a, c.do("GET", "/v1/vms/"+esc(vm)+"/adapters/"+esc(name), nil, &a)
+}
+
+// AddAdapter adds an adapter; the result carries it with its MAC.
+func (c *Client) AddAdapter(a config.Adapter) (api.Result, error) {
+	var r api.Result
+	return r, c.do("POST", "/v1/adapters", a, &r)
+}
+
+// SetAdapter replaces an adapter.
+func (c *Client) SetAdapter(a config.Adapter) (api.Result, error) {
+	var r api.Result
+	return r, c.do("PUT", "/v1/vms/"+esc(a.VM)+"/adapters/"+esc(a.Name), a, &r)
+}
+
+// RemoveAdapter removes an adapter.
+func (c *Client) RemoveAdapter(vm, name string) (api.Result, error) {
+	var r api.Result
+	return r, c.do("DELETE", "/v1/vms/"+esc(vm)+"/adapters/"+esc(name), nil, &r)
+}
+
+// FDB returns a running switch's MAC table.
+func (c *Client) FDB(sw string) ([]api.FDBEntry, error) {
+	var out []api.FDBEntry
+	return out, c.do("GET", "/v1/switches/"+esc(sw)+"/fdb", nil, &out)
+}
+
+// Stats returns the counters of every port (of one switch if sw is set).
+func (c *Client) Stats(sw string) ([]api.PortStats, error) {
+	var out []api.PortStats
+	if sw != "" {
+		return out, c.do("GET", "/v1/switches/"+esc(sw)+"/ports", nil, &out)
+	}
+	return out, c.do("GET", "/v1/stats", nil, &out)
+}
+
+// Topology returns the switch tree.
+func (c *Client) Topology() (api.Topology, error) {
+	var t api.Topology
+	return t, c.do("GET", "/v1/topology", nil, &t)
+}

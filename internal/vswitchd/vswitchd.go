@@ -1,0 +1,97 @@
+// Package vswitchd runs the daemon: it opens the store, converges the
+// switches to it, serves the API on a unix socket and, when its context
+// ends, stops serving and closes the switches, leaving TAP devices in
+// place so that workloads keep their interfaces across a restart.
+package vswitchd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/apiserver"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+// Options configure Run; zero fields take defaults.
+type Options struct {
+	Store      string      // store.DefaultPath if ""
+	Socket     string      // api.SocketPath if ""
+	SocketMode os.FileMode // 0600 if 0
+	Logger     *slog.Logger
+	// Ready is closed once the API is served (tests wait on it).
+	Ready chan struct{}
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if o.Store == "" {
+		o.Store = store.DefaultPath
+	}
+	if o.Socket == "" {
+		o.Socket = api.SocketPath
+	}
+	if o.SocketMode == 0 {
+		o.SocketMode = 0o600
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	st, err := store.Open(o.Store, &config.Config{Host: config.DefaultHost(machineID())})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	be := daemon.OSBackend{}
+	d := daemon.New(be, log)
+	defer d.Close()
+	srv := apiserver.New(st, d, be, log)
+	changes, err := srv.Converge()
+	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
+	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return err
+		}
+		log.Warn("some ports are not up yet; they are retried on the next change", "err", err)
+	}
+	l, err := apiserver.Listen(o.Socket, o.SocketMode)
+	if err != nil {
+		return fmt.Errorf("API socket: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(l) }()
+	log.Info("vswitchd serving", "socket", o.Socket)
+	if o.Ready != nil {
+		close(o.Ready)
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-done:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hs.Shutdown(sctx)
+	os.Remove(o.Socket)
+	log.Info("vswitchd stopped; devices left in place for the next start")
+	return nil
+}
+
+// machineID identifies the host for the default MAC pool.
+func machineID() string {
+	if b, err := os.ReadFile("/etc/machine-id"); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b))
+	}
+	h, _ := os.Hostname()
+	return h
+}
