@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/netnstest"
+)
+
+// bins builds vswitchd and vswitchctl once per test binary run.
+func bins(t *testing.T) (vswitchd, vswitchctl string) {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir, "../../cmd/vswitchd", "../../cmd/vswitchctl")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "vswitchd"), filepath.Join(dir, "vswitchctl")
+}
+
+// product is a running vswitchd (in its own namespace) and a vswitchctl.
+type product struct {
+	t          *testing.T
+	daemonNS   *netnstest.NS
+	vswitchd   string
+	vswitchctl string
+	dir        string
+	cmd        *exec.Cmd
+	log        *bytes.Buffer
+}
+
+func (p *product) start() {
+	p.t.Helper()
+	p.log = &bytes.Buffer{}
+	p.cmd = exec.Command("ip", "netns", "exec", p.daemonNS.Name, p.vswitchd,
+		"--store", filepath.Join(p.dir, "vswitch.db"), "--socket", p.sock())
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if code, _, _ := p.ctl("switch", "ls"); code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("vswitchd did not come up:\n%s", p.log)
+		}
+	}
+}
+
+func (p *product) sock() string { return filepath.Join(p.dir, "vswitchd.sock") }
+
+// kill9 ends the daemon the hard way (it started it, by PID).
+func (p *product) kill9() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	p.cmd = nil
+}
+
+func (p *product) ctl(args ...string) (int, string, string) {
+	var o, e bytes.Buffer
+	cmd := exec.Command(p.vswitchctl, append([]string{"--socket", p.sock()}, args...)...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatal(err)
+	}
+	return code, o.String(), e.String()
+}
+
+func (p *product) must(args ...string) string {
+	p.t.Helper()
+	code, out, errOut := p.ctl(args...)
+	if code != 0 {
+		p.t.Fatalf("vswitchctl %s: exit %d\n%s%s\ndaemon log:\n%s", strings.Join(args, " "), code, out, errOut, p.log)
+	}
+	return out
+}
+
+type vm struct {
+	ns *netnstest.NS
+	ip string
+}
+
+// matrix pings every pair at once and returns who reaches whom as text.
+func matrix(t *testing.T, vms map[string]vm, names []string) string {
+	type pair struct{ from, to string }
+	var pairs []pair
+	for _, from := range names {
+		for _, to := range names {
+			if from != to {
+				pairs = append(pairs, pair{from, to})
+			}
+		}
+	}
+	ok := make([]bool, len(pairs))
+	var wg sync.WaitGroup
+	for i, pr := range pairs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok[i] = vms[pr.from].ns.Ping(t, vms[pr.to].ip, 2*time.Second) == nil
+		}()
+	}
+	wg.Wait()
+	var b strings.Builder
+	for i, pr := range pairs {
+		fmt.Fprintf(&b, "%s→%s %v\n", pr.from, pr.to, ok[i])
+	}
+	return b.String()
+}
+
+func TestProductEndToEnd(t *testing.T) {
+	netnstest.RequireRoot(t)
+	vswitchd, vswitchctl := bins(t)
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir()}
+	lan := netnstest.New(t) // the physical LAN
+	netnstest.Veth(t, p.daemonNS, "nic0", lan, "eth0")
+	lan.AddAddr(t, "eth0", "10.70.0.100/24")
+	vms := map[string]vm{}
+	for name, ip := range map[string]string{"a": "10.70.0.1", "b": "10.70.0.2", "c": "10.70.0.3", "d": "10.70.0.4", "e": "10.70.0.5"} {
+		vms[name] = vm{ns: netnstest.New(t), ip: ip}
+	}
+	vms["lan"] = vm{ns: lan, ip: "10.70.0.100"}
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			p.kill9()
+		}
+	})
+	p.start()
+
+	p.must("switch", "add", "ext0", "--type", "external", "--uplink", "nic0", "--allow-management-os=false")
+	p.must("switch", "add", "int0", "--type", "internal")
+	p.must("switch", "add", "priv0", "--type", "private")
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		p.must("vm", "add", name)
+	}
+	p.must("adapter", "add", "a/eth0", "--switch", "int0", "--netns", vms["a"].ns.Name)
+	p.must("adapter", "add", "b/eth0", "--switch", "int0", "--netns", vms["b"].ns.Name)
+	p.must("adapter", "add", "c/eth0", "--switch", "int0", "--netns", vms["c"].ns.Name)
+	p.must("adapter", "add", "d/eth0", "--switch", "priv0", "--netns", vms["d"].ns.Name)
+	p.must("adapter", "add", "e/eth0", "--switch", "ext0", "--netns", vms["e"].ns.Name)
+	p.must("adapter", "vlan", "a/eth0", "--access", "10")
+	p.must("adapter", "vlan", "b/eth0", "--access", "10")
+	p.must("adapter", "vlan", "c/eth0", "--access", "20")
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		vms[name].ns.AddAddr(t, "eth0", vms[name].ip+"/24")
+	}
+	topo := p.must("topology")
+	for _, want := range []string{"ext0 (external", "uplink nic0", "a/eth0", "[access 10]", "d/eth0"} {
+		if !strings.Contains(topo, want) {
+			t.Fatalf("topology lacks %q:\n%s", want, topo)
+		}
+	}
+	names := []string{"a", "b", "c", "d", "e", "lan"}
+	want := strings.Join([]string{
+		"a→b true", "a→c false", "a→d false", "a→e false", "a→lan false",
+		"b→a true", "b→c false", "b→d false", "b→e false", "b→lan false",
+		"c→a false", "c→b false", "c→d false", "c→e false", "c→lan false",
+		"d→a false", "d→b false", "d→c false", "d→e false", "d→lan false",
+		"e→a false", "e→b false", "e→c false", "e→d false", "e→lan true",
+		"lan→a false", "lan→b false", "lan→c false", "lan→d false", "lan→e true",
+	}, "\n") + "\n"
+	if got := matrix(t, vms, names); got != want {
+		t.Fatalf("ping matrix\n%s\nwant\n%s", got, want)
+	}
+
+	// kill -9 and start again: everything comes back, no address lost.
+	p.kill9()
+	p.start()
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		if got := vms[name].ns.Addrs(t, "eth0"); len(got) == 0 || got[0] != vms[name].ip+"/24" {
+			t.Fatalf("VM %s lost its address over the restart: %v", name, got)
+		}
+	}
+	if got := matrix(t, vms, names); got != want {
+		t.Fatalf("ping matrix after kill -9 and restart\n%s\nwant\n%s", got, want)
+	}
+
+	// Remove everything: the VMs' interfaces go, the host namespace is as before.
+	p.must("switch", "rm", "ext0", "--force")
+	p.must("switch", "rm", "int0", "--force")
+	p.must("switch", "rm", "priv0", "--force")
+	for _, name := range []string{"a", "b", "c", "d", "e"} {
+		if err := vms[name].ns.Do(func() error { _, err := netlink.LinkByName("eth0"); return err }); err == nil {
+			t.Fatalf("VM %s still has eth0", name)
+		}
+	}
+	if err := p.daemonNS.Do(func() error { _, err := netlink.LinkByName("int0"); return err }); err == nil {
+		t.Fatal("the host adapter int0 is still there")
+	}
+	if l := p.daemonNS.Link(t, "nic0"); l.Attrs().Promisc != 0 {
+		t.Fatal("nic0 is still promiscuous after its switch went")
+	}
+}
