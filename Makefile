@@ -2,11 +2,19 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check bench fuzz
+.PHONY: test vet fmt-check bench fuzz demo build
 
 ## test: gofmt check, go vet, and every test with the race detector (uncached)
 test: fmt-check vet
 	$(GO) test -race -count=1 ./...
+
+## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
+demo:
+	bash demo/demo.sh
+
+## build: vswitchd and vswitchctl into bin/
+build:
+	$(GO) build -o bin/ ./cmd/vswitchd ./cmd/vswitchctl
 
 fmt-check:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -125,8 +125,8 @@ func TestApplySequence(t *testing.T) {
 			return c
 		}, []string{"remove switch int0", "add switch ext0",
 			"add port ext0 db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]",
-			"add port ext0 uplink uplink dev=eth1 [trunk 2-4094 native 1]"},
-			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 2-4094 native 1]",
+			"add port ext0 uplink uplink dev=eth1 [trunk 1-4094 native 1]"},
+			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 1-4094 native 1]",
 			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db-n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
 		{"everything removed", base, []string{"remove switch ext0"}, "", ""},
 	}

@@ -152,8 +152,7 @@ func (p Port) String() string {
 	case ModeAccess:
 		return "access " + p.PVID.String()
 	case ModeTrunk:
-		allowed := p.Tagged()
-		s := "trunk " + allowed.String()
+		s := "trunk " + p.Member.String() // the native VLAN included, as users write it
 		if p.PVID != 0 {
 			s += " native " + p.PVID.String()
 		}
