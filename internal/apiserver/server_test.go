@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
@@ -40,6 +41,10 @@ func (b *memBackend) Open(s daemon.PortSpec) (l2.Port, error) {
 }
 
 func (b *memBackend) Remove(daemon.PortSpec) error { return nil }
+
+func (b *memBackend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
+
+func (b *memBackend) GiveBack(string, string) error { return nil }
 
 type fakeHost map[string]bool
 

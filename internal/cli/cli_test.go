@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/config"
@@ -24,7 +25,9 @@ func (memBackend) Open(daemon.PortSpec) (l2.Port, error) {
 	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
 	return p, nil
 }
-func (memBackend) Remove(daemon.PortSpec) error { return nil }
+func (memBackend) Remove(daemon.PortSpec) error                   { return nil }
+func (memBackend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
+func (memBackend) GiveBack(string, string) error                  { return nil }
 
 type hostNICs map[string]bool
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/l2"
@@ -24,6 +25,12 @@ type Backend interface {
 	// daemon stops, so that workloads keep their devices and addresses
 	// across a restart.
 	Remove(spec PortSpec) error
+	// TakeOver moves the host's identity from the NIC to the host adapter
+	// of an external switch, all or nothing, and says how long the host
+	// had no address.
+	TakeOver(nic, hostAdapter string) (time.Duration, error)
+	// GiveBack moves it from the host adapter back to the NIC.
+	GiveBack(hostAdapter, nic string) error
 }
 
 // StepError is one thing Apply could not do: which switch and port (empty
@@ -70,9 +77,10 @@ type Daemon struct {
 }
 
 type liveSwitch struct {
-	opts  l2.Options
-	sw    *l2.Switch
-	ports map[string]portPlan
+	opts     l2.Options
+	sw       *l2.Switch
+	ports    map[string]portPlan
+	tookOver string // the NIC whose identity the host adapter holds, if any
 }
 
 // New returns a daemon with nothing running.
@@ -108,6 +116,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		if keep && sameOptions(ls.opts, wp.opts) {
 			continue
 		}
+		errs = append(errs, d.giveBack(ls, note))
 		for _, pn := range sortedKeys(ls.ports) {
 			p := ls.ports[pn]
 			ls.sw.RemovePort(pn)
@@ -141,9 +150,44 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 				note("add switch %s", name)
 			}
 		}
+		if ls.tookOver != "" && ls.tookOver != wp.takeOver {
+			errs = append(errs, d.giveBack(ls, note)) // allowManagementOS off, another NIC, or no longer external
+		}
 		errs = append(errs, d.convergePorts(ls, wp, note)...)
+		errs = append(errs, d.takeOver(ls, wp, note))
 	}
 	return changes, errors.Join(errs...)
+}
+
+// takeOver moves the host's identity to the host adapter once both the
+// uplink and the host port are up.
+func (d *Daemon) takeOver(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) error {
+	_, up := ls.ports[KindUplink]
+	host, hostUp := ls.ports[KindHost]
+	if wp.takeOver == "" || ls.tookOver == wp.takeOver || !up || !hostUp {
+		return nil
+	}
+	gap, err := d.backend.TakeOver(wp.takeOver, host.spec.Device)
+	if err != nil {
+		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "move host identity from " + wp.takeOver, Err: err}
+	}
+	ls.tookOver = wp.takeOver
+	note("moved host identity %s -> %s (no address for %.2f ms)", wp.takeOver, host.spec.Device, float64(gap.Microseconds())/1000)
+	return nil
+}
+
+// giveBack returns the host's identity to the NIC before the host adapter goes.
+func (d *Daemon) giveBack(ls *liveSwitch, note func(string, ...any)) error {
+	host, ok := ls.ports[KindHost]
+	if ls.tookOver == "" || !ok {
+		return nil
+	}
+	if err := d.backend.GiveBack(host.spec.Device, ls.tookOver); err != nil {
+		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "move host identity back to " + ls.tookOver, Err: err}
+	}
+	note("moved host identity %s -> %s", host.spec.Device, ls.tookOver)
+	ls.tookOver = ""
+	return nil
 }
 
 func (p *switchPlan) portIfAny(name string) (portPlan, bool) {
@@ -175,6 +219,9 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 			ls.ports[pn] = want
 			note("set port %s %s", sw, want)
 		default: // gone, or its OS side changed: remove (and re-add below)
+			if pn == KindHost || pn == KindUplink {
+				errs = append(errs, d.giveBack(ls, note))
+			}
 			ls.sw.RemovePort(pn)
 			delete(ls.ports, pn)
 			errs = append(errs, d.remove(have.spec))

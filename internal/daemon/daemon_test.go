@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
@@ -21,10 +22,28 @@ type fakeBackend struct {
 	devices  map[string]PortSpec
 	removed  []string
 	failOpen map[string]bool
+	identity map[string]string // NIC → who holds its identity
 }
 
 func newFake() *fakeBackend {
-	return &fakeBackend{devices: map[string]PortSpec{}, failOpen: map[string]bool{}}
+	return &fakeBackend{devices: map[string]PortSpec{}, failOpen: map[string]bool{}, identity: map[string]string{}}
+}
+
+func (f *fakeBackend) TakeOver(nic, host string) (time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.identity[nic] = host
+	return 0, nil
+}
+
+func (f *fakeBackend) GiveBack(host, nic string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.identity[nic] != host {
+		return fmt.Errorf("%s does not hold %s's identity", host, nic)
+	}
+	delete(f.identity, nic)
+	return nil
 }
 
 func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
@@ -52,6 +71,9 @@ func (f *fakeBackend) String() string {
 	var lines []string
 	for k, s := range f.devices {
 		lines = append(lines, fmt.Sprintf("%s %s dev=%s ns=%s sock=%s", k, s.Kind, s.Device, s.Namespace, s.Socket))
+	}
+	for nic, holder := range f.identity {
+		lines = append(lines, fmt.Sprintf("identity of %s held by %s", nic, holder))
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
@@ -128,7 +150,27 @@ func TestApplySequence(t *testing.T) {
 			"add port ext0 uplink uplink dev=eth1 [trunk 1-4094 native 1]"},
 			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 1-4094 native 1]",
 			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db-n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
-		{"everything removed", base, []string{"remove switch ext0"}, "", ""},
+		{"external with the management OS: the host adapter takes the NIC's identity", func() *config.Config {
+			c := base()
+			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}
+			return c
+		}, []string{"remove port ext0 db/n0", "add port ext0 host host dev=ext0 [untagged (VLAN 1)]",
+			"moved host identity eth1 -> ext0 (no address for 0.00 ms)"}, "",
+			"ext0/host host dev=ext0 ns= sock=\next0/uplink uplink dev=eth1 ns= sock=\nidentity of eth1 held by ext0"},
+		{"management OS off: the identity goes back first", func() *config.Config {
+			c := base()
+			no := false
+			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1", AllowManagementOS: &no}}
+			return c
+		}, []string{"moved host identity ext0 -> eth1", "remove port ext0 host"}, "",
+			"ext0/uplink uplink dev=eth1 ns= sock="},
+		{"management OS on again", func() *config.Config {
+			c := base()
+			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}
+			return c
+		}, []string{"add port ext0 host host dev=ext0 [untagged (VLAN 1)]", "moved host identity eth1 -> ext0 (no address for 0.00 ms)"}, "",
+			"ext0/host host dev=ext0 ns= sock=\next0/uplink uplink dev=eth1 ns= sock=\nidentity of eth1 held by ext0"},
+		{"everything removed", base, []string{"moved host identity ext0 -> eth1", "remove switch ext0"}, "", ""},
 	}
 	for _, s := range steps {
 		removedBefore := len(fb.removed)

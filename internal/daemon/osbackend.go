@@ -6,8 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/hostnet"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/nsrun"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
@@ -60,6 +62,19 @@ func (b OSBackend) Remove(s PortSpec) error {
 		}
 	}
 	return nil
+}
+
+// TakeOver implements Backend with hostnet.
+func (b OSBackend) TakeOver(nic, hostAdapter string) (time.Duration, error) {
+	m := hostnet.Mover{Namespace: b.Namespace}
+	return m.TakeOver(nic, hostAdapter)
+}
+
+// GiveBack implements Backend with hostnet.
+func (b OSBackend) GiveBack(hostAdapter, nic string) error {
+	m := hostnet.Mover{Namespace: b.Namespace}
+	_, err := m.GiveBack(hostAdapter, nic)
+	return err
 }
 
 // CheckNIC reports whether a network interface of that name exists where

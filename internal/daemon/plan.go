@@ -39,8 +39,9 @@ type portPlan struct {
 
 // switchPlan is one desired switch.
 type switchPlan struct {
-	opts  l2.Options
-	ports map[string]portPlan // by port name
+	opts     l2.Options
+	ports    map[string]portPlan // by port name
+	takeOver string              // the NIC whose identity the host adapter takes (external with management OS)
 }
 
 // SocketDir is where qemu sockets go when an adapter names none.
@@ -63,6 +64,9 @@ func plan(c *config.Config) (map[string]*switchPlan, error) {
 			}
 			sp.ports[KindUplink] = portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink},
 				cfg: l2.PortConfig{VLAN: v}}
+		}
+		if s.Type == config.External && s.ManagementOS() {
+			sp.takeOver = s.Uplink
 		}
 		if s.ManagementOS() {
 			v, err := s.HostVLAN.Port(s.VLANOrDefault())

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vswitch/vswitch/internal/hostnet"
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
 
@@ -129,11 +131,30 @@ func TestProductEndToEnd(t *testing.T) {
 	lan := netnstest.New(t) // the physical LAN
 	netnstest.Veth(t, p.daemonNS, "nic0", lan, "eth0")
 	lan.AddAddr(t, "eth0", "10.70.0.100/24")
+	// The daemon's host: nic0 has addresses and a route of its own, which the
+	// external switch's host adapter takes over and gives back.
+	p.daemonNS.AddAddr(t, "nic0", "10.70.0.200/24")
+	if err := p.daemonNS.Do(func() error {
+		_, dst, _ := net.ParseCIDR("203.0.113.0/24")
+		nic, err := netlink.LinkByName("nic0")
+		if err != nil {
+			return err
+		}
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: nic.Attrs().Index, Dst: dst, Gw: net.ParseIP("10.70.0.100"), Priority: 77})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mover := &hostnet.Mover{Namespace: p.daemonNS.Name}
+	hostBefore, err := mover.Snapshot("nic0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	vms := map[string]vm{}
 	for name, ip := range map[string]string{"a": "10.70.0.1", "b": "10.70.0.2", "c": "10.70.0.3", "d": "10.70.0.4", "e": "10.70.0.5"} {
 		vms[name] = vm{ns: netnstest.New(t), ip: ip}
 	}
 	vms["lan"] = vm{ns: lan, ip: "10.70.0.100"}
+	vms["host"] = vm{ns: p.daemonNS, ip: "10.70.0.200"}
 	t.Cleanup(func() {
 		if p.cmd != nil {
 			p.kill9()
@@ -141,7 +162,14 @@ func TestProductEndToEnd(t *testing.T) {
 	})
 	p.start()
 
-	p.must("switch", "add", "ext0", "--type", "external", "--uplink", "nic0", "--allow-management-os=false")
+	if out := p.must("switch", "add", "ext0", "--type", "external", "--uplink", "nic0"); !strings.Contains(out, "moved host identity nic0 -> ext0") {
+		t.Fatalf("creating the external switch did not move the host's identity:\n%s", out)
+	} else {
+		t.Logf("external switch created:\n%s", out)
+	}
+	if got, _ := mover.Snapshot("ext0"); got.String() != hostBefore.String() {
+		t.Fatalf("host adapter ext0:\n%s\nwant nic0's identity:\n%s", got, hostBefore)
+	}
 	p.must("switch", "add", "int0", "--type", "internal")
 	p.must("switch", "add", "priv0", "--type", "private")
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
@@ -164,14 +192,15 @@ func TestProductEndToEnd(t *testing.T) {
 			t.Fatalf("topology lacks %q:\n%s", want, topo)
 		}
 	}
-	names := []string{"a", "b", "c", "d", "e", "lan"}
+	names := []string{"a", "b", "c", "d", "e", "lan", "host"}
 	want := strings.Join([]string{
-		"a→b true", "a→c false", "a→d false", "a→e false", "a→lan false",
-		"b→a true", "b→c false", "b→d false", "b→e false", "b→lan false",
-		"c→a false", "c→b false", "c→d false", "c→e false", "c→lan false",
-		"d→a false", "d→b false", "d→c false", "d→e false", "d→lan false",
-		"e→a false", "e→b false", "e→c false", "e→d false", "e→lan true",
-		"lan→a false", "lan→b false", "lan→c false", "lan→d false", "lan→e true",
+		"a→b true", "a→c false", "a→d false", "a→e false", "a→lan false", "a→host false",
+		"b→a true", "b→c false", "b→d false", "b→e false", "b→lan false", "b→host false",
+		"c→a false", "c→b false", "c→d false", "c→e false", "c→lan false", "c→host false",
+		"d→a false", "d→b false", "d→c false", "d→e false", "d→lan false", "d→host false",
+		"e→a false", "e→b false", "e→c false", "e→d false", "e→lan true", "e→host true",
+		"lan→a false", "lan→b false", "lan→c false", "lan→d false", "lan→e true", "lan→host true",
+		"host→a false", "host→b false", "host→c false", "host→d false", "host→e true", "host→lan true",
 	}, "\n") + "\n"
 	if got := matrix(t, vms, names); got != want {
 		t.Fatalf("ping matrix\n%s\nwant\n%s", got, want)
@@ -203,5 +232,14 @@ func TestProductEndToEnd(t *testing.T) {
 	}
 	if l := p.daemonNS.Link(t, "nic0"); l.Attrs().Promisc != 0 {
 		t.Fatal("nic0 is still promiscuous after its switch went")
+	}
+	if got, _ := mover.Snapshot("nic0"); got.String() != hostBefore.String() {
+		t.Fatalf("nic0 after removing the switch:\n%s\nwant as before:\n%s", got, hostBefore)
+	}
+	if off, _ := mover.IPv6Off("nic0"); off {
+		t.Fatal("IPv6 left off at nic0")
+	}
+	if err := p.daemonNS.Do(func() error { _, err := netlink.LinkByName("ext0"); return err }); err == nil {
+		t.Fatal("the host adapter ext0 is still there")
 	}
 }
