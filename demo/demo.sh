@@ -3,10 +3,10 @@
 #
 # Runs vswitchd in a sandbox network namespace with a temporary store and
 # builds, with vswitchctl only:
-#   ext0   external switch on a veth whose peer is a namespace playing the
-#          physical LAN (10.60.0.100); host adapter off (the daemon lives in
-#          the sandbox)
-#   int0   internal switch, with the host adapter int0 (10.60.0.254) in VLAN 10
+#   ext0   external switch on the sandbox host's NIC nic0 (10.60.0.253), a veth
+#          whose peer is a namespace playing the physical LAN (10.60.0.100):
+#          the host adapter ext0 takes over nic0's MAC, address and routes
+#   int0   internal switch, with the host adapter int0 (10.61.0.254) in VLAN 10
 #   priv0  private switch
 #   vm1    access 10 on int0          vm2  trunk 10,20 native 10 on int0
 #   vm3    hybrid pvid 20 on int0     vm4  on priv0   vm5  on ext0
@@ -40,6 +40,7 @@ ip link add "vsd$ID-a" type veth peer name "vsd$ID-b"
 ip link set "vsd$ID-a" netns $D; ip -n $D link set "vsd$ID-a" name nic0 up
 ip link set "vsd$ID-b" netns $LAN; ip -n $LAN link set "vsd$ID-b" name eth0 up
 ip -n $LAN addr add 10.60.0.100/24 dev eth0
+ip -n $D addr add 10.60.0.253/24 dev nic0
 
 ip netns exec $D "$T/vswitchd" --store "$T/vswitch.db" --socket "$T/vswitchd.sock" 2>"$T/vswitchd.log" &
 DPID=$!
@@ -47,7 +48,7 @@ for _ in $(seq 100); do ctl switch ls >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "== building the network with vswitchctl"
 run() { echo "\$ vswitchctl $*"; ctl "$@" | sed 's/^/  /'; }
-run switch add ext0 --type external --uplink nic0 --allow-management-os=false
+run switch add ext0 --type external --uplink nic0
 run switch add int0 --type internal
 run switch add priv0 --type private
 for v in $VMS; do ctl vm add $v >/dev/null; done
@@ -60,14 +61,16 @@ run adapter vlan vm1/eth0 --access 10
 run adapter vlan vm2/eth0 --trunk 10,20 --native 10
 run adapter vlan vm3/eth0 --hybrid --pvid 20 --untagged 20 --tagged 10
 run adapter vlan --host int0 --access 10
-i=1
-for v in $VMS; do ip -n "$(ns $v)" addr add 10.60.0.$i/24 dev eth0; i=$((i+1)); done
-ip -n $D addr add 10.60.0.254/24 dev int0
+for i in 1 2 3 4; do ip -n "$(ns vm$i)" addr add 10.61.0.$i/24 dev eth0; done
+ip -n "$(ns vm5)" addr add 10.60.0.5/24 dev eth0
+ip -n $D addr add 10.61.0.254/24 dev int0
+echo; echo "== the sandbox host: nic0 kept no address, the host adapter ext0 has it"
+ip -n $D -br addr show dev nic0; ip -n $D -br addr show dev ext0
 
 echo; echo "== vswitchctl topology"
 ctl topology
-echo; echo "== ping matrix (rows ping columns; the namespace VMs speak untagged)"
-declare -A IP=([vm1]=10.60.0.1 [vm2]=10.60.0.2 [vm3]=10.60.0.3 [vm4]=10.60.0.4 [vm5]=10.60.0.5 [host]=10.60.0.254 [lan]=10.60.0.100)
+echo; echo "== ping matrix (rows ping columns; the namespace VMs speak untagged; host = the sandbox host)"
+declare -A IP=([vm1]=10.61.0.1 [vm2]=10.61.0.2 [vm3]=10.61.0.3 [vm4]=10.61.0.4 [vm5]=10.60.0.5 [host]=10.61.0.254 [lan]=10.60.0.100)
 declare -A NS=([vm1]=$(ns vm1) [vm2]=$(ns vm2) [vm3]=$(ns vm3) [vm4]=$(ns vm4) [vm5]=$(ns vm5) [host]=$D [lan]=$LAN)
 ALL="vm1 vm2 vm3 vm4 vm5 host lan"
 PINGS=()
@@ -85,10 +88,13 @@ for a in $ALL; do
 done
 cat <<'TXT'
 
-vm1 (access 10), vm2 (trunk, native 10) and the host adapter (access 10) share VLAN 10;
-vm3 (hybrid, PVID 20) is alone in VLAN 20; vm4 is on the private switch; vm5 reaches
-the physical LAN through the external switch's uplink.
+vm1 (access 10), vm2 (trunk, native 10) and the host adapter int0 (access 10) share VLAN 10;
+vm3 (hybrid, PVID 20) is alone in VLAN 20; vm4 is on the private switch; vm5 and the host
+(through its adapter ext0) reach the physical LAN over the external switch's uplink.
 TXT
+echo; echo "== removing the switches gives nic0 its address back"
+ctl switch rm ext0 --force | sed 's/^/  /'
+ip -n $D -br addr show dev nic0
 if [ "${STAY:-0}" = 1 ]; then
   echo; echo "vswitchd is up (socket $T/vswitchd.sock); Ctrl-C to stop and clean up"
   wait "$DPID"
