@@ -161,18 +161,19 @@ func (s *Server) change(w http.ResponseWriter, edit func(c *config.Config) (*api
 	writeJSON(w, http.StatusOK, res)
 }
 
-// undoIfSwitchFailed restores prev when a switch that the change added or
-// altered could not be built: creating or changing a switch is all or nothing.
+// undoIfSwitchFailed restores prev when a switch that the change added,
+// altered or removed could not be set up or torn down: creating, changing
+// and deleting a switch are all or nothing.
 func (s *Server) undoIfSwitchFailed(prev, cur *config.Config, aerr error) *api.Error {
 	for _, se := range daemon.StepErrors(aerr) {
 		now, before := cur.Switch(se.Switch), prev.Switch(se.Switch)
-		if now == nil || before != nil && switchJSON(before) == switchJSON(now) {
+		if now != nil && before != nil && switchJSON(before) == switchJSON(now) {
 			continue
 		}
 		s.st.Update(func(c *config.Config) error { *c = *prev.Clone(); return nil })
 		s.d.Apply(prev)
 		return &api.Error{Code: api.CodeFailed, Step: se.Step,
-			Message: fmt.Sprintf("switch %s could not be set up, nothing was changed: %v", se.Switch, se)}
+			Message: fmt.Sprintf("switch %s could not be changed, nothing was: %v", se.Switch, se)}
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 type memBackend struct {
 	mu       sync.Mutex
 	failOpen map[string]bool
+	failBack bool
 }
 
 func (b *memBackend) Open(s daemon.PortSpec) (l2.Port, error) {
@@ -44,7 +45,12 @@ func (b *memBackend) Remove(daemon.PortSpec) error { return nil }
 
 func (b *memBackend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
 
-func (b *memBackend) GiveBack(string, string) error { return nil }
+func (b *memBackend) GiveBack(string, string) error {
+	if b.failBack {
+		return errors.New("address in use")
+	}
+	return nil
+}
 
 type fakeHost map[string]bool
 
@@ -218,12 +224,29 @@ func TestSwitchCreationIsATransaction(t *testing.T) {
 	e.be.failOpen["ext2/uplink"] = true
 	var eb api.ErrorBody
 	code := e.do("POST", "/v1/switches", `{"name":"ext2","type":"external","uplink":"eth2"}`, &eb)
-	if code != 500 || eb.Error.Code != "failed" || eb.Error.Step != "open uplink" || !strings.Contains(eb.Error.Message, "nothing was changed") {
+	if code != 500 || eb.Error.Code != "failed" || eb.Error.Step != "open uplink" || !strings.Contains(eb.Error.Message, "nothing was") {
 		t.Fatalf("answer %d %+v", code, eb)
 	}
 	c, rev, _ := e.st.Load()
 	if rev != before+2 || c.Switch("ext2") != nil || e.d.Switch("ext2") != nil {
 		t.Fatalf("after the failed creation: revision %d (before %d), stored %v, running %v", rev, before, c.Switch("ext2") != nil, e.d.Switch("ext2") != nil)
+	}
+}
+
+// Deleting an external switch whose host identity cannot go back is undone too.
+func TestSwitchDeletionIsATransaction(t *testing.T) {
+	e := newEnv(t)
+	e.setup()
+	before := e.rev()
+	e.be.failBack = true
+	var eb api.ErrorBody
+	code := e.do("DELETE", "/v1/switches/ext0", "", &eb)
+	if code != 500 || eb.Error.Step != "move host identity back to eth1" {
+		t.Fatalf("answer %d %+v", code, eb)
+	}
+	c, rev, _ := e.st.Load()
+	if rev != before+2 || c.Switch("ext0") == nil || e.d.Switch("ext0") == nil {
+		t.Fatalf("after the failed deletion: revision %d (before %d), stored %v, running %v", rev, before, c.Switch("ext0") != nil, e.d.Switch("ext0") != nil)
 	}
 }
 

@@ -116,7 +116,12 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		if keep && sameOptions(ls.opts, wp.opts) {
 			continue
 		}
-		errs = append(errs, d.giveBack(ls, note))
+		if err := d.giveBack(ls, note); err != nil {
+			// Tearing down would take the host's addresses with the host
+			// adapter: keep the switch until the identity is back.
+			errs = append(errs, err)
+			continue
+		}
 		for _, pn := range sortedKeys(ls.ports) {
 			p := ls.ports[pn]
 			ls.sw.RemovePort(pn)
@@ -151,7 +156,10 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 			}
 		}
 		if ls.tookOver != "" && ls.tookOver != wp.takeOver {
-			errs = append(errs, d.giveBack(ls, note)) // allowManagementOS off, another NIC, or no longer external
+			if err := d.giveBack(ls, note); err != nil { // allowManagementOS off, another NIC, or no longer external
+				errs = append(errs, err)
+				continue
+			}
 		}
 		errs = append(errs, d.convergePorts(ls, wp, note)...)
 		errs = append(errs, d.takeOver(ls, wp, note))
@@ -220,7 +228,10 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 			note("set port %s %s", sw, want)
 		default: // gone, or its OS side changed: remove (and re-add below)
 			if pn == KindHost || pn == KindUplink {
-				errs = append(errs, d.giveBack(ls, note))
+				if err := d.giveBack(ls, note); err != nil {
+					errs = append(errs, err)
+					continue
+				}
 			}
 			ls.sw.RemovePort(pn)
 			delete(ls.ports, pn)

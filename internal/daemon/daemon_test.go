@@ -23,6 +23,7 @@ type fakeBackend struct {
 	removed  []string
 	failOpen map[string]bool
 	identity map[string]string // NIC → who holds its identity
+	failBack bool
 }
 
 func newFake() *fakeBackend {
@@ -39,6 +40,9 @@ func (f *fakeBackend) TakeOver(nic, host string) (time.Duration, error) {
 func (f *fakeBackend) GiveBack(host, nic string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failBack {
+		return errors.New("address in use")
+	}
 	if f.identity[nic] != host {
 		return fmt.Errorf("%s does not hold %s's identity", host, nic)
 	}
@@ -213,5 +217,30 @@ func TestApplyRetriesFailedPorts(t *testing.T) {
 	changes, err = d.Apply(withInternal(base()))
 	if err != nil || len(changes) != 1 || !strings.HasPrefix(changes[0], "add port int0 web/eth0") {
 		t.Fatalf("retry: %v, %v", changes, err)
+	}
+}
+
+// If the identity cannot go back, the switch and its host adapter stay:
+// removing them would take the host's addresses with them.
+func TestFailedGiveBackKeepsTheSwitch(t *testing.T) {
+	fb := newFake()
+	d := New(fb, slog.New(slog.DiscardHandler))
+	defer d.Close()
+	ext := base()
+	ext.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}
+	if _, err := d.Apply(ext); err != nil {
+		t.Fatal(err)
+	}
+	fb.failBack = true
+	_, err := d.Apply(base())
+	if se := StepErrors(err); len(se) != 1 || se[0].Step != "move host identity back to eth1" {
+		t.Fatalf("Apply = %v", err)
+	}
+	if d.Switch("ext0") == nil || !strings.Contains(fb.String(), "ext0/host") || !strings.Contains(fb.String(), "identity of eth1 held by ext0") {
+		t.Fatalf("the switch went although the identity could not go back:\n%s", fb)
+	}
+	fb.failBack = false
+	if ch, err := d.Apply(base()); err != nil || d.Switch("ext0") != nil || fb.String() != "" {
+		t.Fatalf("retry: %v %v\n%s", ch, err, fb)
 	}
 }

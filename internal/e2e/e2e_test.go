@@ -170,6 +170,23 @@ func TestProductEndToEnd(t *testing.T) {
 	if got, _ := mover.Snapshot("ext0"); got.String() != hostBefore.String() {
 		t.Fatalf("host adapter ext0:\n%s\nwant nic0's identity:\n%s", got, hostBefore)
 	}
+	// A failure in the middle of creating an external switch (its host
+	// adapter's name is taken by a veth) leaves the host as it was.
+	lan2 := netnstest.New(t)
+	netnstest.Veth(t, p.daemonNS, "nic1", lan2, "eth0")
+	netnstest.Veth(t, p.daemonNS, "ext1", nil, netnstest.UniqueName("vth"))
+	p.daemonNS.AddAddr(t, "nic1", "10.71.0.200/24")
+	nic1Before, _ := mover.Snapshot("nic1")
+	code, out, errOut := p.ctl("switch", "add", "ext1", "--type", "external", "--uplink", "nic1")
+	if code != 1 || !strings.Contains(errOut, "failed step: open host") {
+		t.Fatalf("creating a switch whose host adapter cannot be made: exit %d\n%s%s", code, out, errOut)
+	}
+	if got, _ := mover.Snapshot("nic1"); got.String() != nic1Before.String() {
+		t.Fatalf("nic1 after the failed creation:\n%s\nwant as before:\n%s", got, nic1Before)
+	}
+	if ls := p.must("switch", "ls"); strings.Contains(ls, "ext1") || p.daemonNS.Link(t, "ext1").Type() != "veth" {
+		t.Fatalf("the failed switch was kept, or the veth touched:\n%s", ls)
+	}
 	p.must("switch", "add", "int0", "--type", "internal")
 	p.must("switch", "add", "priv0", "--type", "private")
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
