@@ -153,7 +153,9 @@ func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
 		res := &api.Result{Adapter: &added}
 		if nearlyFull {
 			used, size := c.PoolUsage()
-			res.Warnings = append(res.Warnings, fmt.Sprintf("the host's MAC pool is %d%% used (%d of %d)", used*100/size, used, size))
+			msg := fmt.Sprintf("the host's MAC pool is %d%% used (%d of %d)", used*100/size, used, size)
+			res.Warnings = append(res.Warnings, msg)
+			s.log.Warn(msg, "min", c.Host.MACMin, "max", c.Host.MACMax)
 		}
 		return res, nil
 	})
