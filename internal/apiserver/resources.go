@@ -33,13 +33,18 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
-	var h config.Host
-	if err := decode(r, &h); err != nil {
+// write decodes the body as a T, then runs edit on the state with it.
+func write[T any](s *Server, w http.ResponseWriter, r *http.Request, edit func(c *config.Config, v T) (*api.Result, error)) {
+	var v T
+	if err := decode(r, &v); err != nil {
 		s.fail(w, err)
 		return
 	}
-	s.change(w, func(c *config.Config) (*api.Result, error) {
+	s.change(w, func(c *config.Config) (*api.Result, error) { return edit(c, v) })
+}
+
+func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
+	write(s, w, r, func(c *config.Config, h config.Host) (*api.Result, error) {
 		c.Host = h
 		return nil, nil
 	})
@@ -62,12 +67,7 @@ func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
-	var sw config.Switch
-	if err := decode(r, &sw); err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.change(w, func(c *config.Config) (*api.Result, error) {
+	write(s, w, r, func(c *config.Config, sw config.Switch) (*api.Result, error) {
 		if c.Switch(sw.Name) != nil {
 			return nil, field.New("name", sw.Name, "a name no other switch has")
 		}
@@ -77,16 +77,12 @@ func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) setSwitch(w http.ResponseWriter, r *http.Request) {
-	var sw config.Switch
-	if err := decode(r, &sw); err != nil {
-		s.fail(w, err)
-		return
-	}
-	if sw.Name != r.PathValue("name") {
-		s.fail(w, field.New("name", sw.Name, "the name in the path ("+r.PathValue("name")+"); a switch cannot be renamed"))
-		return
-	}
-	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.SetSwitch(sw) })
+	write(s, w, r, func(c *config.Config, sw config.Switch) (*api.Result, error) {
+		if sw.Name != r.PathValue("name") {
+			return nil, field.New("name", sw.Name, "the name in the path ("+r.PathValue("name")+"); a switch cannot be renamed")
+		}
+		return nil, c.SetSwitch(sw)
+	})
 }
 
 func (s *Server) removeSwitch(w http.ResponseWriter, r *http.Request) {
@@ -101,12 +97,7 @@ func (s *Server) listVMs(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) addVM(w http.ResponseWriter, r *http.Request) {
-	var vm config.VM
-	if err := decode(r, &vm); err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.change(w, func(c *config.Config) (*api.Result, error) {
+	write(s, w, r, func(c *config.Config, vm config.VM) (*api.Result, error) {
 		if c.VM(vm.Name) != nil {
 			return nil, field.New("name", vm.Name, "a name no other VM has")
 		}
@@ -137,12 +128,7 @@ func (s *Server) getAdapter(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
-	var a config.Adapter
-	if err := decode(r, &a); err != nil {
-		s.fail(w, err)
-		return
-	}
-	s.change(w, func(c *config.Config) (*api.Result, error) {
+	write(s, w, r, func(c *config.Config, a config.Adapter) (*api.Result, error) {
 		if c.Adapter(a.VM, a.Name) != nil {
 			return nil, field.New("name", a.Name, "a name no other adapter of VM "+a.VM+" has")
 		}
@@ -162,16 +148,12 @@ func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) setAdapter(w http.ResponseWriter, r *http.Request) {
-	var a config.Adapter
-	if err := decode(r, &a); err != nil {
-		s.fail(w, err)
-		return
-	}
-	if a.VM != r.PathValue("vm") || a.Name != r.PathValue("name") {
-		s.fail(w, field.New("vm/name", a.ID(), "the adapter in the path ("+r.PathValue("vm")+"/"+r.PathValue("name")+")"))
-		return
-	}
-	s.change(w, func(c *config.Config) (*api.Result, error) { return nil, c.SetAdapter(a) })
+	write(s, w, r, func(c *config.Config, a config.Adapter) (*api.Result, error) {
+		if a.VM != r.PathValue("vm") || a.Name != r.PathValue("name") {
+			return nil, field.New("vm/name", a.ID(), "the adapter in the path ("+r.PathValue("vm")+"/"+r.PathValue("name")+")")
+		}
+		return nil, c.SetAdapter(a)
+	})
 }
 
 func (s *Server) removeAdapter(w http.ResponseWriter, r *http.Request) {
