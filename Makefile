@@ -2,11 +2,15 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check bench fuzz demo build
+.PHONY: test vet fmt-check bench fuzz demo build lab
 
-## test: gofmt check, go vet, and every test with the race detector (uncached)
-test: fmt-check vet
+## test: gofmt check, go vet, the guest lab, and every test with the race detector (uncached)
+test: fmt-check vet lab
 	$(GO) test -race -count=1 ./...
+
+## lab: build the QEMU test guest (as root: installs qemu, busybox-static, the kernel with apt-get)
+lab:
+	@if [ "$$(id -u)" = 0 ]; then bash lab/build-guest.sh; else echo "not root: guest lab not built, guest tests will skip"; fi
 
 ## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
 demo:
