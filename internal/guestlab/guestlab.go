@@ -59,11 +59,13 @@ const (
 	Legacy    = "tulip"          // Hyper-V's legacy adapter (DEC 21140 family)
 )
 
-// NIC is one guest adapter on a QEMU "-netdev stream" unix socket.
+// NIC is one guest adapter: on a QEMU "-netdev stream" unix socket, or on
+// a TAP that QEMU opens itself ("-netdev tap,ifname=...").
 type NIC struct {
 	Model  string
 	MAC    frame.MAC
 	Socket string
+	TAP    string
 }
 
 // Guest says how to boot one guest.
@@ -73,6 +75,9 @@ type Guest struct {
 	VLANs string // e.g. "10:10.0.10.1/24,20:10.0.20.1/24"
 	Cmd   string // shell command run after setup
 	NIC   NIC
+	// Netns runs QEMU inside this network namespace (ip netns name), where
+	// a TAP NIC is created.
+	Netns string
 }
 
 // Args returns QEMU's arguments for g.
@@ -87,10 +92,14 @@ func (l Lab) Args(g Guest) []string {
 	if g.Cmd != "" {
 		cmdline += " vs.cmd=" + base64.StdEncoding.EncodeToString([]byte(g.Cmd))
 	}
+	netdev := "stream,id=n0,server=off,addr.type=unix,addr.path=" + g.NIC.Socket
+	if g.NIC.TAP != "" {
+		netdev = "tap,id=n0,ifname=" + g.NIC.TAP + ",script=no,downscript=no"
+	}
 	return []string{
 		"-machine", "q35,accel=tcg", "-m", "192", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", l.Kernel, "-initrd", l.Initrd, "-append", cmdline,
-		"-netdev", "stream,id=n0,server=off,addr.type=unix,addr.path=" + g.NIC.Socket,
+		"-netdev", netdev,
 		"-device", fmt.Sprintf("%s,netdev=n0,mac=%s,romfile=", g.NIC.Model, g.NIC.MAC),
 	}
 }
@@ -117,6 +126,9 @@ func (l Lab) Start(t testing.TB, g Guest) *Run {
 	t.Helper()
 	r := &Run{Guest: g, done: make(chan struct{})}
 	r.cmd = exec.Command("qemu-system-x86_64", l.Args(g)...)
+	if g.Netns != "" {
+		r.cmd = exec.Command("ip", append([]string{"netns", "exec", g.Netns, "qemu-system-x86_64"}, l.Args(g)...)...)
+	}
 	r.cmd.Stdout, r.cmd.Stderr = lockedWriter{r}, lockedWriter{r}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start QEMU for %s: %v", g.Name, err)

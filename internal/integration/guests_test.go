@@ -5,10 +5,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/qemu"
+	"github.com/vswitch/vswitch/internal/port/tap"
 	"github.com/vswitch/vswitch/internal/vlan"
 )
 
@@ -97,5 +102,71 @@ func TestGuestTrunkWithVLANSubinterfaces(t *testing.T) {
 	}
 	if c, _ := sw.Counters("trunk"); c.RxPackets == 0 {
 		t.Fatal("no frames from the trunk guest")
+	}
+}
+
+// Issue 5, test 5: a guest on a qemu-stream socket and a guest on a TAP that
+// QEMU opens itself (vswitch attaches to its host side with AF_PACKET)
+// ping each other.
+func TestGuestsStreamAndQEMUOwnedTAP(t *testing.T) {
+	lab := guestlab.Build(t)
+	host := netnstest.New(t) // where QEMU runs and makes its TAP
+	sw := newSwitch(t, "sw-gtap")
+	sMAC, tMAC := vmMAC(0x51), vmMAC(0x52)
+	sg := lab.Start(t, guestlab.Guest{Name: "stream", IP: "10.86.0.1/24", Cmd: pingPeer("10.86.0.2"),
+		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: sMAC, Socket: guestPort(t, sw, "stream", sMAC, l2.PortConfig{})}})
+	tg := lab.Start(t, guestlab.Guest{Name: "tap", IP: "10.86.0.2/24", Cmd: pingPeer("10.86.0.1"), Netns: host.Name,
+		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: tMAC, TAP: "vmtap0"}})
+	// QEMU makes the TAP; vswitch brings it up and binds its host side.
+	var link netlink.Link
+	for deadline := time.Now().Add(30 * time.Second); link == nil; time.Sleep(50 * time.Millisecond) {
+		host.Do(func() error { link, _ = netlink.LinkByName("vmtap0"); return nil })
+		if time.Now().After(deadline) {
+			t.Fatalf("QEMU made no TAP; console:\n%s", tg.Console())
+		}
+	}
+	if err := host.Do(func() error { return netlink.LinkSetUp(link) }); err != nil {
+		t.Fatal(err)
+	}
+	p, err := afpacket.Open(afpacket.Config{Interface: "vmtap0", Namespace: host.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.AddPort("tap", p, l2.PortConfig{MAC: tMAC, SpoofGuard: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*guestlab.Run{sg, tg} {
+		if rc, err := g.Wait(3 * time.Minute); err != nil || rc != 0 {
+			t.Fatalf("guest %s: rc %d, %v; console:\n%s", g.Guest.Name, rc, err, g.Console())
+		}
+	}
+}
+
+// Issue 5, test 4: a guest on an internal switch reaches the host adapter;
+// a guest on a private switch (no host adapter) cannot reach the host.
+func TestGuestsInternalAndPrivate(t *testing.T) {
+	lab := guestlab.Build(t)
+	host := netnstest.New(t)
+	internal, private := newSwitch(t, "int0"), newSwitch(t, "priv0")
+	ha, err := tap.Open(tap.Config{Namespace: host.Name, Name: "int0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ha.Delete() })
+	if err := internal.AddPort("host", ha, l2.PortConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	host.AddAddr(t, "int0", "10.87.0.254/24")
+	iMAC, pMAC := vmMAC(0x61), vmMAC(0x62)
+	ig := lab.Start(t, guestlab.Guest{Name: "internal", IP: "10.87.0.1/24",
+		Cmd: "for i in $(seq 60); do ping -c 1 -W 1 10.87.0.254 >/dev/null && break; done; ping -c 2 -W 2 10.87.0.254",
+		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: iMAC, Socket: guestPort(t, internal, "vm", iMAC, l2.PortConfig{})}})
+	pg := lab.Start(t, guestlab.Guest{Name: "private", IP: "10.87.0.2/24",
+		Cmd: "sleep 5; ping -c 3 -W 1 10.87.0.254 && exit 1; exit 0",
+		NIC: guestlab.NIC{Model: guestlab.Legacy, MAC: pMAC, Socket: guestPort(t, private, "vm", pMAC, l2.PortConfig{})}})
+	for _, g := range []*guestlab.Run{ig, pg} {
+		if rc, err := g.Wait(3 * time.Minute); err != nil || rc != 0 {
+			t.Fatalf("guest %s: rc %d (private: 1 means it reached the host), %v; console:\n%s", g.Guest.Name, rc, err, g.Console())
+		}
 	}
 }
