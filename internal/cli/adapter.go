@@ -2,12 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/qemuargs"
 )
 
 // adapterFlags are the settable fields of an adapter.
@@ -126,7 +128,7 @@ func (a *app) adapterCmd() *cobra.Command {
 		}}
 	ls := &cobra.Command{Use: "ls [VM]", Short: "List adapters (Get-VMNetworkAdapter)", Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return a.listAdapters(args) }}
-	return group("adapter", "VM network adapters", add, set, rm, ls, a.vlanCmd())
+	return group("adapter", "VM network adapters", add, set, rm, ls, a.vlanCmd(), a.qemuArgsCmd())
 }
 
 func (a *app) getAdapter(id string) (config.Adapter, error) {
@@ -171,4 +173,40 @@ func attachment(t config.Attachment) string {
 		return "tap " + t.Device
 	}
 	return string(t.Kind) + " " + dash(t.Socket)
+}
+
+func (a *app) qemuArgsCmd() *cobra.Command {
+	var libvirt, pxe bool
+	c := &cobra.Command{Use: "qemu-args VM/NAME [--libvirt] [--pxe]",
+		Short: "Print the QEMU -netdev/-device arguments (or a libvirt <interface>) for an adapter",
+		Args:  nArgs(1, "the adapter as VM/NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ad, err := a.getAdapter(args[0])
+			if err != nil {
+				return err
+			}
+			if libvirt {
+				x, err := qemuargs.Libvirt(ad)
+				if err != nil {
+					return usageError{err}
+				}
+				fmt.Fprint(a.out, x)
+				return nil
+			}
+			qa, err := qemuargs.Args(ad, ad.SocketPath(), pxe)
+			if err != nil {
+				return usageError{err}
+			}
+			if a.output == "json" {
+				return a.json(qa)
+			}
+			fmt.Fprintln(a.out, strings.Join(qa, " "))
+			if ad.Attachment.Kind == config.AttachQEMUStream {
+				fmt.Fprintf(a.errOut, "note: QEMU's -netdev stream client does not reconnect: start QEMU once vswitchd listens on %s, and again after vswitchd restarts\n", ad.SocketPath())
+			}
+			return nil
+		}}
+	c.Flags().BoolVar(&libvirt, "libvirt", false, "print a libvirt <interface> element instead (tap attachments)")
+	c.Flags().BoolVar(&pxe, "pxe", false, "keep the NIC's option ROM, to boot from the network")
+	return c
 }

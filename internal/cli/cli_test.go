@@ -129,6 +129,14 @@ priv0 (private, default VLAN 1)
 	if out := mustRun(t, sock, "stats", "ext0"); !strings.Contains(out, "ext0    uplink") {
 		t.Fatalf("stats:\n%s", out)
 	}
+	code, out, errOut := run(sock, "adapter", "qemu-args", "web/eth1")
+	if code != 0 || out != "-netdev stream,id=vs-eth1,server=off,addr.type=unix,addr.path=/run/vswitch/web-eth1.sock -device tulip,netdev=vs-eth1,mac=52:54:00:12:34:56,romfile=\n" ||
+		!strings.Contains(errOut, "does not reconnect") {
+		t.Fatalf("qemu-args: %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut := run(sock, "adapter", "qemu-args", "web/eth0"); code != ExitUsage || !strings.Contains(errOut, "network namespace") {
+		t.Fatalf("qemu-args of a netns adapter: %d %q", code, errOut)
+	}
 	mustRun(t, sock, "switch", "set", "int0", "--type", "private")
 	if out := mustRun(t, sock, "switch", "show", "int0"); !strings.Contains(out, "type:               private") {
 		t.Fatalf("switch show after a type change:\n%s", out)

@@ -129,6 +129,18 @@ type Adapter struct {
 	Attachment    Attachment `json:"attachment"`
 }
 
+// SocketDir is where qemu-* sockets go when an adapter names none.
+const SocketDir = "/run/vswitch"
+
+// SocketPath returns the unix socket of a qemu-* adapter: the one given,
+// or SocketDir/VM-NAME.sock.
+func (a *Adapter) SocketPath() string {
+	if a.Attachment.Socket != "" {
+		return a.Attachment.Socket
+	}
+	return SocketDir + "/" + a.VM + "-" + a.Name + ".sock"
+}
+
 // ID is the adapter's name as "vm/name".
 func (a *Adapter) ID() string { return a.VM + "/" + a.Name }
 

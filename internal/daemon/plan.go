@@ -44,9 +44,6 @@ type switchPlan struct {
 	takeOver string              // the NIC whose identity the host adapter takes (external with management OS)
 }
 
-// SocketDir is where qemu sockets go when an adapter names none.
-const SocketDir = "/run/vswitch"
-
 // plan turns a valid state into the switches and ports it asks for.
 func plan(c *config.Config) (map[string]*switchPlan, error) {
 	out := map[string]*switchPlan{}
@@ -92,7 +89,7 @@ func plan(c *config.Config) (map[string]*switchPlan, error) {
 		case config.AttachTAP:
 			spec.Device = a.Attachment.Device
 		default:
-			spec.Socket = cmpOr(a.Attachment.Socket, SocketDir+"/"+a.VM+"-"+a.Name+".sock")
+			spec.Socket = a.SocketPath()
 		}
 		sp.ports[a.ID()] = portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
 	}
