@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +170,55 @@ func TestGuestsInternalAndPrivate(t *testing.T) {
 		if rc, err := g.Wait(3 * time.Minute); err != nil || rc != 0 {
 			t.Fatalf("guest %s: rc %d (private: 1 means it reached the host), %v; console:\n%s", g.Guest.Name, rc, err, g.Console())
 		}
+	}
+}
+
+// Issue 5, test 3: a guest on a hybrid port (PVID 10, untagged 10,20,
+// tagged 30) against stations on access ports of VLAN 10, 20, 30 and 40:
+//   - untagged from the guest joins VLAN 10, and VLAN 10 comes back untagged;
+//   - tagged 20 from the guest is accepted into VLAN 20 (the access-20 port
+//     transmits), and VLAN 20 reaches the guest untagged, on eth0 (the
+//     station's ARP request shows up in eth0's neighbour table);
+//   - tagged 30 is accepted and VLAN 30 comes back tagged, to eth0.30;
+//   - tagged 40 is not a member: dropped, the station is unreachable.
+func TestGuestHybridPort(t *testing.T) {
+	lab := guestlab.Build(t)
+	sw := newSwitch(t, "sw-ghybrid")
+	stations := map[frame.VID]*vm{}
+	for _, v := range []frame.VID{10, 20, 30, 40} {
+		acc, _ := vlan.Access(v)
+		stations[v] = addVM(t, sw, fmt.Sprint("acc", v), fmt.Sprintf("10.88.%d.2/24", v), l2.PortConfig{MAC: vmMAC(byte(v)), SpoofGuard: true, VLAN: acc})
+	}
+	hybrid, err := vlan.Hybrid(10, frame.MustParseVLANSet("10,20"), frame.MustParseVLANSet("30"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gMAC := vmMAC(0x70)
+	g := lab.Start(t, guestlab.Guest{Name: "hybrid", IP: "10.88.10.1/24", VLANs: "20:10.88.20.1/24,30:10.88.30.1/24,40:10.88.40.1/24",
+		Cmd: "for i in $(seq 60); do ping -c 1 -W 1 10.88.10.2 >/dev/null && break; done; " +
+			"ping -c 2 -W 2 10.88.10.2 || exit 10; " +
+			"ping -c 1 -W 1 10.88.20.2; " + // its ARP leaves tagged 20; the answer comes back untagged, to eth0
+			"ping -c 2 -W 2 10.88.30.2 || exit 30; " +
+			"ping -c 2 -W 1 10.88.40.2 && exit 40; " +
+			"for i in $(seq 40); do ip neigh show dev eth0 | grep -q 10.88.20.2 && exit 0; sleep 0.5; done; exit 21",
+		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: gMAC, Socket: guestPort(t, sw, "hybrid", gMAC, l2.PortConfig{VLAN: hybrid})}})
+	// While the guest runs, the VLAN 20 station asks for the guest's VLAN 20
+	// address: its broadcast must reach the guest untagged.
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(g.Console(), "VSWITCH-DRIVER") && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stations[20].ns.Ping(t, "10.88.20.1", 10*time.Second) // no reply can come: it would go to VLAN 10
+	rc, err := g.Wait(3 * time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc != 0 {
+		t.Fatalf("hybrid guest: check %d failed (10, 30: unreachable; 40: VLAN 40 reachable; 21: VLAN 20 did not reach eth0 untagged); console:\n%s", rc, g.Console())
+	}
+	if c, _ := sw.Counters("acc20"); c.TxPackets == 0 {
+		t.Fatal("nothing the guest sent tagged 20 reached VLAN 20")
+	}
+	if c, _ := sw.Counters("hybrid"); c.Drops[l2.DropVLANNotAllowed] == 0 {
+		t.Fatalf("no frame tagged 40 was dropped at the hybrid port: %v", c.DropsByReason())
 	}
 }
