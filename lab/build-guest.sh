@@ -2,7 +2,8 @@
 # lab/build-guest.sh [OUTDIR]: build the test guest from Debian's packages.
 #
 # Output in OUTDIR (default /var/cache/vswitch-lab): vmlinux (the distribution
-# kernel, uncompressed, booted through QEMU's PVH entry), initrd.gz (busybox
+# kernel, uncompressed, booted through QEMU's PVH entry), vmlinuz (the same,
+# compressed, for network boot through iPXE), initrd.gz (busybox
 # plus the virtio_net, tulip and 8021q modules and their dependencies) and
 # kernel-version. It installs what it needs with apt-get when missing and
 # does nothing when OUTDIR already holds a build of this script.
@@ -22,9 +23,12 @@ if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$STAMP" ] && [ -s "$OUT/vml
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 need=()
-for cmd in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio xz:xz-utils depmod:kmod; do
+for cmd in qemu-system-x86_64:qemu-system-x86 busybox:busybox-static cpio:cpio xz:xz-utils depmod:kmod dnsmasq:dnsmasq-base; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
+# iPXE: ipxe.lkrn network-boots a legacy (tulip) guest; ipxe-qemu has the virtio NIC's ROM.
+[ -f /usr/lib/ipxe/ipxe.lkrn ] || need+=(ipxe)
+[ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || need+=(ipxe-qemu)
 # busybox-static, not a dynamic busybox: the guest has no libc.
 [ -f /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
@@ -94,7 +98,8 @@ poweroff -f
 INIT
 chmod +x "$R/init"
 (cd "$R" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$W/initrd.gz")
-mv "$W/vmlinux" "$W/initrd.gz" "$OUT/"
+cp "$VMLINUZ" "$W/vmlinuz"
+mv "$W/vmlinux" "$W/vmlinuz" "$W/initrd.gz" "$OUT/"
 echo "$K" > "$OUT/kernel-version"
 echo "$STAMP" > "$OUT/stamp"
 echo "guest built in $OUT: kernel $K, modules: ${ORDER[*]##*/}" >&2

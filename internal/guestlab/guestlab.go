@@ -26,6 +26,7 @@ import (
 // Lab is a built guest.
 type Lab struct {
 	Kernel, Initrd string
+	BzImage        string // the compressed kernel, for network boot
 }
 
 // DefaultDir is where the lab is cached between runs.
@@ -50,7 +51,7 @@ func Build(t testing.TB) Lab {
 	if err != nil {
 		t.Fatalf("lab/build-guest.sh: %v\n%s", err, out)
 	}
-	return Lab{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "initrd.gz")}
+	return Lab{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "initrd.gz"), BzImage: filepath.Join(dir, "vmlinuz")}
 }
 
 // NIC models.
@@ -78,30 +79,58 @@ type Guest struct {
 	// Netns runs QEMU inside this network namespace (ip netns name), where
 	// a TAP NIC is created.
 	Netns string
+	// Boot is how the guest boots: "" the lab kernel directly; BootIPXE
+	// ipxe.lkrn, which network-boots through any NIC iPXE drives (a
+	// legacy tulip adapter has no option ROM); BootROM the NIC's own
+	// option ROM (a synthetic adapter's virtio iPXE ROM).
+	Boot string
 }
+
+// Network boot modes of Guest.Boot.
+const (
+	BootIPXE = "ipxe.lkrn"
+	BootROM  = "rom"
+)
+
+// IPXELkrn is Debian's iPXE as a Linux kernel image (package ipxe).
+const IPXELkrn = "/usr/lib/ipxe/ipxe.lkrn"
 
 // Args returns QEMU's arguments for g.
 func (l Lab) Args(g Guest) []string {
-	cmdline := "console=ttyS0 quiet panic=-1"
-	if g.IP != "" {
-		cmdline += " vs.ip=" + g.IP
-	}
-	if g.VLANs != "" {
-		cmdline += " vs.vlans=" + g.VLANs
-	}
-	if g.Cmd != "" {
-		cmdline += " vs.cmd=" + base64.StdEncoding.EncodeToString([]byte(g.Cmd))
-	}
+	cmdline := Cmdline(g)
 	netdev := "stream,id=n0,server=off,addr.type=unix,addr.path=" + g.NIC.Socket
 	if g.NIC.TAP != "" {
 		netdev = "tap,id=n0,ifname=" + g.NIC.TAP + ",script=no,downscript=no"
 	}
-	return []string{
-		"-machine", "q35,accel=tcg", "-m", "192", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-		"-kernel", l.Kernel, "-initrd", l.Initrd, "-append", cmdline,
-		"-netdev", netdev,
-		"-device", fmt.Sprintf("%s,netdev=n0,mac=%s,romfile=", g.NIC.Model, g.NIC.MAC),
+	args := []string{"-machine", "q35,accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
+	device := fmt.Sprintf("%s,netdev=n0,mac=%s", g.NIC.Model, g.NIC.MAC)
+	switch g.Boot {
+	case BootIPXE:
+		args = append(args, "-kernel", IPXELkrn)
+		device += ",romfile="
+	case BootROM:
+		args = append(args, "-boot", "order=n")
+	default:
+		args = append(args, "-kernel", l.Kernel, "-initrd", l.Initrd, "-append", cmdline)
+		device += ",romfile="
 	}
+	return append(args, "-netdev", netdev, "-device", device)
+}
+
+// Cmdline is the kernel command line a guest's lab kernel gets (for
+// network boot scripts that pass it themselves).
+func Cmdline(g Guest) string {
+	c := "console=ttyS0 quiet panic=-1"
+	if g.IP != "" {
+		c += " vs.ip=" + g.IP
+	}
+	if g.VLANs != "" {
+		c += " vs.vlans=" + g.VLANs
+	}
+	if g.Cmd != "" {
+		c += " vs.cmd=" + base64.StdEncoding.EncodeToString([]byte(g.Cmd))
+	}
+	return c
 }
 
 // Run is a booted guest.
