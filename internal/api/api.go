@@ -98,3 +98,13 @@ type TopologyPort struct {
 	Type       string `json:"type,omitempty"`
 	Attachment string `json:"attachment,omitempty"`
 }
+
+// VMStatus is a VM that vswitchd runs with QEMU.
+type VMStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // stopped, running, exited
+	ExitCode int    `json:"exitCode"`
+	PID      int    `json:"pid,omitempty"`
+	Accel    string `json:"accel,omitempty"` // kvm or tcg
+	Note     string `json:"note,omitempty"`  // why this accelerator, or why it exited
+}

@@ -78,10 +78,20 @@ func (s *Switch) VLANOrDefault() frame.VID {
 	return s.DefaultVLAN
 }
 
-// VM is a workload with network adapters.
+// VM is a workload with network adapters. The hardware fields matter to
+// VMs that vswitchd runs with QEMU (vswitchctl vm start); a namespace or a
+// VM started elsewhere only needs the name.
 type VM struct {
-	Name  string `json:"name"`
-	Notes string `json:"notes,omitempty"`
+	Name   string `json:"name"`
+	Notes  string `json:"notes,omitempty"`
+	Memory int    `json:"memoryMiB,omitempty"` // 256 if 0
+	CPUs   int    `json:"cpus,omitempty"`      // 1 if 0
+	Kernel string `json:"kernel,omitempty"`    // a kernel to boot directly
+	Initrd string `json:"initrd,omitempty"`
+	Append string `json:"append,omitempty"` // the kernel command line
+	Disk   string `json:"disk,omitempty"`   // a disk image to boot from
+	// NetworkBoot names the adapter to boot from over the network (PXE).
+	NetworkBoot string `json:"networkBoot,omitempty"`
 }
 
 // AdapterType is the virtual NIC model the guest sees.

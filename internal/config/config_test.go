@@ -99,6 +99,10 @@ func TestBadInput(t *testing.T) {
 		{"bad attachment", func(c *Config) { c.Adapters[1].Attachment.Kind = "vhost" }, []string{"attachment.kind", "netns, tap, qemu-stream or qemu-dgram"}},
 		{"ageing too short", func(c *Config) { c.Switches[2].MACAgeing = Duration(1e6) }, []string{"switches[priv0].macAgeing", "1s to 24h"}},
 		{"table size", func(c *Config) { c.Switches[2].TableSize = -1 }, []string{"switches[priv0].tableSize"}},
+		{"VM memory", func(c *Config) { c.VMs[0].Memory = 8 }, []string{"vms[web].memoryMiB", "32 to"}},
+		{"relative kernel", func(c *Config) { c.VMs[0].Kernel = "vmlinux" }, []string{"vms[web].kernel", "absolute path"}},
+		{"initrd without kernel", func(c *Config) { c.VMs[0].Initrd = "/boot/initrd" }, []string{"vms[web].initrd", "only with a kernel"}},
+		{"network boot from a missing adapter", func(c *Config) { c.VMs[0].NetworkBoot = "eth9" }, []string{"vms[web].networkBoot", "one of the VM's adapters"}},
 	}
 	for _, tt := range tests {
 		c := sample()

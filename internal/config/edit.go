@@ -85,6 +85,16 @@ func (c *Config) RemoveSwitch(name string, force bool) error {
 // AddVM adds a VM; Validate reports a name already taken.
 func (c *Config) AddVM(vm VM) { c.VMs = append(c.VMs, vm) }
 
+// SetVM replaces the VM of the same name.
+func (c *Config) SetVM(vm VM) error {
+	p := c.VM(vm.Name)
+	if p == nil {
+		return fmt.Errorf("VM %q: %w", vm.Name, ErrNotFound)
+	}
+	*p = vm
+	return nil
+}
+
 // RemoveVM removes a VM; one with adapters is refused unless force, which
 // removes them too.
 func (c *Config) RemoveVM(name string, force bool) error {

@@ -52,9 +52,34 @@ func (c *Config) Validate() error {
 			l.Add(path, vm.Name, "a name no other VM has")
 		}
 		vms[vm.Name] = true
+		c.validateVMHardware(&vm, &l)
 	}
 	c.validateAdapters(&l, switches, vms)
 	return l.Err()
+}
+
+func (c *Config) validateVMHardware(vm *VM, l *field.List) {
+	p := fmt.Sprintf("vms[%s]", vm.Name)
+	if vm.Memory != 0 && (vm.Memory < 32 || vm.Memory > 1<<20) {
+		l.Add(p+".memoryMiB", fmt.Sprint(vm.Memory), "32 to 1048576 MiB (256 if not set)")
+	}
+	if vm.CPUs < 0 || vm.CPUs > 256 {
+		l.Add(p+".cpus", fmt.Sprint(vm.CPUs), "1 to 256 (1 if not set)")
+	}
+	for _, f := range []struct{ name, path string }{{"kernel", vm.Kernel}, {"initrd", vm.Initrd}, {"disk", vm.Disk}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			l.Add(p+"."+f.name, f.path, "an absolute path")
+		}
+	}
+	if vm.Initrd != "" && vm.Kernel == "" {
+		l.Add(p+".initrd", vm.Initrd, "only with a kernel")
+	}
+	if vm.Append != "" && vm.Kernel == "" {
+		l.Add(p+".append", vm.Append, "only with a kernel")
+	}
+	if vm.NetworkBoot != "" && c.Adapter(vm.Name, vm.NetworkBoot) == nil {
+		l.Add(p+".networkBoot", vm.NetworkBoot, "the name of one of the VM's adapters")
+	}
 }
 
 func (c *Config) validateHost(l *field.List) {

@@ -1,0 +1,102 @@
+package vmrun
+
+import (
+	"encoding/base64"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/guestlab"
+)
+
+func TestArgs(t *testing.T) {
+	mac := frame.MustParseMAC("02:56:53:00:00:09")
+	stream := config.Adapter{VM: "v", Name: "eth0", MAC: mac, Attachment: config.Attachment{Kind: config.AttachQEMUStream}}
+	legacyTAP := config.Adapter{VM: "v", Name: "eth1", MAC: mac, Type: config.Legacy, Attachment: config.Attachment{Kind: config.AttachTAP, Device: "vt1"}}
+	tests := []struct {
+		name string
+		vm   config.VM
+		ads  []config.Adapter
+		want []string // substrings of the joined command line
+		err  string
+	}{
+		{"kernel", config.VM{Name: "v", Kernel: "/k", Initrd: "/i", Append: "console=ttyS0", Memory: 512, CPUs: 2}, []config.Adapter{stream},
+			[]string{"-name v -machine q35,accel=tcg -m 512 -smp 2", "-kernel /k -initrd /i -append console=ttyS0",
+				"-netdev stream,id=vs-eth0,server=off,addr.type=unix,addr.path=/run/vswitch/v-eth0.sock", "virtio-net-pci,netdev=vs-eth0,mac=02:56:53:00:00:09,romfile="}, ""},
+		{"disk", config.VM{Name: "v", Disk: "/d.img"}, nil, []string{"-m 256 -smp 1", "-drive file=/d.img,if=virtio"}, ""},
+		{"legacy network boot", config.VM{Name: "v", NetworkBoot: "eth1"}, []config.Adapter{legacyTAP},
+			[]string{"-kernel /usr/lib/ipxe/ipxe.lkrn", "-device tulip,netdev=vs-eth1,mac=02:56:53:00:00:09"}, ""},
+		{"synthetic network boot", config.VM{Name: "v", NetworkBoot: "eth0"}, []config.Adapter{stream},
+			[]string{"-boot order=n", "virtio-net-pci,netdev=vs-eth0,mac=02:56:53:00:00:09 "}, ""},
+		{"nothing to boot", config.VM{Name: "v"}, nil, nil, "no kernel, disk or network boot adapter"},
+		{"namespace adapter", config.VM{Name: "v", Kernel: "/k"},
+			[]config.Adapter{{VM: "v", Name: "eth0", Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "x"}}}, nil, "network namespace"},
+	}
+	for _, tt := range tests {
+		args, err := Args(tt.vm, tt.ads, "tcg")
+		if tt.err != "" {
+			if !errors.Is(err, ErrCannotRun) || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err = %v, want ErrCannotRun naming %q", tt.name, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			if strings.Contains(err.Error(), "apt-get install") {
+				t.Logf("%s: %v (iPXE packages not installed here)", tt.name, err)
+				continue
+			}
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		line := strings.Join(args, " ") + " "
+		for _, w := range tt.want {
+			if !strings.Contains(line, w) {
+				t.Errorf("%s: %q lacks %q", tt.name, line, w)
+			}
+		}
+	}
+}
+
+func TestAccel(t *testing.T) {
+	accel, why := Accel()
+	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil && (accel != "tcg" || !strings.Contains(why, "PVM")) {
+		t.Fatalf("on a nested PVM KVM: %s (%s), want TCG saying why", accel, why)
+	}
+	t.Logf("accelerator here: %s (%s)", accel, why)
+}
+
+// A VM with the lab kernel runs, prints on its console and exits 0; a
+// second one is stopped while it sleeps.
+func TestRunAndStop(t *testing.T) {
+	lab := guestlab.Build(t)
+	r := New(nil)
+	t.Cleanup(func() { r.StopAll(5 * time.Second) })
+	cmd := func(c string) string {
+		return "console=ttyS0 quiet panic=-1 vs.cmd=" + base64.StdEncoding.EncodeToString([]byte(c))
+	}
+	vm := config.VM{Name: "quick", Kernel: lab.Kernel, Initrd: lab.Initrd, Append: cmd("echo hello from the runner")}
+	st, err := r.Start(vm, nil)
+	if err != nil || st.State != "running" || st.PID == 0 {
+		t.Fatalf("Start = %+v, %v", st, err)
+	}
+	if _, err := r.Start(vm, nil); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second Start: %v", err)
+	}
+	st = r.Wait("quick", 2*time.Minute)
+	if st.State != "exited" || st.ExitCode != 0 || !strings.Contains(r.Console("quick"), "hello from the runner") {
+		t.Fatalf("after the guest powered off: %+v\n%s", st, r.Console("quick"))
+	}
+	slow := config.VM{Name: "slow", Kernel: lab.Kernel, Initrd: lab.Initrd, Append: cmd("sleep 600")}
+	if _, err := r.Start(slow, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Stop("slow", 5*time.Second); err != nil || st.State != "exited" {
+		t.Fatalf("Stop = %+v, %v", st, err)
+	}
+	if _, err := r.Stop("slow", time.Second); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Stop of a stopped VM: %v", err)
+	}
+}
