@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
@@ -259,4 +260,62 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+func (s *Server) setVM(w http.ResponseWriter, r *http.Request) {
+	write(s, w, r, func(c *config.Config, vm config.VM) (*api.Result, error) {
+		if vm.Name != r.PathValue("name") {
+			return nil, field.New("name", vm.Name, "the name in the path ("+r.PathValue("name")+"); a VM cannot be renamed")
+		}
+		return nil, c.SetVM(vm)
+	})
+}
+
+// startVM runs a VM with QEMU. Its adapters' ports exist already: they are
+// converged with every change, so vswitchd listens before QEMU connects.
+func (s *Server) startVM(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := s.load(w)
+	if !ok {
+		return
+	}
+	vm := c.VM(r.PathValue("name"))
+	if vm == nil {
+		s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
+		return
+	}
+	var ads []config.Adapter
+	for _, a := range c.Adapters {
+		if a.VM == vm.Name {
+			ads = append(ads, a)
+		}
+	}
+	st, err := s.run.Start(*vm, ads)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) stopVM(w http.ResponseWriter, r *http.Request) {
+	st, err := s.run.Stop(r.PathValue("name"), 10*time.Second)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) vmStatus(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		if c.VM(r.PathValue("name")) == nil {
+			s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
+			return
+		}
+		writeJSON(w, http.StatusOK, s.run.Status(r.PathValue("name")))
+	}
+}
+
+func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"console": s.run.Console(r.PathValue("name"))})
 }

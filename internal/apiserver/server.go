@@ -16,12 +16,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 // Host checks the host side of a state before it is stored.
@@ -30,19 +32,28 @@ type Host interface {
 	CheckNIC(name string) error
 }
 
+// Runner runs VMs with QEMU (vmrun.Runner).
+type Runner interface {
+	Start(vm config.VM, adapters []config.Adapter) (api.VMStatus, error)
+	Stop(name string, timeout time.Duration) (api.VMStatus, error)
+	Status(name string) api.VMStatus
+	Console(name string) string
+}
+
 // Server is the API over one store and one daemon.
 type Server struct {
 	st   *store.Store
 	d    *daemon.Daemon
 	host Host
+	run  Runner
 	log  *slog.Logger
 	mu   sync.Mutex // one write at a time: store, then converge
 	mux  *http.ServeMux
 }
 
 // New returns a server; call Handler or Serve.
-func New(st *store.Store, d *daemon.Daemon, host Host, log *slog.Logger) *Server {
-	s := &Server{st: st, d: d, host: host, log: log, mux: http.NewServeMux()}
+func New(st *store.Store, d *daemon.Daemon, host Host, run Runner, log *slog.Logger) *Server {
+	s := &Server{st: st, d: d, host: host, run: run, log: log, mux: http.NewServeMux()}
 	s.routes()
 	return s
 }
@@ -88,6 +99,11 @@ var routeTable = []struct {
 	{"GET", "/v1/vms", func(s *Server) http.HandlerFunc { return s.listVMs }},
 	{"POST", "/v1/vms", func(s *Server) http.HandlerFunc { return s.addVM }},
 	{"DELETE", "/v1/vms/{name}", func(s *Server) http.HandlerFunc { return s.removeVM }},
+	{"PUT", "/v1/vms/{name}", func(s *Server) http.HandlerFunc { return s.setVM }},
+	{"POST", "/v1/vms/{name}/start", func(s *Server) http.HandlerFunc { return s.startVM }},
+	{"POST", "/v1/vms/{name}/stop", func(s *Server) http.HandlerFunc { return s.stopVM }},
+	{"GET", "/v1/vms/{name}/status", func(s *Server) http.HandlerFunc { return s.vmStatus }},
+	{"GET", "/v1/vms/{name}/console", func(s *Server) http.HandlerFunc { return s.vmConsole }},
 	{"GET", "/v1/adapters", func(s *Server) http.HandlerFunc { return s.listAdapters }},
 	{"POST", "/v1/adapters", func(s *Server) http.HandlerFunc { return s.addAdapter }},
 	{"GET", "/v1/vms/{vm}/adapters/{name}", func(s *Server) http.HandlerFunc { return s.getAdapter }},
@@ -216,6 +232,10 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		status, e.Code = http.StatusNotFound, api.CodeNotFound
 	case errors.Is(err, config.ErrInUse):
 		status, e.Code = http.StatusConflict, api.CodeInUse
+	case errors.Is(err, vmrun.ErrCannotRun):
+		status, e.Code = http.StatusBadRequest, api.CodeInvalid
+	case errors.Is(err, vmrun.ErrRunning), errors.Is(err, vmrun.ErrNotRunning):
+		status, e.Code = http.StatusConflict, api.CodeConflict
 	case errors.Is(err, config.ErrPoolExhausted), errors.Is(err, store.ErrLocked):
 		status, e.Code = http.StatusConflict, api.CodeConflict
 	default:

@@ -22,6 +22,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 // memBackend opens in-memory ports; failOpen makes chosen ports fail.
@@ -76,7 +77,7 @@ func newEnv(t *testing.T) *env {
 	}
 	be := &memBackend{failOpen: map[string]bool{}}
 	d := daemon.New(be, slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(New(st, d, fakeHost{"eth1": true, "eth2": true}, slog.New(slog.DiscardHandler)).Handler())
+	srv := httptest.NewServer(New(st, d, fakeHost{"eth1": true, "eth2": true}, &fakeRunner{}, slog.New(slog.DiscardHandler)).Handler())
 	t.Cleanup(func() { srv.Close(); d.Close(); st.Close() })
 	return &env{t: t, url: srv.URL, st: st, d: d, be: be}
 }
@@ -292,4 +293,78 @@ func TestListenSocketMode(t *testing.T) {
 		t.Fatalf("socket %v mode %v", err, fi.Mode())
 	}
 	_ = bytes.MinRead
+}
+
+// fakeRunner records VM starts and stops.
+type fakeRunner struct {
+	mu    sync.Mutex
+	state map[string]string
+}
+
+func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		f.state = map[string]string{}
+	}
+	if f.state[vm.Name] == "running" {
+		return api.VMStatus{}, vmrun.ErrRunning
+	}
+	if _, err := vmrun.Args(vm, ads, "tcg"); err != nil {
+		return api.VMStatus{}, err
+	}
+	f.state[vm.Name] = "running"
+	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
+}
+
+func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state[name] != "running" {
+		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
+	}
+	f.state[name] = "exited"
+	return api.VMStatus{Name: name, State: "exited"}, nil
+}
+
+func (f *fakeRunner) Status(name string) api.VMStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.state[name]
+	if st == "" {
+		st = "stopped"
+	}
+	return api.VMStatus{Name: name, State: st}
+}
+
+func (f *fakeRunner) Console(name string) string { return "console of " + name }
+
+func TestVMRuns(t *testing.T) {
+	e := newEnv(t)
+	e.setup()
+	e.ok("POST", "/v1/adapters", `{"vm":"web","name":"eth0","switch":"int0","dynamicMAC":true,"attachment":{"kind":"qemu-stream"}}`)
+	var eb api.ErrorBody
+	if code := e.do("POST", "/v1/vms/web/start", "", &eb); code != 400 || !strings.Contains(eb.Error.Message, "no kernel, disk or network boot") {
+		t.Fatalf("start without a boot source: %d %+v", code, eb)
+	}
+	e.ok("PUT", "/v1/vms/web", `{"name":"web","kernel":"/boot/vmlinux","memoryMiB":128}`)
+	var st api.VMStatus
+	if code := e.do("POST", "/v1/vms/web/start", "", &st); code != 200 || st.State != "running" || st.Accel != "tcg" {
+		t.Fatalf("start: %d %+v", code, st)
+	}
+	if code := e.do("POST", "/v1/vms/web/start", "", &eb); code != 409 {
+		t.Fatalf("second start: %d", code)
+	}
+	if e.do("GET", "/v1/vms/web/status", "", &st); st.State != "running" {
+		t.Fatalf("status %+v", st)
+	}
+	if code := e.do("POST", "/v1/vms/web/stop", "", &st); code != 200 || st.State != "exited" {
+		t.Fatalf("stop: %d %+v", code, st)
+	}
+	if code := e.do("GET", "/v1/vms/ghost/status", "", &eb); code != 404 {
+		t.Fatalf("status of a missing VM: %d", code)
+	}
+	if code := e.do("PUT", "/v1/vms/web", `{"name":"web","memoryMiB":8}`, &eb); code != 400 || !strings.Contains(eb.Error.Problems[0].Field, "memoryMiB") {
+		t.Fatalf("bad memory: %d %+v", code, eb)
+	}
 }

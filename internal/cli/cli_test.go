@@ -8,15 +8,18 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 type memBackend struct{}
@@ -53,7 +56,7 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: apiserver.New(st, d, hostNICs{"eth1": true}, slog.New(slog.DiscardHandler)).Handler()}
+	hs := &http.Server{Handler: apiserver.New(st, d, hostNICs{"eth1": true}, &fakeRunner{}, slog.New(slog.DiscardHandler)).Handler()}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close(); d.Close(); st.Close() })
 	return sock
@@ -188,3 +191,47 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("forced removal: %s", out)
 	}
 }
+
+// fakeRunner records VM starts and stops.
+type fakeRunner struct {
+	mu    sync.Mutex
+	state map[string]string
+}
+
+func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		f.state = map[string]string{}
+	}
+	if f.state[vm.Name] == "running" {
+		return api.VMStatus{}, vmrun.ErrRunning
+	}
+	if _, err := vmrun.Args(vm, ads, "tcg"); err != nil {
+		return api.VMStatus{}, err
+	}
+	f.state[vm.Name] = "running"
+	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
+}
+
+func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state[name] != "running" {
+		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
+	}
+	f.state[name] = "exited"
+	return api.VMStatus{Name: name, State: "exited"}, nil
+}
+
+func (f *fakeRunner) Status(name string) api.VMStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.state[name]
+	if st == "" {
+		st = "stopped"
+	}
+	return api.VMStatus{Name: name, State: st}
+}
+
+func (f *fakeRunner) Console(name string) string { return "console of " + name }

@@ -166,3 +166,35 @@ func (c *Client) Topology() (api.Topology, error) {
 	var t api.Topology
 	return t, c.do("GET", "/v1/topology", nil, &t)
 }
+
+// SetVM replaces a VM's settings.
+func (c *Client) SetVM(vm config.VM) (api.Result, error) {
+	var r api.Result
+	return r, c.do("PUT", "/v1/vms/"+esc(vm.Name), vm, &r)
+}
+
+// StartVM runs a VM with QEMU.
+func (c *Client) StartVM(name string) (api.VMStatus, error) {
+	var s api.VMStatus
+	return s, c.do("POST", "/v1/vms/"+esc(name)+"/start", nil, &s)
+}
+
+// StopVM stops a running VM.
+func (c *Client) StopVM(name string) (api.VMStatus, error) {
+	var s api.VMStatus
+	return s, c.do("POST", "/v1/vms/"+esc(name)+"/stop", nil, &s)
+}
+
+// VMStatus returns a VM's run state.
+func (c *Client) VMStatus(name string) (api.VMStatus, error) {
+	var s api.VMStatus
+	return s, c.do("GET", "/v1/vms/"+esc(name)+"/status", nil, &s)
+}
+
+// VMConsole returns the tail of a VM's serial console.
+func (c *Client) VMConsole(name string) (string, error) {
+	var out struct {
+		Console string `json:"console"`
+	}
+	return out.Console, c.do("GET", "/v1/vms/"+esc(name)+"/console", nil, &out)
+}

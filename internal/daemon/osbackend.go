@@ -29,7 +29,17 @@ type OSBackend struct {
 // Open implements Backend.
 func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	switch s.Kind {
-	case KindUplink, string(config.AttachTAP):
+	case KindUplink:
+		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+	case string(config.AttachTAP):
+		// Make the TAP persistent if it is not there yet, so that its host
+		// side can be bound now and QEMU attaches to it by name whenever
+		// the VM runs.
+		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace})
+		if err != nil {
+			return nil, err
+		}
+		t.Close()
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindHost:
 		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC})
@@ -48,11 +58,11 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	return nil, fmt.Errorf("unknown port kind %q", s.Kind)
 }
 
-// Remove implements Backend: TAPs vswitchd made are deleted and socket
-// files removed; NICs and QEMU's TAPs are not ours to delete.
+// Remove implements Backend: TAP devices are deleted (tap.Remove refuses
+// anything that is not a TAP) and socket files removed; NICs stay.
 func (b OSBackend) Remove(s PortSpec) error {
 	switch s.Kind {
-	case KindHost:
+	case KindHost, string(config.AttachTAP):
 		return tap.Remove(b.Namespace, s.Device)
 	case string(config.AttachNetns):
 		return tap.Remove(s.Namespace, s.Device)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/hostnet"
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
@@ -222,6 +225,32 @@ func TestProductEndToEnd(t *testing.T) {
 	if got := matrix(t, vms, names); got != want {
 		t.Fatalf("ping matrix\n%s\nwant\n%s", got, want)
 	}
+
+	// A VM that vswitchd runs with QEMU: the lab guest on a qemu-stream
+	// adapter in VLAN 10 pings VM a, then powers off.
+	lab := guestlab.Build(t)
+	p.must("vm", "add", "g", "--kernel", lab.Kernel, "--initrd", lab.Initrd, "--memory", "192", "--append",
+		guestlab.Cmdline(guestlab.Guest{IP: "10.70.0.9/24",
+			Cmd: "for i in $(seq 30); do ping -c 1 -W 1 10.70.0.1 >/dev/null && break; done; ping -c 2 -W 2 10.70.0.1"}))
+	p.must("adapter", "add", "g/eth0", "--switch", "int0", "--qemu-stream", "--socket-path", filepath.Join(p.dir, "g-eth0.sock"))
+	p.must("adapter", "vlan", "g/eth0", "--access", "10")
+	if out := p.must("vm", "start", "g"); !strings.Contains(out, "VM g running") || !strings.Contains(out, "TCG") && !strings.Contains(out, "KVM") {
+		t.Fatalf("vm start: %s", out)
+	}
+	var st api.VMStatus
+	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var all []api.VMStatus
+		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
+		for _, v := range all {
+			if v.Name == "g" {
+				st = v
+			}
+		}
+	}
+	if console := p.must("vm", "console", "g"); st.State != "exited" || st.ExitCode != 0 || !strings.Contains(console, "VSWITCH-RESULT rc=0") {
+		t.Fatalf("VM g: %+v; console:\n%s", st, console)
+	}
+	p.must("vm", "rm", "g", "--force")
 
 	// kill -9 and start again: everything comes back, no address lost.
 	p.kill9()

@@ -19,6 +19,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 // Options configure Run; zero fields take defaults.
@@ -54,7 +55,7 @@ func Run(ctx context.Context, o Options) error {
 	be := daemon.OSBackend{}
 	d := daemon.New(be, log)
 	defer d.Close()
-	srv := apiserver.New(st, d, be, log)
+	srv := apiserver.New(st, d, be, vmrun.New(log), log)
 	changes, err := srv.Converge()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
 	if err != nil {
