@@ -10,6 +10,7 @@ import (
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 // load reads the state for a GET, or answers the error.
@@ -271,9 +272,11 @@ func (s *Server) setVM(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// startVM runs a VM with QEMU. Its adapters' ports exist already: they are
-// converged with every change, so vswitchd listens before QEMU connects.
+// startVM runs a VM with QEMU. Its adapters come up first, so that
+// vswitchd listens on their sockets before QEMU connects.
 func (s *Server) startVM(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	c, _, ok := s.load(w)
 	if !ok {
 		return
@@ -289,14 +292,26 @@ func (s *Server) startVM(w http.ResponseWriter, r *http.Request) {
 			ads = append(ads, a)
 		}
 	}
+	if _, err := vmrun.Args(*vm, ads, "tcg"); err != nil {
+		s.fail(w, err) // say what is missing before anything comes up
+		return
+	}
+	wasUp := s.up[vm.Name]
+	s.up[vm.Name] = true
+	s.applyLocked()
 	st, err := s.run.Start(*vm, ads)
 	if err != nil {
+		if !wasUp {
+			delete(s.up, vm.Name)
+			s.applyLocked()
+		}
 		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
 }
 
+// stopVM stops QEMU; the exit takes the VM's adapters down (OnExit).
 func (s *Server) stopVM(w http.ResponseWriter, r *http.Request) {
 	st, err := s.run.Stop(r.PathValue("name"), 10*time.Second)
 	if err != nil {

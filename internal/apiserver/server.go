@@ -38,6 +38,8 @@ type Runner interface {
 	Stop(name string, timeout time.Duration) (api.VMStatus, error)
 	Status(name string) api.VMStatus
 	Console(name string) string
+	// OnExit sets what is called (on another goroutine) when a VM exits.
+	OnExit(func(vm string))
 }
 
 // Server is the API over one store and one daemon.
@@ -47,15 +49,34 @@ type Server struct {
 	host Host
 	run  Runner
 	log  *slog.Logger
-	mu   sync.Mutex // one write at a time: store, then converge
+	mu   sync.Mutex      // one write at a time: store, then converge
+	up   map[string]bool // VMs started here and not exited, under mu
 	mux  *http.ServeMux
 }
 
 // New returns a server; call Handler or Serve.
 func New(st *store.Store, d *daemon.Daemon, host Host, run Runner, log *slog.Logger) *Server {
-	s := &Server{st: st, d: d, host: host, run: run, log: log, mux: http.NewServeMux()}
+	s := &Server{st: st, d: d, host: host, run: run, log: log, up: map[string]bool{}, mux: http.NewServeMux()}
+	d.SetRunning(func(vm string) bool { return s.up[vm] }) // called by Apply, which s.mu serialises
+	run.OnExit(func(vm string) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.up, vm)
+		s.applyLocked() // the VM's adapters go with it
+	})
 	s.routes()
 	return s
+}
+
+// applyLocked converges to the stored state; the caller holds s.mu.
+func (s *Server) applyLocked() {
+	c, _, err := s.st.Load()
+	if err == nil {
+		_, err = s.d.Apply(c)
+	}
+	if err != nil {
+		s.log.Warn("converging", "err", err)
+	}
 }
 
 // Handler returns the HTTP handler.

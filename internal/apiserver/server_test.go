@@ -297,9 +297,12 @@ func TestListenSocketMode(t *testing.T) {
 
 // fakeRunner records VM starts and stops.
 type fakeRunner struct {
-	mu    sync.Mutex
-	state map[string]string
+	mu     sync.Mutex
+	state  map[string]string
+	onExit func(string)
 }
+
+func (f *fakeRunner) OnExit(fn func(string)) { f.onExit = fn }
 
 func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
 	f.mu.Lock()
@@ -324,6 +327,9 @@ func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
 		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
 	}
 	f.state[name] = "exited"
+	f.mu.Unlock()
+	f.onExit(name) // as the real runner does before Stop returns
+	f.mu.Lock()
 	return api.VMStatus{Name: name, State: "exited"}, nil
 }
 
@@ -347,10 +353,27 @@ func TestVMRuns(t *testing.T) {
 	if code := e.do("POST", "/v1/vms/web/start", "", &eb); code != 400 || !strings.Contains(eb.Error.Message, "no kernel, disk or network boot") {
 		t.Fatalf("start without a boot source: %d %+v", code, eb)
 	}
+	hasPort := func() bool {
+		for _, p := range e.d.Switch("int0").Ports() {
+			if p.Name == "web/eth0" {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasPort() {
+		t.Fatal("an adapter of a VM started elsewhere must always be up")
+	}
 	e.ok("PUT", "/v1/vms/web", `{"name":"web","kernel":"/boot/vmlinux","memoryMiB":128}`)
+	if hasPort() {
+		t.Fatal("the adapter of a VM vswitchd runs is up while the VM is not")
+	}
 	var st api.VMStatus
 	if code := e.do("POST", "/v1/vms/web/start", "", &st); code != 200 || st.State != "running" || st.Accel != "tcg" {
 		t.Fatalf("start: %d %+v", code, st)
+	}
+	if !hasPort() {
+		t.Fatal("the adapter did not come up with its VM")
 	}
 	if code := e.do("POST", "/v1/vms/web/start", "", &eb); code != 409 {
 		t.Fatalf("second start: %d", code)
@@ -360,6 +383,9 @@ func TestVMRuns(t *testing.T) {
 	}
 	if code := e.do("POST", "/v1/vms/web/stop", "", &st); code != 200 || st.State != "exited" {
 		t.Fatalf("stop: %d %+v", code, st)
+	}
+	if hasPort() {
+		t.Fatal("the adapter did not go with its VM")
 	}
 	if code := e.do("GET", "/v1/vms/ghost/status", "", &eb); code != 404 {
 		t.Fatalf("status of a missing VM: %d", code)

@@ -194,9 +194,12 @@ func TestExitCodes(t *testing.T) {
 
 // fakeRunner records VM starts and stops.
 type fakeRunner struct {
-	mu    sync.Mutex
-	state map[string]string
+	mu     sync.Mutex
+	state  map[string]string
+	onExit func(string)
 }
+
+func (f *fakeRunner) OnExit(fn func(string)) { f.onExit = fn }
 
 func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
 	f.mu.Lock()
@@ -221,6 +224,9 @@ func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
 		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
 	}
 	f.state[name] = "exited"
+	f.mu.Unlock()
+	f.onExit(name) // as the real runner does before Stop returns
+	f.mu.Lock()
 	return api.VMStatus{Name: name, State: "exited"}, nil
 }
 

@@ -94,6 +94,10 @@ type VM struct {
 	NetworkBoot string `json:"networkBoot,omitempty"`
 }
 
+// Managed reports whether vswitchd runs the VM (it has a kernel, a disk or
+// a network boot adapter): its adapters are then up only while it runs.
+func (vm *VM) Managed() bool { return vm.Kernel != "" || vm.Disk != "" || vm.NetworkBoot != "" }
+
 // AdapterType is the virtual NIC model the guest sees.
 type AdapterType string
 

@@ -74,6 +74,15 @@ type Daemon struct {
 	backend  Backend
 	log      *slog.Logger
 	switches map[string]*liveSwitch
+	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
+}
+
+// SetRunning tells the daemon which of the VMs it runs are up: their
+// adapters exist only then.
+func (d *Daemon) SetRunning(f func(vm string) bool) {
+	d.mu.Lock()
+	d.running = f
+	d.mu.Unlock()
 }
 
 type liveSwitch struct {
@@ -95,12 +104,12 @@ func New(b Backend, log *slog.Logger) *Daemon {
 // (nothing: no change). A port that fails does not stop the others: the
 // failures come back joined, and the next Apply tries them again.
 func (d *Daemon) Apply(c *config.Config) ([]string, error) {
-	want, err := plan(c)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want, err := plan(c, d.running)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	var changes []string
 	var errs []error
 	note := func(format string, a ...any) {

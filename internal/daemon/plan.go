@@ -44,8 +44,9 @@ type switchPlan struct {
 	takeOver string              // the NIC whose identity the host adapter takes (external with management OS)
 }
 
-// plan turns a valid state into the switches and ports it asks for.
-func plan(c *config.Config) (map[string]*switchPlan, error) {
+// plan turns a valid state into the switches and ports it asks for; the
+// adapters of a VM that vswitchd runs are there only while running says so.
+func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPlan, error) {
 	out := map[string]*switchPlan{}
 	for i := range c.Switches {
 		s := &c.Switches[i]
@@ -77,6 +78,9 @@ func plan(c *config.Config) (map[string]*switchPlan, error) {
 	}
 	for i := range c.Adapters {
 		a := &c.Adapters[i]
+		if vm := c.VM(a.VM); vm != nil && vm.Managed() && (running == nil || !running(vm.Name)) {
+			continue
+		}
 		sp := out[a.Switch]
 		v, err := a.VLAN.Port(sp.opts.DefaultVLAN)
 		if err != nil {

@@ -234,8 +234,14 @@ func TestProductEndToEnd(t *testing.T) {
 			Cmd: "for i in $(seq 30); do ping -c 1 -W 1 10.70.0.1 >/dev/null && break; done; ping -c 2 -W 2 10.70.0.1"}))
 	p.must("adapter", "add", "g/eth0", "--switch", "int0", "--qemu-stream", "--socket-path", filepath.Join(p.dir, "g-eth0.sock"))
 	p.must("adapter", "vlan", "g/eth0", "--access", "10")
+	if strings.Contains(p.must("stats", "int0"), "g/eth0") {
+		t.Fatal("the adapter of VM g is up before the VM runs")
+	}
 	if out := p.must("vm", "start", "g"); !strings.Contains(out, "VM g running") || !strings.Contains(out, "TCG") && !strings.Contains(out, "KVM") {
 		t.Fatalf("vm start: %s", out)
+	}
+	if !strings.Contains(p.must("stats", "int0"), "g/eth0") {
+		t.Fatal("the adapter of VM g did not come up with it")
 	}
 	var st api.VMStatus
 	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -249,6 +255,11 @@ func TestProductEndToEnd(t *testing.T) {
 	}
 	if console := p.must("vm", "console", "g"); st.State != "exited" || st.ExitCode != 0 || !strings.Contains(console, "VSWITCH-RESULT rc=0") {
 		t.Fatalf("VM g: %+v; console:\n%s", st, console)
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Contains(p.must("stats", "int0"), "g/eth0"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the adapter of VM g did not go when it powered off")
+		}
 	}
 	p.must("vm", "rm", "g", "--force")
 

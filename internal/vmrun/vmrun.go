@@ -113,10 +113,18 @@ func anyExists(paths []string) bool {
 
 // Runner supervises the QEMU processes of VMs.
 type Runner struct {
-	QEMU string // the binary; qemu-system-x86_64 if ""
-	log  *slog.Logger
-	mu   sync.Mutex
-	vms  map[string]*proc
+	QEMU   string // the binary; qemu-system-x86_64 if ""
+	log    *slog.Logger
+	mu     sync.Mutex
+	vms    map[string]*proc
+	onExit func(vm string)
+}
+
+// OnExit sets what is called, on the VM's supervising goroutine, when a VM exits.
+func (r *Runner) OnExit(f func(vm string)) {
+	r.mu.Lock()
+	r.onExit = f
+	r.mu.Unlock()
 }
 
 type proc struct {
@@ -175,9 +183,13 @@ func (r *Runner) wait(name string, p *proc) {
 	if err != nil && p.status.ExitCode < 0 {
 		p.status.Note = err.Error()
 	}
+	onExit := r.onExit
 	r.mu.Unlock()
-	close(p.done)
 	r.log.Info("VM exited", "vm", name, "code", p.status.ExitCode)
+	if onExit != nil {
+		onExit(name)
+	}
+	close(p.done)
 }
 
 // Stop asks QEMU to quit (SIGTERM) and kills it after timeout.
