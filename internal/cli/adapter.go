@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -62,7 +63,14 @@ func (f *adapterFlags) apply(c *cobra.Command, ad *config.Adapter) error {
 	return nil
 }
 
-func (f *adapterFlags) attachment() (config.Attachment, error) {
+// defaultTAP names the TAP of an adapter given no attachment: "vst" and 8
+// hex digits of a hash of VM/NAME, within Linux's 15-byte interface names.
+func defaultTAP(vm, name string) string {
+	h := sha256.Sum256([]byte(vm + "/" + name))
+	return fmt.Sprintf("vst%x", h[:4])
+}
+
+func (f *adapterFlags) attachment(vm, name string) (config.Attachment, error) {
 	var kinds []config.Attachment
 	if f.netns != "" {
 		kinds = append(kinds, config.Attachment{Kind: config.AttachNetns, Namespace: f.netns, Device: f.device})
@@ -76,15 +84,18 @@ func (f *adapterFlags) attachment() (config.Attachment, error) {
 	if f.qemuDgram {
 		kinds = append(kinds, config.Attachment{Kind: config.AttachQEMUDgram, Socket: f.socket})
 	}
-	if len(kinds) != 1 {
-		return config.Attachment{}, usagef("give exactly one of --netns, --tap, --qemu-stream, --qemu-dgram (got %d)", len(kinds))
+	switch len(kinds) {
+	case 0: // a TAP that QEMU or libvirt opens, as on Hyper-V a VM's NIC is the VM's
+		return config.Attachment{Kind: config.AttachTAP, Device: defaultTAP(vm, name)}, nil
+	case 1:
+		return kinds[0], nil
 	}
-	return kinds[0], nil
+	return config.Attachment{}, usagef("give at most one of --netns, --tap, --qemu-stream, --qemu-dgram (got %d)", len(kinds))
 }
 
 func (a *app) adapterCmd() *cobra.Command {
 	var af adapterFlags
-	add := &cobra.Command{Use: "add VM/NAME --switch SWITCH (--netns NS | --tap DEV | --qemu-stream | --qemu-dgram)",
+	add := &cobra.Command{Use: "add VM/NAME --switch SWITCH [--netns NS | --tap DEV | --qemu-stream | --qemu-dgram] (default: a TAP)",
 		Short: "Add a network adapter to a VM (Add-VMNetworkAdapter)", Args: nArgs(1, "the adapter as VM/NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			vm, name, err := adapterID(args[0])
@@ -95,7 +106,7 @@ func (a *app) adapterCmd() *cobra.Command {
 			if err := af.apply(c, &ad); err != nil {
 				return err
 			}
-			if ad.Attachment, err = af.attachment(); err != nil {
+			if ad.Attachment, err = af.attachment(vm, name); err != nil {
 				return err
 			}
 			r, err := a.client().AddAdapter(ad)

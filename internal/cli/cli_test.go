@@ -2,8 +2,10 @@ package cli
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -166,7 +168,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"adapter", "add", "web/eth1", "--switch", "int0", "--netns", "x", "--mac", "01:00:5e:00:00:01"}, ExitFailed, "unicast"},
 		{[]string{"adapter", "add", "web/eth1", "--switch", "int0", "--netns", "x", "--mac", "zz"}, ExitUsage, `invalid MAC address "zz"`},
 		{[]string{"adapter", "add", "web/eth1", "--switch", "nope", "--netns", "x"}, ExitFailed, `adapters[web/eth1].switch "nope"`},
-		{[]string{"adapter", "add", "web/eth1", "--switch", "int0"}, ExitUsage, "exactly one of --netns"},
+		{[]string{"adapter", "add", "web/eth1", "--switch", "int0", "--netns", "x", "--qemu-stream"}, ExitUsage, "at most one of --netns"},
 		{[]string{"adapter", "add", "eth1", "--switch", "int0", "--netns", "x"}, ExitUsage, "want VM/NAME"},
 		{[]string{"switch", "add", "ext0", "--type", "external", "--uplink", "eth9"}, ExitFailed, "existing network interface"},
 		{[]string{"switch", "add", "int0", "--type", "internal"}, ExitFailed, "no other switch"},
@@ -186,6 +188,11 @@ func TestExitCodes(t *testing.T) {
 	}
 	if code, _, errOut := run(filepath.Join(t.TempDir(), "none.sock"), "switch", "ls"); code != ExitUnreachable || !strings.Contains(errOut, "is vswitchd running?") {
 		t.Errorf("no daemon: exit %d %q", code, errOut)
+	}
+	// With no attachment flag, an adapter gets a TAP of its own.
+	mustRun(t, sock, "adapter", "add", "web/eth2", "--switch", "int0")
+	if ls := mustRun(t, sock, "adapter", "ls"); !strings.Contains(ls, "tap vst"+fmt.Sprintf("%x", sha256.Sum256([]byte("web/eth2")))[:8]) {
+		t.Fatalf("default attachment:\n%s", ls)
 	}
 	if out := mustRun(t, sock, "switch", "rm", "int0", "--force"); !strings.Contains(out, "remove switch int0") {
 		t.Fatalf("forced removal: %s", out)
