@@ -263,6 +263,28 @@ func TestProductEndToEnd(t *testing.T) {
 	}
 	p.must("vm", "rm", "g", "--force")
 
+	// The default attachment: a TAP that vswitchd makes and QEMU attaches to by name.
+	p.must("vm", "add", "h", "--kernel", lab.Kernel, "--initrd", lab.Initrd, "--memory", "192", "--append",
+		guestlab.Cmdline(guestlab.Guest{IP: "10.70.0.10/24",
+			Cmd: "for i in $(seq 30); do ping -c 1 -W 1 10.70.0.2 >/dev/null && break; done; ping -c 2 -W 2 10.70.0.2"}))
+	p.must("adapter", "add", "h/eth0", "--switch", "int0", "--type", "legacy")
+	p.must("adapter", "vlan", "h/eth0", "--access", "10")
+	p.must("vm", "start", "h")
+	st = api.VMStatus{}
+	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var all []api.VMStatus
+		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
+		for _, v := range all {
+			if v.Name == "h" {
+				st = v
+			}
+		}
+	}
+	if console := p.must("vm", "console", "h"); st.ExitCode != 0 || !strings.Contains(console, "VSWITCH-DRIVER eth0 tulip") || !strings.Contains(console, "VSWITCH-RESULT rc=0") {
+		t.Fatalf("VM h on its default TAP: %+v; console:\n%s", st, console)
+	}
+	p.must("vm", "rm", "h", "--force")
+
 	// kill -9 and start again: everything comes back, no address lost.
 	p.kill9()
 	p.start()
