@@ -3,7 +3,6 @@ package apiserver
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,62 +11,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
-	"github.com/vswitch/vswitch/internal/l2"
-	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
-	"github.com/vswitch/vswitch/internal/vmrun"
 )
-
-// memBackend opens in-memory ports; failOpen makes chosen ports fail.
-type memBackend struct {
-	mu       sync.Mutex
-	failOpen map[string]bool
-	failBack bool
-}
-
-func (b *memBackend) Open(s daemon.PortSpec) (l2.Port, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.failOpen[s.Switch+"/"+s.Name] {
-		return nil, errors.New("no such device")
-	}
-	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
-	return p, nil
-}
-
-func (b *memBackend) Remove(daemon.PortSpec) error { return nil }
-
-func (b *memBackend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
-
-func (b *memBackend) GiveBack(string, string) error {
-	if b.failBack {
-		return errors.New("address in use")
-	}
-	return nil
-}
-
-type fakeHost map[string]bool
-
-func (h fakeHost) CheckNIC(name string) error {
-	if h[name] {
-		return nil
-	}
-	return errors.New("no such device")
-}
 
 type env struct {
 	t   *testing.T
 	url string
 	st  *store.Store
 	d   *daemon.Daemon
-	be  *memBackend
+	be  *apitest.Backend
 }
 
 func newEnv(t *testing.T) *env {
@@ -75,9 +33,9 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := &memBackend{failOpen: map[string]bool{}}
+	be := &apitest.Backend{FailOpen: map[string]bool{}}
 	d := daemon.New(be, slog.New(slog.DiscardHandler))
-	srv := httptest.NewServer(New(st, d, fakeHost{"eth1": true, "eth2": true}, &fakeRunner{}, slog.New(slog.DiscardHandler)).Handler())
+	srv := httptest.NewServer(New(st, d, apitest.Host{"eth1": true, "eth2": true}, &apitest.Runner{}, slog.New(slog.DiscardHandler)).Handler())
 	t.Cleanup(func() { srv.Close(); d.Close(); st.Close() })
 	return &env{t: t, url: srv.URL, st: st, d: d, be: be}
 }
@@ -222,7 +180,7 @@ func TestSwitchCreationIsATransaction(t *testing.T) {
 	e := newEnv(t)
 	e.setup()
 	before := e.rev()
-	e.be.failOpen["ext2/uplink"] = true
+	e.be.FailOpen["ext2/uplink"] = true
 	var eb api.ErrorBody
 	code := e.do("POST", "/v1/switches", `{"name":"ext2","type":"external","uplink":"eth2"}`, &eb)
 	if code != 500 || eb.Error.Code != "failed" || eb.Error.Step != "open uplink" || !strings.Contains(eb.Error.Message, "nothing was") {
@@ -239,7 +197,7 @@ func TestSwitchDeletionIsATransaction(t *testing.T) {
 	e := newEnv(t)
 	e.setup()
 	before := e.rev()
-	e.be.failBack = true
+	e.be.FailBack = true
 	var eb api.ErrorBody
 	code := e.do("DELETE", "/v1/switches/ext0", "", &eb)
 	if code != 500 || eb.Error.Step != "move host identity back to eth1" {
@@ -294,56 +252,6 @@ func TestListenSocketMode(t *testing.T) {
 	}
 	_ = bytes.MinRead
 }
-
-// fakeRunner records VM starts and stops.
-type fakeRunner struct {
-	mu     sync.Mutex
-	state  map[string]string
-	onExit func(string)
-}
-
-func (f *fakeRunner) OnExit(fn func(string)) { f.onExit = fn }
-
-func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state == nil {
-		f.state = map[string]string{}
-	}
-	if f.state[vm.Name] == "running" {
-		return api.VMStatus{}, vmrun.ErrRunning
-	}
-	if _, err := vmrun.Args(vm, ads, "tcg"); err != nil {
-		return api.VMStatus{}, err
-	}
-	f.state[vm.Name] = "running"
-	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
-}
-
-func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state[name] != "running" {
-		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
-	}
-	f.state[name] = "exited"
-	f.mu.Unlock()
-	f.onExit(name) // as the real runner does before Stop returns
-	f.mu.Lock()
-	return api.VMStatus{Name: name, State: "exited"}, nil
-}
-
-func (f *fakeRunner) Status(name string) api.VMStatus {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := f.state[name]
-	if st == "" {
-		st = "stopped"
-	}
-	return api.VMStatus{Name: name, State: st}
-}
-
-func (f *fakeRunner) Console(name string) string { return "console of " + name }
 
 func TestVMRuns(t *testing.T) {
 	e := newEnv(t)

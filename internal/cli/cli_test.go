@@ -4,44 +4,19 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
-	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/apiserver"
+	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
-	"github.com/vswitch/vswitch/internal/l2"
-	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
-	"github.com/vswitch/vswitch/internal/vmrun"
 )
-
-type memBackend struct{}
-
-func (memBackend) Open(daemon.PortSpec) (l2.Port, error) {
-	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
-	return p, nil
-}
-func (memBackend) Remove(daemon.PortSpec) error                   { return nil }
-func (memBackend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
-func (memBackend) GiveBack(string, string) error                  { return nil }
-
-type hostNICs map[string]bool
-
-func (h hostNICs) CheckNIC(n string) error {
-	if h[n] {
-		return nil
-	}
-	return errors.New("no such device")
-}
 
 // serve runs an API server on a unix socket and returns the socket path.
 func serve(t *testing.T) string {
@@ -52,13 +27,13 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := daemon.New(memBackend{}, slog.New(slog.DiscardHandler))
+	d := daemon.New(&apitest.Backend{}, slog.New(slog.DiscardHandler))
 	sock := filepath.Join(dir, "vswitchd.sock")
 	l, err := apiserver.Listen(sock, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: apiserver.New(st, d, hostNICs{"eth1": true}, &fakeRunner{}, slog.New(slog.DiscardHandler)).Handler()}
+	hs := &http.Server{Handler: apiserver.New(st, d, apitest.Host{"eth1": true}, &apitest.Runner{}, slog.New(slog.DiscardHandler)).Handler()}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close(); d.Close(); st.Close() })
 	return sock
@@ -198,53 +173,3 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("forced removal: %s", out)
 	}
 }
-
-// fakeRunner records VM starts and stops.
-type fakeRunner struct {
-	mu     sync.Mutex
-	state  map[string]string
-	onExit func(string)
-}
-
-func (f *fakeRunner) OnExit(fn func(string)) { f.onExit = fn }
-
-func (f *fakeRunner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state == nil {
-		f.state = map[string]string{}
-	}
-	if f.state[vm.Name] == "running" {
-		return api.VMStatus{}, vmrun.ErrRunning
-	}
-	if _, err := vmrun.Args(vm, ads, "tcg"); err != nil {
-		return api.VMStatus{}, err
-	}
-	f.state[vm.Name] = "running"
-	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
-}
-
-func (f *fakeRunner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.state[name] != "running" {
-		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
-	}
-	f.state[name] = "exited"
-	f.mu.Unlock()
-	f.onExit(name) // as the real runner does before Stop returns
-	f.mu.Lock()
-	return api.VMStatus{Name: name, State: "exited"}, nil
-}
-
-func (f *fakeRunner) Status(name string) api.VMStatus {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st := f.state[name]
-	if st == "" {
-		st = "stopped"
-	}
-	return api.VMStatus{Name: name, State: st}
-}
-
-func (f *fakeRunner) Console(name string) string { return "console of " + name }

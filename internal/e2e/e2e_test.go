@@ -94,6 +94,23 @@ func (p *product) must(args ...string) string {
 	return out
 }
 
+// waitExited waits (up to 2 minutes) for a VM that vswitchd runs to exit,
+// as vswitchctl -o json vm ls reports it.
+func (p *product) waitExited(name string) api.VMStatus {
+	p.t.Helper()
+	var st api.VMStatus
+	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var all []api.VMStatus
+		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
+		for _, v := range all {
+			if v.Name == name {
+				st = v
+			}
+		}
+	}
+	return st
+}
+
 type vm struct {
 	ns *netnstest.NS
 	ip string
@@ -243,16 +260,7 @@ func TestProductEndToEnd(t *testing.T) {
 	if !strings.Contains(p.must("stats", "int0"), "g/eth0") {
 		t.Fatal("the adapter of VM g did not come up with it")
 	}
-	var st api.VMStatus
-	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		var all []api.VMStatus
-		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
-		for _, v := range all {
-			if v.Name == "g" {
-				st = v
-			}
-		}
-	}
+	st := p.waitExited("g")
 	if console := p.must("vm", "console", "g"); st.State != "exited" || st.ExitCode != 0 || !strings.Contains(console, "VSWITCH-RESULT rc=0") {
 		t.Fatalf("VM g: %+v; console:\n%s", st, console)
 	}
@@ -270,16 +278,7 @@ func TestProductEndToEnd(t *testing.T) {
 	p.must("adapter", "add", "h/eth0", "--switch", "int0", "--type", "legacy")
 	p.must("adapter", "vlan", "h/eth0", "--access", "10")
 	p.must("vm", "start", "h")
-	st = api.VMStatus{}
-	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		var all []api.VMStatus
-		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
-		for _, v := range all {
-			if v.Name == "h" {
-				st = v
-			}
-		}
-	}
+	st = p.waitExited("h")
 	if console := p.must("vm", "console", "h"); st.ExitCode != 0 || !strings.Contains(console, "VSWITCH-DRIVER eth0 tulip") || !strings.Contains(console, "VSWITCH-RESULT rc=0") {
 		t.Fatalf("VM h on its default TAP: %+v; console:\n%s", st, console)
 	}

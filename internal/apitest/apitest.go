@@ -1,0 +1,120 @@
+// Package apitest has the test doubles of the daemon's OS side for API and
+// CLI tests without root: a backend that opens in-memory ports, a host
+// with a given set of NICs, and a VM runner that only records.
+package apitest
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vmrun"
+)
+
+// Backend opens in-memory ports. FailOpen ("switch/port") and FailBack
+// make those steps fail.
+type Backend struct {
+	mu       sync.Mutex
+	FailOpen map[string]bool
+	FailBack bool
+}
+
+// Open implements daemon.Backend.
+func (b *Backend) Open(s daemon.PortSpec) (l2.Port, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.FailOpen[s.Switch+"/"+s.Name] {
+		return nil, errors.New("no such device")
+	}
+	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
+	return p, nil
+}
+
+// Remove implements daemon.Backend.
+func (b *Backend) Remove(daemon.PortSpec) error { return nil }
+
+// TakeOver implements daemon.Backend.
+func (b *Backend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
+
+// GiveBack implements daemon.Backend.
+func (b *Backend) GiveBack(string, string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.FailBack {
+		return errors.New("address in use")
+	}
+	return nil
+}
+
+// Host has the NICs named in it.
+type Host map[string]bool
+
+// CheckNIC implements apiserver.Host.
+func (h Host) CheckNIC(name string) error {
+	if h[name] {
+		return nil
+	}
+	return errors.New("no such device")
+}
+
+// Runner records VM starts and stops, checking the QEMU arguments as the
+// real runner would.
+type Runner struct {
+	mu     sync.Mutex
+	state  map[string]string
+	onExit func(string)
+}
+
+// OnExit implements apiserver.Runner.
+func (f *Runner) OnExit(fn func(string)) { f.onExit = fn }
+
+// Start implements apiserver.Runner.
+func (f *Runner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.state == nil {
+		f.state = map[string]string{}
+	}
+	if f.state[vm.Name] == "running" {
+		return api.VMStatus{}, vmrun.ErrRunning
+	}
+	if _, err := vmrun.Args(vm, ads, "tcg"); err != nil {
+		return api.VMStatus{}, err
+	}
+	f.state[vm.Name] = "running"
+	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
+}
+
+// Stop implements apiserver.Runner; it reports the exit as the real one does.
+func (f *Runner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
+	f.mu.Lock()
+	if f.state[name] != "running" {
+		f.mu.Unlock()
+		return api.VMStatus{Name: name, State: "stopped"}, vmrun.ErrNotRunning
+	}
+	f.state[name] = "exited"
+	f.mu.Unlock()
+	if f.onExit != nil {
+		f.onExit(name)
+	}
+	return api.VMStatus{Name: name, State: "exited"}, nil
+}
+
+// Status implements apiserver.Runner.
+func (f *Runner) Status(name string) api.VMStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.state[name]
+	if st == "" {
+		st = "stopped"
+	}
+	return api.VMStatus{Name: name, State: st}
+}
+
+// Console implements apiserver.Runner.
+func (f *Runner) Console(name string) string { return "console of " + name }
