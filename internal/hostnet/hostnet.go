@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/nsrun"
@@ -47,18 +46,7 @@ type Mover struct {
 	failAt string
 }
 
-func (m *Mover) handle() (*netlink.Handle, error) {
-	p := nsrun.Path(m.Namespace)
-	if p == "" {
-		return netlink.NewHandle()
-	}
-	ns, err := netns.GetFromPath(p)
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close()
-	return netlink.NewHandleAt(ns)
-}
+func (m *Mover) handle() (*netlink.Handle, error) { return nsrun.Netlink(nsrun.Path(m.Namespace)) }
 
 // Snapshot reads a link's identity.
 func (m *Mover) Snapshot(link string) (Identity, error) {

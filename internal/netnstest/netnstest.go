@@ -82,17 +82,11 @@ func (n *NS) Do(fn func() error) error {
 // handle runs fn with a netlink handle bound to the namespace (the host's for nil).
 func (n *NS) handle(t testing.TB, fn func(*netlink.Handle) error) {
 	t.Helper()
-	var h *netlink.Handle
-	var err error
-	if n == nil {
-		h, err = netlink.NewHandle()
-	} else {
-		var nh netns.NsHandle
-		if nh, err = netns.GetFromPath(n.Path); err == nil {
-			defer nh.Close()
-			h, err = netlink.NewHandleAt(nh)
-		}
+	path := ""
+	if n != nil {
+		path = n.Path
 	}
+	h, err := nsrun.Netlink(path)
 	if err != nil {
 		t.Fatalf("netlink handle for %s: %v", n.String(), err)
 	}

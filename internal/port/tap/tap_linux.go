@@ -13,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -111,7 +110,7 @@ func openTun(name string) (int, error) {
 
 // configure sets MAC and MTU when they differ, and brings the device up.
 func (p *Port) configure(c Config) error {
-	return p.withHandle(func(h *netlink.Handle) error {
+	return withHandle(p.nsPath, p.name, func(h *netlink.Handle) error {
 		l, err := h.LinkByName(p.name)
 		if err != nil {
 			return fmt.Errorf("tap %s: find link: %w", p.name, err)
@@ -133,21 +132,11 @@ func (p *Port) configure(c Config) error {
 	})
 }
 
-// withHandle runs fn with a netlink handle in the device's namespace.
-func (p *Port) withHandle(fn func(*netlink.Handle) error) error {
-	var h *netlink.Handle
-	var err error
-	if p.nsPath == "" {
-		h, err = netlink.NewHandle()
-	} else {
-		var nh netns.NsHandle
-		if nh, err = netns.GetFromPath(p.nsPath); err == nil {
-			defer nh.Close()
-			h, err = netlink.NewHandleAt(nh)
-		}
-	}
+// withHandle runs fn with a netlink handle in the namespace at nsPath.
+func withHandle(nsPath, name string, fn func(*netlink.Handle) error) error {
+	h, err := nsrun.Netlink(nsPath)
 	if err != nil {
-		return fmt.Errorf("tap %s: netlink in %q: %w", p.name, p.nsPath, err)
+		return fmt.Errorf("tap %s: netlink in %q: %w", name, nsPath, err)
 	}
 	defer h.Close()
 	return fn(h)
@@ -224,8 +213,7 @@ func Remove(namespace, name string) error {
 }
 
 func remove(nsPath, name string) error {
-	p := &Port{name: name, nsPath: nsPath}
-	return p.withHandle(func(h *netlink.Handle) error {
+	return withHandle(nsPath, name, func(h *netlink.Handle) error {
 		l, err := h.LinkByName(name)
 		if err != nil {
 			var nf netlink.LinkNotFoundError
