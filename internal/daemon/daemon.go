@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/errtree"
 	"github.com/vswitch/vswitch/internal/l2"
 )
 
@@ -50,23 +51,7 @@ func (e *StepError) Error() string {
 func (e *StepError) Unwrap() error { return e.Err }
 
 // StepErrors returns the StepErrors inside an error from Apply.
-func StepErrors(err error) []*StepError {
-	var out []*StepError
-	var walk func(error)
-	walk = func(e error) {
-		switch x := e.(type) {
-		case nil:
-		case *StepError:
-			out = append(out, x)
-		case interface{ Unwrap() []error }:
-			for _, y := range x.Unwrap() {
-				walk(y)
-			}
-		}
-	}
-	walk(err)
-	return out
-}
+func StepErrors(err error) []*StepError { return errtree.All[*StepError](err) }
 
 // Daemon holds the live switches. Its methods are safe for concurrent use.
 type Daemon struct {

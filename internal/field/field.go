@@ -7,6 +7,8 @@ package field
 import (
 	"errors"
 	"fmt"
+
+	"github.com/vswitch/vswitch/internal/errtree"
 )
 
 // ErrInvalid is wrapped by every *Error.
@@ -51,26 +53,4 @@ func (l List) Err() error {
 }
 
 // All returns every *Error inside err (joined or wrapped), in order.
-func All(err error) []*Error {
-	var out []*Error
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		if fe, ok := e.(*Error); ok {
-			out = append(out, fe)
-			return
-		}
-		switch u := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, x := range u.Unwrap() {
-				walk(x)
-			}
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		}
-	}
-	walk(err)
-	return out
-}
+func All(err error) []*Error { return errtree.All[*Error](err) }
