@@ -368,31 +368,6 @@ func (s *Switch) MACTable() []MACEntry {
 	return out
 }
 
-// FlushMACs removes learned entries: all of them when port is "" and vid is
-// 0, else those of the named port and/or VLAN. It returns how many.
-func (s *Switch) FlushMACs(port string, vid frame.VID) (int, error) {
-	if port == "" && vid == 0 {
-		return s.fdb.FlushAll(), nil
-	}
-	var id PortID = -1
-	if port != "" {
-		s.mu.Lock()
-		pe := s.byName[port]
-		s.mu.Unlock()
-		if pe == nil {
-			return 0, fmt.Errorf("flush MACs of %q: %w", port, ErrNotFound)
-		}
-		id = pe.id
-	}
-	return s.fdb.flush(func(k, v uint64) bool {
-		kv, _ := keyParts(k)
-		return !valStatic(v) && (id < 0 || valPort(v) == id) && (vid == 0 || kv == vid)
-	}), nil
-}
-
-// ExpireMACs removes aged MAC entries now instead of at the next background sweep.
-func (s *Switch) ExpireMACs() int { return s.fdb.Expire(s.now()) }
-
 // moveLimiter allows perSecond reports a second and counts the rest.
 type moveLimiter struct {
 	mu         sync.Mutex
