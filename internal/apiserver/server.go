@@ -161,13 +161,10 @@ func (s *Server) Converge() ([]string, error) {
 func (s *Server) change(w http.ResponseWriter, edit func(c *config.Config) (*api.Result, error)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, _, err := s.st.Load()
-	if err != nil {
-		s.fail(w, err)
-		return
-	}
 	res := &api.Result{}
+	var prev, next *config.Config // the stored state before, and (if it commits) after
 	rev, changed, err := s.st.Update(func(c *config.Config) error {
+		prev, next = c.Clone(), c
 		r, err := edit(c)
 		if err != nil {
 			return err
@@ -184,10 +181,9 @@ func (s *Server) change(w http.ResponseWriter, edit func(c *config.Config) (*api
 	res.Revision = rev
 	res.Changes = []string{}
 	if changed {
-		cur, _, _ := s.st.Load()
-		changes, aerr := s.d.Apply(cur)
+		changes, aerr := s.d.Apply(next)
 		res.Changes = append(res.Changes, changes...)
-		if failed := s.undoIfSwitchFailed(prev, cur, aerr); failed != nil {
+		if failed := s.undoIfSwitchFailed(prev, next, aerr); failed != nil {
 			writeError(w, http.StatusInternalServerError, failed)
 			return
 		}
