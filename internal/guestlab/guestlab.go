@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/qemuargs"
 )
 
 // Lab is a built guest.
@@ -54,16 +56,16 @@ func Build(t testing.TB) Lab {
 	return Lab{Kernel: filepath.Join(dir, "vmlinux"), Initrd: filepath.Join(dir, "initrd.gz"), BzImage: filepath.Join(dir, "vmlinuz")}
 }
 
-// NIC models.
+// Adapter types, as vswitch's config names them.
 const (
-	Synthetic = "virtio-net-pci" // Hyper-V's synthetic adapter
-	Legacy    = "tulip"          // Hyper-V's legacy adapter (DEC 21140 family)
+	Synthetic = config.Synthetic // virtio-net
+	Legacy    = config.Legacy    // QEMU's tulip (DEC 21143)
 )
 
 // NIC is one guest adapter: on a QEMU "-netdev stream" unix socket, or on
 // a TAP that QEMU opens itself ("-netdev tap,ifname=...").
 type NIC struct {
-	Model  string
+	Type   config.AdapterType
 	MAC    frame.MAC
 	Socket string
 	TAP    string
@@ -92,29 +94,30 @@ const (
 	BootROM  = "rom"
 )
 
-// IPXELkrn is Debian's iPXE as a Linux kernel image (package ipxe).
-const IPXELkrn = "/usr/lib/ipxe/ipxe.lkrn"
-
 // Args returns QEMU's arguments for g.
 func (l Lab) Args(g Guest) []string {
 	cmdline := Cmdline(g)
-	netdev := "stream,id=n0,server=off,addr.type=unix,addr.path=" + g.NIC.Socket
-	if g.NIC.TAP != "" {
-		netdev = "tap,id=n0,ifname=" + g.NIC.TAP + ",script=no,downscript=no"
-	}
 	args := []string{"-machine", "q35,accel=tcg", "-m", "256", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio"}
-	device := fmt.Sprintf("%s,netdev=n0,mac=%s", g.NIC.Model, g.NIC.MAC)
 	switch g.Boot {
 	case BootIPXE:
-		args = append(args, "-kernel", IPXELkrn)
-		device += ",romfile="
+		args = append(args, "-kernel", qemuargs.IPXELkrn)
 	case BootROM:
 		args = append(args, "-boot", "order=n")
 	default:
 		args = append(args, "-kernel", l.Kernel, "-initrd", l.Initrd, "-append", cmdline)
-		device += ",romfile="
 	}
-	return append(args, "-netdev", netdev, "-device", device)
+	// The NIC is wired as vswitch wires a VM's adapter (qemuargs); only a
+	// guest booting from the NIC's own ROM keeps it.
+	a := config.Adapter{VM: g.Name, Name: "eth0", MAC: g.NIC.MAC, Type: g.NIC.Type,
+		Attachment: config.Attachment{Kind: config.AttachQEMUStream}}
+	if g.NIC.TAP != "" {
+		a.Attachment = config.Attachment{Kind: config.AttachTAP, Device: g.NIC.TAP}
+	}
+	nic, err := qemuargs.Args(a, g.NIC.Socket, g.Boot == BootROM)
+	if err != nil {
+		panic(err) // both attachments are for QEMU
+	}
+	return append(args, nic...)
 }
 
 // Cmdline is the kernel command line a guest's lab kernel gets (for

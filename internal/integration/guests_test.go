@@ -48,9 +48,9 @@ func TestGuestsSyntheticAndLegacy(t *testing.T) {
 	sw := newSwitch(t, "sw-guests")
 	synMAC, legMAC := vmMAC(0x31), vmMAC(0x32)
 	syn := lab.Start(t, guestlab.Guest{Name: "synthetic", IP: "10.84.0.1/24", Cmd: pingPeer("10.84.0.2"),
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: synMAC, Socket: guestPort(t, sw, "syn", synMAC, l2.PortConfig{})}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: synMAC, Socket: guestPort(t, sw, "syn", synMAC, l2.PortConfig{})}})
 	leg := lab.Start(t, guestlab.Guest{Name: "legacy", IP: "10.84.0.2/24", Cmd: pingPeer("10.84.0.1"),
-		NIC: guestlab.NIC{Model: guestlab.Legacy, MAC: legMAC, Socket: guestPort(t, sw, "leg", legMAC, l2.PortConfig{})}})
+		NIC: guestlab.NIC{Type: guestlab.Legacy, MAC: legMAC, Socket: guestPort(t, sw, "leg", legMAC, l2.PortConfig{})}})
 	start := time.Now()
 	for _, g := range []*guestlab.Run{syn, leg} {
 		rc, err := g.Wait(3 * time.Minute)
@@ -86,13 +86,13 @@ func TestGuestTrunkWithVLANSubinterfaces(t *testing.T) {
 	tg := lab.Start(t, guestlab.Guest{Name: "trunk", VLANs: "10:10.85.10.1/24,20:10.85.20.1/24",
 		Cmd: "for i in $(seq 60); do ping -c 1 -W 1 10.85.10.2 >/dev/null && break; done; " +
 			"ping -c 2 -W 2 10.85.10.2 && ping -c 2 -W 2 10.85.20.2; r=$?; sleep 10; exit $r",
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: trunkMAC, Socket: guestPort(t, sw, "trunk", trunkMAC, l2.PortConfig{VLAN: trunk})}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: trunkMAC, Socket: guestPort(t, sw, "trunk", trunkMAC, l2.PortConfig{VLAN: trunk})}})
 	ag := lab.Start(t, guestlab.Guest{Name: "access10", IP: "10.85.10.2/24",
 		Cmd: "ip addr add 10.85.20.9/24 dev eth0; " +
 			"for i in $(seq 60); do ping -c 1 -W 1 10.85.10.1 >/dev/null && break; done; " +
 			"ping -c 2 -W 2 10.85.10.1 || exit 1; " +
 			"ping -c 2 -W 1 10.85.20.2 && exit 2; sleep 8; exit 0",
-		NIC: guestlab.NIC{Model: guestlab.Legacy, MAC: accMAC, Socket: guestPort(t, sw, "access10", accMAC, l2.PortConfig{VLAN: acc10})}})
+		NIC: guestlab.NIC{Type: guestlab.Legacy, MAC: accMAC, Socket: guestPort(t, sw, "access10", accMAC, l2.PortConfig{VLAN: acc10})}})
 	for _, g := range []*guestlab.Run{tg, ag} {
 		rc, err := g.Wait(3 * time.Minute)
 		if err != nil {
@@ -116,9 +116,9 @@ func TestGuestsStreamAndQEMUOwnedTAP(t *testing.T) {
 	sw := newSwitch(t, "sw-gtap")
 	sMAC, tMAC := vmMAC(0x51), vmMAC(0x52)
 	sg := lab.Start(t, guestlab.Guest{Name: "stream", IP: "10.86.0.1/24", Cmd: pingPeer("10.86.0.2"),
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: sMAC, Socket: guestPort(t, sw, "stream", sMAC, l2.PortConfig{})}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: sMAC, Socket: guestPort(t, sw, "stream", sMAC, l2.PortConfig{})}})
 	tg := lab.Start(t, guestlab.Guest{Name: "tap", IP: "10.86.0.2/24", Cmd: pingPeer("10.86.0.1"), Netns: host.Name,
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: tMAC, TAP: "vmtap0"}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: tMAC, TAP: "vmtap0"}})
 	// QEMU makes the TAP; vswitch brings it up and binds its host side.
 	var link netlink.Link
 	for deadline := time.Now().Add(30 * time.Second); link == nil; time.Sleep(50 * time.Millisecond) {
@@ -162,10 +162,10 @@ func TestGuestsInternalAndPrivate(t *testing.T) {
 	iMAC, pMAC := vmMAC(0x61), vmMAC(0x62)
 	ig := lab.Start(t, guestlab.Guest{Name: "internal", IP: "10.87.0.1/24",
 		Cmd: "for i in $(seq 60); do ping -c 1 -W 1 10.87.0.254 >/dev/null && break; done; ping -c 2 -W 2 10.87.0.254",
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: iMAC, Socket: guestPort(t, internal, "vm", iMAC, l2.PortConfig{})}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: iMAC, Socket: guestPort(t, internal, "vm", iMAC, l2.PortConfig{})}})
 	pg := lab.Start(t, guestlab.Guest{Name: "private", IP: "10.87.0.2/24",
 		Cmd: "sleep 5; ping -c 3 -W 1 10.87.0.254 && exit 1; exit 0",
-		NIC: guestlab.NIC{Model: guestlab.Legacy, MAC: pMAC, Socket: guestPort(t, private, "vm", pMAC, l2.PortConfig{})}})
+		NIC: guestlab.NIC{Type: guestlab.Legacy, MAC: pMAC, Socket: guestPort(t, private, "vm", pMAC, l2.PortConfig{})}})
 	for _, g := range []*guestlab.Run{ig, pg} {
 		if rc, err := g.Wait(3 * time.Minute); err != nil || rc != 0 {
 			t.Fatalf("guest %s: rc %d (private: 1 means it reached the host), %v; console:\n%s", g.Guest.Name, rc, err, g.Console())
@@ -201,7 +201,7 @@ func TestGuestHybridPort(t *testing.T) {
 			"ping -c 2 -W 2 10.88.30.2 || exit 30; " +
 			"ping -c 2 -W 1 10.88.40.2 && exit 40; " +
 			"for i in $(seq 40); do ip neigh show dev eth0 | grep -q 10.88.20.2 && exit 0; sleep 0.5; done; exit 21",
-		NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: gMAC, Socket: guestPort(t, sw, "hybrid", gMAC, l2.PortConfig{VLAN: hybrid})}})
+		NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: gMAC, Socket: guestPort(t, sw, "hybrid", gMAC, l2.PortConfig{VLAN: hybrid})}})
 	// While the guest runs, the VLAN 20 station asks for the guest's VLAN 20
 	// address: its broadcast must reach the guest untagged.
 	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(g.Console(), "VSWITCH-DRIVER") && time.Now().Before(deadline); {

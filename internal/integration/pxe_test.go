@@ -65,9 +65,9 @@ func TestGuestsNetworkBoot(t *testing.T) {
 	legMAC, synMAC := vmMAC(0x81), vmMAC(0x82)
 	guests := []*guestlab.Run{
 		lab.Start(t, guestlab.Guest{Name: "legacy-pxe", Boot: guestlab.BootIPXE,
-			NIC: guestlab.NIC{Model: guestlab.Legacy, MAC: legMAC, Socket: guestPort(t, sw, "legacy", legMAC, l2.PortConfig{})}}),
+			NIC: guestlab.NIC{Type: guestlab.Legacy, MAC: legMAC, Socket: guestPort(t, sw, "legacy", legMAC, l2.PortConfig{})}}),
 		lab.Start(t, guestlab.Guest{Name: "synthetic-pxe", Boot: guestlab.BootROM,
-			NIC: guestlab.NIC{Model: guestlab.Synthetic, MAC: synMAC, Socket: guestPort(t, sw, "synthetic", synMAC, l2.PortConfig{})}}),
+			NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: synMAC, Socket: guestPort(t, sw, "synthetic", synMAC, l2.PortConfig{})}}),
 	}
 	start := time.Now()
 	for _, g := range guests {

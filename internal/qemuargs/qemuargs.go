@@ -13,6 +13,14 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 )
 
+// Files that network boot needs (Debian's ipxe and ipxe-qemu): QEMU's tulip
+// has no option ROM, so a legacy adapter boots iPXE as a kernel, which
+// drives it; a synthetic adapter boots its virtio iPXE ROM.
+var (
+	IPXELkrn   = "/usr/lib/ipxe/ipxe.lkrn"
+	VirtioROMs = []string{"/usr/share/qemu/efi-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom"}
+)
+
 // ErrNotForQEMU: the adapter is attached in a way QEMU cannot use (a namespace).
 var ErrNotForQEMU = errors.New("adapter is not attached for QEMU")
 

@@ -27,12 +27,6 @@ var (
 	ErrCannotRun  = errors.New("VM cannot be run")
 )
 
-// Files the runner needs for network boot (Debian's ipxe and ipxe-qemu).
-var (
-	IPXELkrn   = "/usr/lib/ipxe/ipxe.lkrn"
-	VirtioROMs = []string{"/usr/share/qemu/efi-virtio.rom", "/usr/lib/ipxe/qemu/efi-virtio.rom"}
-)
-
 // Accel returns the accelerator to use and why: KVM when /dev/kvm exists
 // and is an ordinary KVM; on a nested "PVM" KVM (/sys/module/kvm_pvm) it
 // cannot run ordinary guests, so TCG.
@@ -67,14 +61,14 @@ func Args(vm config.VM, adapters []config.Adapter, accel string) ([]string, erro
 	case pxe != nil && pxe.TypeOrDefault() == config.Legacy:
 		// QEMU's tulip has no option ROM: boot iPXE as a kernel, which drives it.
 		if vm.Kernel != "" {
-			return nil, fmt.Errorf("%w: network boot from legacy adapter %s boots %s as the kernel; remove the VM's kernel", ErrCannotRun, pxe.Name, IPXELkrn)
+			return nil, fmt.Errorf("%w: network boot from legacy adapter %s boots %s as the kernel; remove the VM's kernel", ErrCannotRun, pxe.Name, qemuargs.IPXELkrn)
 		}
-		if _, err := os.Stat(IPXELkrn); err != nil {
-			return nil, fmt.Errorf("%w: network boot from a legacy adapter needs %s (apt-get install ipxe)", ErrCannotRun, IPXELkrn)
+		if _, err := os.Stat(qemuargs.IPXELkrn); err != nil {
+			return nil, fmt.Errorf("%w: network boot from a legacy adapter needs %s (apt-get install ipxe)", ErrCannotRun, qemuargs.IPXELkrn)
 		}
-		args = append(args, "-kernel", IPXELkrn)
+		args = append(args, "-kernel", qemuargs.IPXELkrn)
 	case pxe != nil:
-		if !anyExists(VirtioROMs) {
+		if !anyExists(qemuargs.VirtioROMs) {
 			return nil, fmt.Errorf("%w: network boot from a synthetic adapter needs the virtio iPXE ROM (apt-get install ipxe-qemu)", ErrCannotRun)
 		}
 		args = append(args, "-boot", "order=n")
