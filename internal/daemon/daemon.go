@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -282,7 +283,7 @@ func (d *Daemon) Describe() string {
 			lines = append(lines, "  "+ls.ports[pn].String())
 		}
 	}
-	return joinLines(lines)
+	return strings.Join(lines, "\n")
 }
 
 // Close stops every switch and closes its ports; devices stay for a restart.

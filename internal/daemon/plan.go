@@ -1,14 +1,15 @@
 package daemon
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/tap"
 	"github.com/vswitch/vswitch/internal/vlan"
 )
 
@@ -89,7 +90,7 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC}
 		switch a.Attachment.Kind {
 		case config.AttachNetns:
-			spec.Namespace, spec.Device = a.Attachment.Namespace, cmpOr(a.Attachment.Device, "eth0")
+			spec.Namespace, spec.Device = a.Attachment.Namespace, cmp.Or(a.Attachment.Device, tap.DefaultName)
 		case config.AttachTAP:
 			spec.Device = a.Attachment.Device
 		default:
@@ -107,13 +108,6 @@ func uplinkVLAN(s *config.Switch) (vlan.Port, error) {
 		return s.UplinkVLAN.Port(s.VLANOrDefault())
 	}
 	return vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // describe renders ports of a switch plan for logs and tests.
@@ -141,5 +135,3 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
-
-func joinLines(lines []string) string { return strings.Join(lines, "\n") }
