@@ -3,7 +3,6 @@ package afpacket_test
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
+	"github.com/vswitch/vswitch/internal/port/porttest"
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
@@ -222,26 +222,7 @@ func TestTagsRestoredAndSent(t *testing.T) {
 
 func TestCloseUnblocksRead(t *testing.T) {
 	_, p := uplink(t)
-	done := make(chan error, 1)
-	go func() {
-		r := newReader()
-		for {
-			if _, err := p.Read(r.bufs, r.sizes, 128); err != nil {
-				done <- err
-				return
-			}
-		}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	p.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read after Close: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not unblock Read")
-	}
+	porttest.CloseUnblocksRead(t, p)
 }
 
 func TestZeroAllocs(t *testing.T) {

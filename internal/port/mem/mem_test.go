@@ -4,10 +4,10 @@ import (
 	"errors"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/port/porttest"
 )
 
 var _ l2.Port = (*mem.Port)(nil)
@@ -61,22 +61,7 @@ func TestOversize(t *testing.T) {
 
 func TestCloseUnblocksRead(t *testing.T) {
 	a, b := mem.NewPair(mem.Config{})
-	done := make(chan error)
-	go func() {
-		in, sizes := bufs(1, 64)
-		_, err := a.Read(in, sizes, 0)
-		done <- err
-	}()
-	time.Sleep(10 * time.Millisecond)
-	a.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read after Close = %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not unblock Read")
-	}
+	porttest.CloseUnblocksRead(t, a)
 	if n, err := b.Write([][]byte{{1}}, []int{0}); n != 0 || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Write towards a closed end = %d, %v", n, err)
 	}

@@ -2,7 +2,6 @@ package tap_test
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/offload"
+	"github.com/vswitch/vswitch/internal/port/porttest"
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
@@ -180,25 +180,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Delete() })
-	done := make(chan error, 1)
-	go func() { // reads on, as the switch does, until Read fails
-		for {
-			if _, err := p.Read([][]byte{make([]byte, 2048)}, []int{0}, 0); err != nil {
-				done <- err
-				return
-			}
-		}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	p.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read after Close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not unblock Read")
-	}
+	porttest.CloseUnblocksRead(t, p)
 }
 
 func TestZeroAllocs(t *testing.T) {
