@@ -69,14 +69,18 @@ func New(st *store.Store, d *daemon.Daemon, host Host, run Runner, log *slog.Log
 }
 
 // applyLocked converges to the stored state; the caller holds s.mu.
-func (s *Server) applyLocked() {
+// Failures are logged too: the next change retries them.
+func (s *Server) applyLocked() ([]string, error) {
 	c, _, err := s.st.Load()
-	if err == nil {
-		_, err = s.d.Apply(c)
+	if err != nil {
+		s.log.Error("reading the stored state", "err", err)
+		return nil, err
 	}
+	changes, err := s.d.Apply(c)
 	if err != nil {
 		s.log.Warn("converging", "err", err)
 	}
+	return changes, err
 }
 
 // Handler returns the HTTP handler.
@@ -148,11 +152,7 @@ func (s *Server) routes() {
 func (s *Server) Converge() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, _, err := s.st.Load()
-	if err != nil {
-		return nil, err
-	}
-	return s.d.Apply(c)
+	return s.applyLocked()
 }
 
 // change runs one write: edit in a store transaction (with the host
