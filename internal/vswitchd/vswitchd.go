@@ -58,11 +58,8 @@ func Run(ctx context.Context, o Options) error {
 	srv := apiserver.New(st, d, be, vmrun.New(log), log)
 	changes, err := srv.Converge()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
-	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) {
-			return err
-		}
-		log.Warn("some ports are not up yet; they are retried on the next change", "err", err)
+	if errors.Is(err, store.ErrCorrupt) { // other failures are logged and retried on the next change
+		return err
 	}
 	l, err := apiserver.Listen(o.Socket, o.SocketMode)
 	if err != nil {
