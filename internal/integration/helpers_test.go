@@ -118,3 +118,15 @@ func vmMAC(i byte) frame.MAC { return frame.MAC{0x02, 0x56, 0x53, 0x00, 0x10, i}
 
 // l2PortMAC is an untagged adapter port with its MAC and the spoofing guard on.
 func l2PortMAC(m frame.MAC) l2.PortConfig { return l2.PortConfig{MAC: m, SpoofGuard: true} }
+
+// assertOffloadClean fails if any port of sw dropped a frame for a bad
+// virtio-net header or had super-frames cut in software (all its ports
+// take them).
+func assertOffloadClean(t *testing.T, sw *l2.Switch) {
+	t.Helper()
+	for _, p := range sw.Ports() {
+		if c := p.Counters; c.Drops[l2.DropBadOffload] != 0 || c.Segmented != 0 {
+			t.Errorf("port %s: %d bad-offload drops, %d super-frames segmented; want none", p.Name, c.Drops[l2.DropBadOffload], c.Segmented)
+		}
+	}
+}

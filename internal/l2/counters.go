@@ -24,12 +24,14 @@ const (
 	DropFiltered                      // known destination is the port it came from
 	DropQueueFull                     // egress port's queue was full
 	DropPortError                     // egress port failed or was closed
+	DropBadOffload                    // virtio-net header does not fit the frame, or a super-frame could not be cut
 	NumDropReasons                    // number of reasons, for arrays
 )
 
 var dropNames = [NumDropReasons]string{
 	"none", "runt", "bad-tag", "vlan-not-allowed", "tagged-on-access", "untagged-not-allowed",
 	"invalid-source", "spoofed-source", "reserved-address", "filtered", "queue-full", "port-error",
+	"bad-offload",
 }
 
 func (r DropReason) String() string {
@@ -46,6 +48,7 @@ type Counters struct {
 	Floods             uint64 // frames from this port flooded (broadcast, multicast, unknown unicast)
 	LearnRefused       uint64 // source addresses not learned: table or port limit full, or a static address of another port
 	Moves              uint64 // stations that moved to this port from another
+	Segmented          uint64 // super-frames cut into segments in software for this port (it takes no TSO/USO)
 	Drops              [NumDropReasons]uint64
 }
 
@@ -77,6 +80,7 @@ type portCounters struct {
 	floods             atomic.Uint64
 	learnRefused       atomic.Uint64
 	moves              atomic.Uint64
+	segmented          atomic.Uint64
 	drops              [NumDropReasons]atomic.Uint64
 }
 
@@ -85,6 +89,7 @@ func (c *portCounters) snapshot() Counters {
 		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		Floods: c.floods.Load(), LearnRefused: c.learnRefused.Load(), Moves: c.moves.Load(),
+		Segmented: c.segmented.Load(),
 	}
 	for i := range c.drops {
 		s.Drops[i] = c.drops[i].Load()

@@ -1,6 +1,9 @@
 package l2
 
-import "github.com/vswitch/vswitch/internal/frame"
+import (
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/offload"
+)
 
 // Headroom is the number of bytes the switch reserves in front of every
 // frame it reads: room to push an 802.1Q tag in place, and for a backend to
@@ -12,6 +15,10 @@ const Headroom = 128
 // front of it: Headroom less the one tag the switch may have pushed.
 const WriteHeadroom = Headroom - frame.TagLen
 
+// MaxSuperFrame is the longest frame a port with virtio-net headers may
+// read: a TSO/USO super-frame (64 KiB, Linux's GSO_MAX_SIZE).
+const MaxSuperFrame = 65536
+
 // A Port is where frames enter and leave a switch: a TAP device, an
 // AF_PACKET socket, a QEMU socket, an in-memory pipe. Backends implement it
 // without importing this package. The switch owns a port from AddPort on and
@@ -19,6 +26,16 @@ const WriteHeadroom = Headroom - frame.TagLen
 //
 // Buffers belong to the caller: a port never keeps a buffer, or a slice of
 // one, after Read or Write returns.
+//
+// A port whose Offloads include offload.Vnet carries a virtio-net header in
+// the offload.VnetHdrLen bytes right in front of every frame, both ways:
+// Read stores the header there, and Write finds the header the switch put
+// there (describing the frame as it leaves: its checksum offsets moved
+// with any tag pushed or popped). Such a port reads super-frames of up to
+// MaxSuperFrame bytes. A frame reaches Write with a partial checksum or as
+// a super-frame only if the port's Offloads take it (offload.Features.Takes);
+// for other ports the switch completes checksums and cuts super-frames into
+// wire-sized segments itself.
 type Port interface {
 	// Read blocks until at least one frame is available and reads up to
 	// len(bufs) of them: frame i is copied to bufs[i][offset:] and its
@@ -36,6 +53,10 @@ type Port interface {
 	// from several goroutines at once and concurrently with Read, and never
 	// blocks for long: a full queue drops.
 	Write(bufs [][]byte, offsets []int) (n int, err error)
+
+	// Offloads says whether frames carry virtio-net headers and what the
+	// port takes on Write besides plain frames. It never changes.
+	Offloads() offload.Features
 
 	// BatchSize is the number of frames Read and Write handle best at once.
 	BatchSize() int

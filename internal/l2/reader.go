@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/vlan"
 )
 
@@ -16,12 +17,14 @@ type reader struct {
 	s    *Switch
 	id   PortID
 	port Port
+	feat offload.Features // the port's, for reading headers
 	done chan struct{}
 
 	bufs  [][]byte // read buffers, frame i at bufs[i][Headroom:]
 	sizes []int
-	alt   [][]byte // second copies, for frames that leave both tagged and untagged
-	span  []span   // where each frame (and its copy) is after tagging
+	hdrs  []offload.VnetHdr // frame i's virtio-net header, as read (zero from plain ports)
+	alt   [][]byte          // second copies, for frames that leave both tagged and untagged
+	span  []span            // where each frame (and its copy) is after tagging
 	ctr   batchCounters
 
 	targets []*portEntry // egress ports of the frame being decided
@@ -32,6 +35,7 @@ type reader struct {
 	touched []PortID     // ports with staged jobs, in first-use order
 	wbufs   [][]byte     // one Write call's frames
 	woffs   []int
+	segs    [][]byte // segments of a super-frame cut for a port without TSO/USO, made on first need
 }
 
 // span locates a frame in its buffer: b[start:end].
@@ -45,9 +49,13 @@ type job struct {
 
 func newReader(s *Switch, pe *portEntry) *reader {
 	batch := max(pe.port.BatchSize(), 1)
+	size := s.opts.MaxFrameSize
+	if pe.feat&offload.Vnet != 0 {
+		size = max(size, MaxSuperFrame+frame.TagLen)
+	}
 	r := &reader{
-		s: s, id: pe.id, port: pe.port, done: make(chan struct{}),
-		bufs: makeBufs(batch, Headroom+s.opts.MaxFrameSize), sizes: make([]int, batch),
+		s: s, id: pe.id, port: pe.port, feat: pe.feat, done: make(chan struct{}),
+		bufs: makeBufs(batch, Headroom+size), sizes: make([]int, batch), hdrs: make([]offload.VnetHdr, batch),
 		span: make([]span, batch), targets: make([]*portEntry, 0, 64),
 		jobs: make([]job, 0, 4*batch), wbufs: make([][]byte, batch), woffs: make([]int, batch),
 	}
@@ -129,6 +137,14 @@ func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropRea
 	if eth.Check() != nil {
 		return DropRunt
 	}
+	var h offload.VnetHdr
+	if r.feat&offload.Vnet != 0 {
+		h, _ = offload.DecodeVnetHdr(b[Headroom-offload.VnetHdrLen : Headroom])
+		if h.Check(len(eth)) != nil {
+			return DropBadOffload
+		}
+	}
+	r.hdrs[i] = h
 	tagged := eth.Tagged()
 	var tci frame.TCI
 	if tagged {
@@ -168,8 +184,25 @@ func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropRea
 		}
 		r.ctr.floods++
 	}
+	if h.Flags&offload.FlagNeedsCsum != 0 && !h.IsGSO() && !r.allTake(h) {
+		// Complete it once, for every target: the buffer is shared.
+		if offload.CompleteChecksum(eth, int(h.CsumStart), int(h.CsumOffset)) != nil {
+			return DropBadOffload
+		}
+		r.hdrs[i].Flags = h.Flags&^offload.FlagNeedsCsum | offload.FlagDataValid
+	}
 	r.stage(i, b, tagged, tci.WithVID(vid))
 	return dropNone
+}
+
+// allTake reports whether every target can send a frame with header h as it is.
+func (r *reader) allTake(h offload.VnetHdr) bool {
+	for _, pe := range r.targets {
+		if !pe.feat.Takes(h) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *reader) learn(snap *snapshot, in *portEntry, vid frame.VID, src frame.MAC, now int64) {
@@ -275,29 +308,81 @@ func (r *reader) flush() {
 		for j := r.heads[id]; j >= 0; j = r.jobs[j].next {
 			jb := r.jobs[j]
 			sp := &r.span[jb.frame]
+			buf, start := r.bufs[jb.frame][:sp.end], sp.start
 			if jb.alt {
-				r.wbufs[k], r.woffs[k] = r.alt[jb.frame][:sp.altEnd], sp.altStart
-			} else {
-				r.wbufs[k], r.woffs[k] = r.bufs[jb.frame][:sp.end], sp.start
+				buf, start = r.alt[jb.frame][:sp.altEnd], sp.altStart
 			}
+			// The header moves with the headers: a tag pushed (start
+			// earlier) or popped (later) shifts the checksum start.
+			h := r.hdrs[jb.frame].Shift(Headroom - start)
+			if !pe.feat.Takes(h) {
+				r.write(pe, k)
+				k = 0
+				r.segment(pe, buf[start:], h)
+				continue
+			}
+			if pe.feat&offload.Vnet != 0 {
+				h.Encode(buf[start-offload.VnetHdrLen : start])
+			}
+			r.wbufs[k], r.woffs[k] = buf, start
 			k++
 		}
-		sent, err := pe.port.Write(r.wbufs[:k], r.woffs[:k])
-		var bytes uint64
-		for x := 0; x < sent; x++ {
-			bytes += uint64(len(r.wbufs[x]) - r.woffs[x])
-		}
-		pe.ctr.txPackets.Add(uint64(sent))
-		pe.ctr.txBytes.Add(bytes)
-		if sent < k {
-			reason := DropQueueFull
-			if err != nil {
-				reason = DropPortError
-			}
-			pe.ctr.drops[reason].Add(uint64(k - sent))
-		}
+		r.write(pe, k)
 		r.heads[id], r.dests[id] = -1, nil
 	}
 	r.touched = r.touched[:0]
 	r.jobs = r.jobs[:0]
+}
+
+// write sends r.wbufs[:k] to pe and counts what it took and dropped.
+func (r *reader) write(pe *portEntry, k int) {
+	if k == 0 {
+		return
+	}
+	sent, err := pe.port.Write(r.wbufs[:k], r.woffs[:k])
+	var bytes uint64
+	for x := 0; x < sent; x++ {
+		bytes += uint64(len(r.wbufs[x]) - r.woffs[x])
+	}
+	pe.ctr.txPackets.Add(uint64(sent))
+	pe.ctr.txBytes.Add(bytes)
+	if sent < k {
+		reason := DropQueueFull
+		if err != nil {
+			reason = DropPortError
+		}
+		pe.ctr.drops[reason].Add(uint64(k - sent))
+	}
+}
+
+// segment sends the super-frame f to pe, which cannot take it whole, as
+// wire-sized segments with complete checksums, written a batch at a time.
+func (r *reader) segment(pe *portEntry, f []byte, h offload.VnetHdr) {
+	total, err := offload.Segments(f, h)
+	if err != nil { // also a plain frame with a partial checksum, which stage completes first
+		pe.ctr.drops[DropBadOffload].Add(1)
+		return
+	}
+	if r.segs == nil {
+		r.segs = makeBufs(len(r.wbufs), Headroom+r.s.opts.MaxFrameSize)
+	}
+	k := 0
+	for i := 0; i < total; i++ {
+		n, err := offload.Segment(f, h, i, r.segs[k][Headroom:])
+		if err != nil {
+			pe.ctr.drops[DropBadOffload].Add(uint64(total - i))
+			break
+		}
+		seg := r.segs[k][:Headroom+n]
+		if pe.feat&offload.Vnet != 0 {
+			clear(seg[Headroom-offload.VnetHdrLen : Headroom])
+		}
+		r.wbufs[k], r.woffs[k] = seg, Headroom
+		if k++; k == len(r.segs) {
+			r.write(pe, k)
+			k = 0
+		}
+	}
+	r.write(pe, k)
+	pe.ctr.segmented.Add(1)
 }

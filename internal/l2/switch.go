@@ -12,6 +12,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/vlan"
 )
 
@@ -106,6 +107,7 @@ type portEntry struct {
 	id   PortID
 	name string
 	port Port
+	feat offload.Features // what the port reads and takes: fixed for its life
 	cfg  PortConfig
 	ctr  *portCounters
 	r    *reader
@@ -223,7 +225,11 @@ func (s *Switch) AddPort(name string, p Port, cfg PortConfig) error {
 		p.Close()
 		return fmt.Errorf("add port %q: %w (%d)", name, ErrTooManyPorts, MaxPorts)
 	}
-	pe := &portEntry{id: id, name: name, port: p, cfg: cfg, ctr: new(portCounters)}
+	feat := p.Offloads()
+	if feat&offload.Vnet == 0 {
+		feat = 0
+	}
+	pe := &portEntry{id: id, name: name, port: p, feat: feat, cfg: cfg, ctr: new(portCounters)}
 	pe.r = newReader(s, pe)
 	if !cfg.MAC.IsZero() {
 		s.fdb.AddStatic(AnyVLAN, cfg.MAC, id)
@@ -270,7 +276,7 @@ func (s *Switch) SetPort(name string, cfg PortConfig) error {
 	if old == nil {
 		return fmt.Errorf("set port %q: %w", name, ErrNotFound)
 	}
-	pe := &portEntry{id: old.id, name: name, port: old.port, cfg: cfg, ctr: old.ctr, r: old.r}
+	pe := &portEntry{id: old.id, name: name, port: old.port, feat: old.feat, cfg: cfg, ctr: old.ctr, r: old.r}
 	s.byName[name] = pe
 	s.publish(s.snap.Load(), pe)
 	if old.cfg.MAC != cfg.MAC && !old.cfg.MAC.IsZero() {

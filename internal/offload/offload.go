@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // VnetHdrLen is the size of struct virtio_net_hdr (without num_buffers).
@@ -112,3 +113,92 @@ func fold(acc uint64) uint16 {
 
 // Checksum returns the Internet checksum of b.
 func Checksum(b []byte) uint16 { return ^fold(sum(0, b)) }
+
+// Features is what a port carries besides plain wire-sized frames with
+// complete checksums. The zero value is a plain port: no virtio-net header.
+type Features uint8
+
+// Feature bits.
+const (
+	// Vnet: every frame read and written has a virtio-net header in the
+	// VnetHdrLen bytes in front of it. Without it, no other bit counts.
+	Vnet Features = 1 << iota
+	// Csum: frames may leave with a partial checksum (FlagNeedsCsum).
+	Csum
+	// TSO: TCP super-frames (GSOTCPv4, GSOTCPv6, with or without ECN) may leave whole.
+	TSO
+	// USO: UDP super-frames (GSOUDPL4) may leave whole.
+	USO
+)
+
+// All is every feature: what a TAP or packet socket with virtio-net headers takes.
+const All = Vnet | Csum | TSO | USO
+
+// Takes reports whether a port with features f can send a frame described
+// by h as it is, without a checksum completed or the frame segmented first.
+func (f Features) Takes(h VnetHdr) bool {
+	if f&Vnet == 0 {
+		return h.Flags&FlagNeedsCsum == 0 && !h.IsGSO()
+	}
+	if h.Flags&FlagNeedsCsum != 0 && f&Csum == 0 {
+		return false
+	}
+	switch h.GSOType &^ GSOECN {
+	case GSONone:
+		return true
+	case GSOTCPv4, GSOTCPv6:
+		return f&TSO != 0
+	case GSOUDPL4:
+		return f&USO != 0
+	}
+	return false
+}
+
+// String names the features, as "vnet-hdr,csum,tso,uso" or "none".
+func (f Features) String() string {
+	if f&Vnet == 0 {
+		return "none"
+	}
+	var names []string
+	for _, n := range []struct {
+		bit  Features
+		name string
+	}{{Vnet, "vnet-hdr"}, {Csum, "csum"}, {TSO, "tso"}, {USO, "uso"}} {
+		if f&n.bit != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// Check reports whether h is a header this package can finish for the
+// n-byte frame after it: checksum offsets inside the frame, and a GSO type
+// of TCP or UDP-L4 with a segment size. A frame that fails is dropped.
+func (h VnetHdr) Check(n int) error {
+	if h.Flags&FlagNeedsCsum != 0 && int(h.CsumStart)+int(h.CsumOffset)+2 > n {
+		return fmt.Errorf("%w: start %d offset %d in %d bytes", ErrBadOffsets, h.CsumStart, h.CsumOffset, n)
+	}
+	switch h.GSOType &^ GSOECN {
+	case GSONone:
+		return nil
+	case GSOTCPv4, GSOTCPv6, GSOUDPL4:
+		if h.GSOSize == 0 {
+			return fmt.Errorf("%w: GSO size 0", ErrUnsupported)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: GSO type %d", ErrUnsupported, h.GSOType)
+}
+
+// Shift returns h for the same frame with n bytes inserted (n < 0:
+// removed) before its IP header, as when an 802.1Q tag is pushed or popped:
+// the checksum start and the header length move with the headers.
+func (h VnetHdr) Shift(n int) VnetHdr {
+	if h.Flags&FlagNeedsCsum != 0 {
+		h.CsumStart = uint16(int(h.CsumStart) + n)
+	}
+	if h.IsGSO() && h.HdrLen != 0 {
+		h.HdrLen = uint16(int(h.HdrLen) + n)
+	}
+	return h
+}

@@ -2,9 +2,10 @@
 // AF_PACKET socket: the uplink of an external switch on a physical NIC (or
 // a veth standing in for one), or the host side of a TAP that QEMU or
 // libvirt opened. It reads through a TPACKET_V2 ring shared with the
-// kernel, puts back the 802.1Q tags the kernel strips on receive, and
-// finishes what the sender offloaded (partial checksums, TSO/USO
-// super-frames) so that frames leave for any port complete and wire-sized.
+// kernel and puts back the 802.1Q tags the kernel strips on receive. Frames
+// carry virtio-net headers both ways (PACKET_VNET_HDR): partial checksums
+// and TSO/USO super-frames pass through whole, for the switch to hand on
+// or finish.
 package afpacket
 
 import (
@@ -40,15 +41,13 @@ const (
 	tpacket2Bytes = int(unsafe.Sizeof(unix.Tpacket2Hdr{}))
 )
 
-// Stats count per-frame problems on receive.
+// Stats count what the port received.
 type Stats struct {
 	Truncated   uint64 // longer than a ring slot or a read buffer
-	BadOffload  uint64 // partial checksum or super-frame the port could not finish
-	Segmented   uint64 // super-frames cut into wire-sized segments
 	RingDrops   uint64 // frames the kernel dropped because the ring was full (PACKET_STATISTICS)
-	CsumDone    uint64 // partial checksums completed
 	FramesIn    uint64
-	SuperFrames uint64
+	SuperFrames uint64 // TSO/USO super-frames among them
+	PartialCsum uint64 // frames with a partial checksum (super-frames included)
 }
 
 // Port is an AF_PACKET socket bound to one interface. It implements l2.Port.
@@ -63,7 +62,6 @@ type Port struct {
 
 	rmu  sync.Mutex // held by Read; Close takes it before unmapping the ring
 	cur  int        // next ring slot to read
-	seg  pending    // a super-frame being cut, across Reads
 	bufs [][]byte
 	sz   []int
 	off  int
@@ -72,20 +70,8 @@ type Port struct {
 
 	w *fdio.Writer
 
-	truncated, badOffload, segmented, csumDone, framesIn, superFrames atomic.Uint64
-	ringDrops                                                         atomic.Uint64 // summed: the kernel resets its count on every query
-}
-
-// pending is a super-frame in ring slot slot of which segments next..total-1 are still to go.
-type pending struct {
-	active      bool
-	slot        int
-	next, total int
-	hdr         offload.VnetHdr
-	pkt         []byte
-	tagged      bool
-	tci         frame.TCI
-	tpid        uint16
+	truncated, framesIn, superFrames, partialCsum atomic.Uint64
+	ringDrops                                     atomic.Uint64 // summed: the kernel resets its count on every query
 }
 
 // Open binds an AF_PACKET socket to the interface in promiscuous mode.
@@ -189,11 +175,15 @@ func (p *Port) release(i int) {
 
 // ready is the poller callback: is the next slot ours yet?
 func (p *Port) ready(uintptr) bool {
-	return p.seg.active || atomic.LoadUint32(status(p.slot(p.cur)))&tpStatusMask != 0
+	return atomic.LoadUint32(status(p.slot(p.cur)))&tpStatusMask != 0
 }
 
 // Name returns the interface's name.
 func (p *Port) Name() string { return p.name }
+
+// Offloads implements l2.Port: virtio-net headers, partial checksums and
+// super-frames both ways.
+func (p *Port) Offloads() offload.Features { return offload.All }
 
 // BatchSize implements l2.Port.
 func (p *Port) BatchSize() int { return p.batch }
@@ -207,19 +197,20 @@ func (p *Port) Stats() Stats {
 			}
 		})
 	}
-	return Stats{Truncated: p.truncated.Load(), BadOffload: p.badOffload.Load(), Segmented: p.segmented.Load(),
-		CsumDone: p.csumDone.Load(), FramesIn: p.framesIn.Load(), SuperFrames: p.superFrames.Load(), RingDrops: p.ringDrops.Load()}
+	return Stats{Truncated: p.truncated.Load(), FramesIn: p.framesIn.Load(), SuperFrames: p.superFrames.Load(),
+		PartialCsum: p.partialCsum.Load(), RingDrops: p.ringDrops.Load()}
 }
 
 // Read implements l2.Port: it takes frames from the ring until it is empty
-// or the batch is full, restoring tags and finishing offloads.
+// or the batch is full, restoring tags (and shifting the virtio-net
+// header's offsets to match).
 func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	p.bufs, p.sz, p.off, p.n = bufs, sizes, offset, 0
 	defer func() { p.bufs, p.sz = nil, nil }()
 	for {
-		if p.closed.Load() {
+		if p.closed.Load() || p.ring == nil {
 			return p.n, p.opError("read", net.ErrClosed)
 		}
 		p.drain()
@@ -232,106 +223,59 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 }
 
-// drain fills the batch from the pending super-frame and the ring.
+// drain fills the batch from the ring.
 func (p *Port) drain() {
 	for p.n < len(p.bufs) {
-		if p.seg.active {
-			p.cutSegment()
-			continue
-		}
 		s := p.slot(p.cur)
 		st := atomic.LoadUint32(status(s))
 		if st&tpStatusMask == 0 {
 			return
 		}
 		p.take(s, st)
+		p.advance()
 	}
 }
 
-// take handles the frame in the current slot.
+// take copies the frame in ring slot s, with its virtio-net header and its
+// tag put back, into the batch.
 func (p *Port) take(s []byte, st uint32) {
 	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&s[0]))
 	mac, snap := int(h.Mac), int(h.Snaplen)
 	p.framesIn.Add(1)
 	if snap < int(h.Len) || mac < offload.VnetHdrLen || mac+snap > len(s) {
 		p.truncated.Add(1)
-		p.advance()
 		return
 	}
 	vh, _ := offload.DecodeVnetHdr(s[mac-offload.VnetHdrLen : mac])
 	pkt := s[mac : mac+snap]
 	tagged := st&unix.TP_STATUS_VLAN_VALID != 0 || h.Vlan_tci != 0
-	tpid := uint16(frame.TPID8021Q)
-	if st&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Vlan_tpid != 0 {
-		tpid = h.Vlan_tpid
+	tagLen := 0
+	if tagged {
+		tagLen = frame.TagLen
+	}
+	b := p.bufs[p.n]
+	if p.off < offload.VnetHdrLen || len(pkt)+tagLen > len(b)-p.off {
+		p.truncated.Add(1)
+		return
+	}
+	copy(b[p.off+tagLen:], pkt)
+	if tagged {
+		tpid := uint16(frame.TPID8021Q)
+		if st&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Vlan_tpid != 0 {
+			tpid = h.Vlan_tpid
+		}
+		frame.PushTag(b, p.off+frame.TagLen, frame.TCI(h.Vlan_tci))
+		binary.BigEndian.PutUint16(b[p.off+12:], tpid)
+		vh = vh.Shift(frame.TagLen)
 	}
 	if vh.IsGSO() {
-		total, err := offload.Segments(pkt, vh)
-		if err != nil {
-			p.badOffload.Add(1)
-			p.advance()
-			return
-		}
 		p.superFrames.Add(1)
-		p.seg = pending{active: true, slot: p.cur, total: total, hdr: vh, pkt: pkt, tagged: tagged, tci: frame.TCI(h.Vlan_tci), tpid: tpid}
-		return
 	}
-	tagLen := 0
-	if tagged {
-		tagLen = frame.TagLen
-	}
-	dst := p.bufs[p.n][p.off+tagLen:]
-	if len(pkt) > len(dst) {
-		p.truncated.Add(1)
-		p.advance()
-		return
-	}
-	copy(dst, pkt)
 	if vh.Flags&offload.FlagNeedsCsum != 0 {
-		if err := offload.CompleteChecksum(dst[:len(pkt)], int(vh.CsumStart), int(vh.CsumOffset)); err != nil {
-			p.badOffload.Add(1)
-			p.advance()
-			return
-		}
-		p.csumDone.Add(1)
+		p.partialCsum.Add(1)
 	}
-	p.emit(len(pkt), tagged, frame.TCI(h.Vlan_tci), tpid)
-	p.advance()
-}
-
-// cutSegment writes the next segment of the pending super-frame.
-func (p *Port) cutSegment() {
-	sg := &p.seg
-	tagLen := 0
-	if sg.tagged {
-		tagLen = frame.TagLen
-	}
-	m, err := offload.Segment(sg.pkt, sg.hdr, sg.next, p.bufs[p.n][p.off+tagLen:])
-	if err != nil {
-		p.badOffload.Add(1)
-		sg.next = sg.total
-	} else {
-		p.emit(m, sg.tagged, sg.tci, sg.tpid)
-		sg.next++
-	}
-	if sg.next >= sg.total {
-		if err == nil {
-			p.segmented.Add(1)
-		}
-		sg.active, sg.pkt = false, nil
-		p.advance()
-	}
-}
-
-// emit completes frame n of the batch, written at off (+4 when tagged),
-// by putting the tag back in front of its EtherType.
-func (p *Port) emit(length int, tagged bool, tci frame.TCI, tpid uint16) {
-	if tagged {
-		frame.PushTag(p.bufs[p.n], p.off+frame.TagLen, tci)
-		binary.BigEndian.PutUint16(p.bufs[p.n][p.off+12:], tpid)
-		length += frame.TagLen
-	}
-	p.sz[p.n] = length
+	vh.Encode(b[p.off-offload.VnetHdrLen : p.off])
+	p.sz[p.n] = len(pkt) + tagLen
 	p.n++
 }
 
@@ -341,8 +285,8 @@ func (p *Port) advance() {
 	p.cur = (p.cur + 1) % p.slots
 }
 
-// Write implements l2.Port: each frame goes out with an empty virtio-net
-// header written into its headroom, tags as they are in the frame.
+// Write implements l2.Port: each frame goes out with the virtio-net header
+// in front of it (a super-frame stays one), tags as they are in the frame.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 	n, err := p.w.Write(bufs, offsets)
 	if err != nil {
@@ -355,7 +299,6 @@ func send(fd int, b []byte, off int) error {
 	if off < offload.VnetHdrLen {
 		return unix.EINVAL // the switch guarantees l2.WriteHeadroom
 	}
-	clear(b[off-offload.VnetHdrLen : off])
 	_, err := unix.Write(fd, b[off-offload.VnetHdrLen:])
 	return err
 }

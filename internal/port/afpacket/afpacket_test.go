@@ -63,6 +63,16 @@ func newReader() *reader {
 	return r
 }
 
+// hdrOf returns the virtio-net header in front of e, a frame in one of r's buffers.
+func (r *reader) hdrOf(e frame.Ethernet) []byte {
+	for _, b := range r.bufs {
+		if &b[128] == &e[0] {
+			return b[128-offload.VnetHdrLen : 128]
+		}
+	}
+	panic("frame not in a read buffer")
+}
+
 // next returns the first frame read within 5 s that match accepts.
 func (r *reader) next(t *testing.T, p *afpacket.Port, match func(frame.Ethernet) bool) []byte {
 	t.Helper()
@@ -98,23 +108,37 @@ func (r *reader) next(t *testing.T, p *afpacket.Port, match func(frame.Ethernet)
 	return nil
 }
 
-func TestReceiveCompletesChecksumAndSends(t *testing.T) {
+func TestReceivePartialChecksumAndSend(t *testing.T) {
 	phys, p := uplink(t)
 	r := newReader()
 	c := phys.ListenPacket(t, "udp4", "10.90.0.1:0")
-	// veth leaves the UDP checksum to "hardware": the port must complete it.
+	// veth leaves the UDP checksum to "hardware": the port hands it on as a
+	// partial checksum, described by the frame's virtio-net header.
 	c.WriteTo([]byte("from the wire"), &net.UDPAddr{IP: net.ParseIP("10.90.0.2"), Port: 9})
-	f := r.next(t, p, func(e frame.Ethernet) bool { return e.Dst() == neighMAC && e.EtherType() == 0x0800 })
+	var h offload.VnetHdr
+	f := r.next(t, p, func(e frame.Ethernet) bool {
+		if e.Dst() != neighMAC || e.EtherType() != 0x0800 {
+			return false
+		}
+		h, _ = offload.DecodeVnetHdr(r.hdrOf(e))
+		return true
+	})
 	if string(f[len(f)-13:]) != "from the wire" {
 		t.Fatalf("frame %x", f)
+	}
+	if h.Flags&offload.FlagNeedsCsum == 0 || h.CsumStart != 34 || h.CsumOffset != 6 {
+		t.Fatalf("virtio-net header %+v: want a partial UDP checksum from byte 34", h)
+	}
+	if err := offload.CompleteChecksum(f, int(h.CsumStart), int(h.CsumOffset)); err != nil {
+		t.Fatal(err)
 	}
 	ip := f[14:34]
 	pseudo := append(append(append([]byte{}, ip[12:20]...), 0, 17), byte((len(f)-34)>>8), byte(len(f)-34))
 	if offload.Checksum(append(pseudo, f[34:]...)) != 0 {
-		t.Fatalf("UDP checksum of the read frame does not verify: the partial checksum was not completed")
+		t.Fatalf("UDP checksum completed as the header says does not verify")
 	}
-	if p.Stats().CsumDone == 0 {
-		t.Errorf("stats: %+v", p.Stats())
+	if st := p.Stats(); st.PartialCsum == 0 {
+		t.Errorf("stats: %+v", st)
 	}
 
 	// Sending: a frame written to the port reaches a socket on the wire.
@@ -262,7 +286,7 @@ func TestQEMUOwnedTAP(t *testing.T) {
 	t.Cleanup(func() { p.Close() })
 	r := newReader()
 	fromVM := testFrame(0, "from the guest")
-	if n, err := vm.Write([][]byte{fromVM}, []int{0}); n != 1 || err != nil {
+	if n, err := vm.Write([][]byte{append(make([]byte, 64), fromVM...)}, []int{64}); n != 1 || err != nil {
 		t.Fatalf("guest write = %d, %v", n, err)
 	}
 	if f := r.next(t, p, func(e frame.Ethernet) bool { return e.EtherType() == 0x88b5 }); !bytes.Equal(f, fromVM) {
@@ -276,12 +300,12 @@ func TestQEMUOwnedTAP(t *testing.T) {
 	go func() {
 		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
 		for {
-			n, err := vm.Read(bufs, sizes, 0)
+			n, err := vm.Read(bufs, sizes, 64)
 			if err != nil {
 				got <- false
 				return
 			}
-			if n > 0 && bytes.Equal(bufs[0][:sizes[0]], toVM) { // a TAP read keeps the tag in the frame
+			if n > 0 && bytes.Equal(bufs[0][64:64+sizes[0]], toVM) { // a TAP read keeps the tag in the frame
 				got <- true
 				return
 			}

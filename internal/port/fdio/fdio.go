@@ -27,6 +27,7 @@ type Reader struct {
 	rc      syscall.RawConn
 	recv    RecvFunc
 	max     int // longest frame accepted; 0: as long as the buffer
+	hdr     int // bytes of header read in front of each frame, into the headroom
 	dropped atomic.Uint64
 
 	bufs  [][]byte
@@ -39,8 +40,11 @@ type Reader struct {
 
 // NewReader reads with recv; frames longer than maxFrame (if not 0), or
 // filling a whole buffer (perhaps cut short), are dropped and counted.
-func NewReader(rc syscall.RawConn, recv RecvFunc, maxFrame int) *Reader {
-	r := &Reader{rc: rc, recv: recv, max: maxFrame}
+// Each read starts hdr bytes before the frame's offset: a header (such as
+// a virtio-net header) that the device puts in front of every frame lands
+// in the headroom; a read shorter than hdr is dropped.
+func NewReader(rc syscall.RawConn, recv RecvFunc, maxFrame, hdr int) *Reader {
+	r := &Reader{rc: rc, recv: recv, max: maxFrame, hdr: hdr}
 	r.fn = r.some
 	return r
 }
@@ -48,6 +52,9 @@ func NewReader(rc syscall.RawConn, recv RecvFunc, maxFrame int) *Reader {
 // Read waits until at least one frame is there, then reads frames into
 // bufs[i][offset:] until none is left or the batch is full.
 func (r *Reader) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if offset < r.hdr {
+		return 0, os.NewSyscallError("read (no headroom for the header)", unix.EINVAL)
+	}
 	r.bufs, r.sizes, r.off, r.n, r.err = bufs, sizes, offset, 0, nil
 	err := r.rc.Read(r.fn)
 	n := r.n
@@ -60,7 +67,7 @@ func (r *Reader) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 
 func (r *Reader) some(fd uintptr) bool {
 	for r.n < len(r.bufs) {
-		b := r.bufs[r.n][r.off:]
+		b := r.bufs[r.n][r.off-r.hdr:]
 		n, err := r.recv(int(fd), b)
 		switch {
 		case err == unix.EINTR:
@@ -70,17 +77,17 @@ func (r *Reader) some(fd uintptr) bool {
 		case err != nil:
 			r.err = os.NewSyscallError("read", err)
 			return true
-		case n >= len(b) || r.max > 0 && n > r.max:
+		case n >= len(b) || n < r.hdr || r.max > 0 && n-r.hdr > r.max:
 			r.dropped.Add(1)
 			continue
 		}
-		r.sizes[r.n] = n
+		r.sizes[r.n] = n - r.hdr
 		r.n++
 	}
 	return true
 }
 
-// Dropped returns how many frames were too long.
+// Dropped returns how many frames were too long (or shorter than the header).
 func (r *Reader) Dropped() uint64 { return r.dropped.Load() }
 
 // Writer writes batches of frames; it is safe for concurrent use.

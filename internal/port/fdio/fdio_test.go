@@ -32,7 +32,7 @@ func pair(t *testing.T) (a, b *os.File, ra, rb syscall.RawConn) {
 func TestReadWrite(t *testing.T) {
 	_, _, ra, rb := pair(t)
 	w := fdio.NewWriter(ra, write, "write")
-	r := fdio.NewReader(rb, unix.Read, 100)
+	r := fdio.NewReader(rb, unix.Read, 100, 0)
 	frames := [][]byte{[]byte("..one"), []byte("..two"), append([]byte(".."), make([]byte, 200)...), []byte("..four")}
 	if n, err := w.Write(frames, []int{2, 2, 2, 2}); n != 4 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
@@ -68,7 +68,7 @@ func TestFullQueueEndsTheBatch(t *testing.T) {
 
 func TestCloseUnblocksRead(t *testing.T) {
 	_, b, _, rb := pair(t)
-	r := fdio.NewReader(rb, unix.Read, 0)
+	r := fdio.NewReader(rb, unix.Read, 0, 0)
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Read([][]byte{make([]byte, 64)}, []int{0}, 0)
@@ -92,7 +92,7 @@ func TestCloseUnblocksRead(t *testing.T) {
 func TestZeroAllocs(t *testing.T) {
 	_, _, ra, rb := pair(t)
 	w := fdio.NewWriter(ra, write, "write")
-	r := fdio.NewReader(rb, unix.Read, 0)
+	r := fdio.NewReader(rb, unix.Read, 0, 0)
 	out, offs := [][]byte{make([]byte, 64), make([]byte, 64)}, []int{0, 0}
 	bufs, sizes := [][]byte{make([]byte, 128), make([]byte, 128)}, []int{0, 0}
 	if a := testing.AllocsPerRun(500, func() {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/vswitch/vswitch/internal/offload"
 )
 
 // Defaults for NewPair.
@@ -33,6 +35,10 @@ type Config struct {
 	QueueLen  int // frames buffered per direction
 	MaxFrame  int // longest frame accepted, in bytes
 	BatchSize int // what BatchSize reports
+	// Offloads is what both ends report. With offload.Vnet, every frame
+	// carries its virtio-net header in front of it through the link (it
+	// does not count towards MaxFrame).
+	Offloads offload.Features
 }
 
 // NewPair returns the two connected ends of a new in-memory link.
@@ -45,6 +51,9 @@ func NewPair(c Config) (a, b *Port) {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
+	}
+	if c.Offloads&offload.Vnet != 0 {
+		c.MaxFrame += offload.VnetHdrLen
 	}
 	a = &Port{rx: newQueue(c)}
 	b = &Port{rx: newQueue(c)}
@@ -74,6 +83,9 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 // BatchSize implements l2.Port.
 func (p *Port) BatchSize() int { return p.rx.batch }
 
+// Offloads implements l2.Port: what the pair was made with.
+func (p *Port) Offloads() offload.Features { return p.rx.feat }
+
 // Close implements l2.Port: a blocked Read returns net.ErrClosed, and so do
 // the peer's later writes to this end. The peer stays open.
 func (p *Port) Close() error {
@@ -101,10 +113,15 @@ type queue struct {
 	n      int       // frames queued
 	closed bool
 	batch  int
+	feat   offload.Features
+	hdr    int // bytes of header in front of each frame: VnetHdrLen or 0
 }
 
 func newQueue(c Config) *queue {
-	q := &queue{slots: make([][]byte, c.QueueLen), batch: c.BatchSize}
+	q := &queue{slots: make([][]byte, c.QueueLen), batch: c.BatchSize, feat: c.Offloads}
+	if c.Offloads&offload.Vnet != 0 {
+		q.hdr = offload.VnetHdrLen
+	}
 	q.ready.L = &q.mu
 	backing := make([]byte, c.QueueLen*c.MaxFrame)
 	for i := range q.slots {
@@ -121,7 +138,7 @@ func (q *queue) put(bufs [][]byte, offsets []int) (int, error) {
 	}
 	i := 0
 	for ; i < len(bufs); i++ {
-		f := bufs[i][offsets[i]:]
+		f := bufs[i][offsets[i]-q.hdr:]
 		if q.n == len(q.slots) {
 			break
 		}
@@ -157,11 +174,11 @@ func (q *queue) get(bufs [][]byte, sizes []int, offset int) (n, tooBig int, err 
 			f := q.slots[q.head]
 			q.head = (q.head + 1) % len(q.slots)
 			q.n--
-			if len(f) > len(bufs[n])-offset {
+			if len(f) > len(bufs[n])-offset+q.hdr {
 				tooBig++
 				continue
 			}
-			sizes[n] = copy(bufs[n][offset:], f)
+			sizes[n] = copy(bufs[n][offset-q.hdr:], f) - q.hdr
 			n++
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/fdio"
 )
 
@@ -43,7 +44,7 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 		c.Close()
 		return nil, err
 	}
-	d.r = fdio.NewReader(d.rc, d.recv, cfg.maxFrame())
+	d.r = fdio.NewReader(d.rc, d.recv, cfg.maxFrame(), 0)
 	d.w = fdio.NewWriter(d.rc, d.send, "sendto")
 	if cfg.Peer != "" {
 		d.peer.Store(&unix.SockaddrUnix{Name: cfg.Peer})
@@ -60,6 +61,9 @@ func (d *Dgram) Stats() Stats {
 	s.Oversize = d.r.Dropped()
 	return s
 }
+
+// Offloads implements l2.Port: QEMU's socket backends carry plain frames.
+func (d *Dgram) Offloads() offload.Features { return 0 }
 
 // BatchSize implements l2.Port.
 func (d *Dgram) BatchSize() int { return d.cfg.BatchSize }

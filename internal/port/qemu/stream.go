@@ -16,6 +16,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/offload"
 )
 
 // ErrNotConnected: a stream port has no peer yet; written frames are dropped.
@@ -118,6 +120,9 @@ func (s *Stream) Addr() string { return s.cfg.Path }
 
 // Stats returns the peer counters.
 func (s *Stream) Stats() Stats { return s.st.get() }
+
+// Offloads implements l2.Port: QEMU's socket backends carry plain frames.
+func (s *Stream) Offloads() offload.Features { return 0 }
 
 // BatchSize implements l2.Port.
 func (s *Stream) BatchSize() int { return s.cfg.BatchSize }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/fdio"
 )
 
@@ -30,7 +31,22 @@ type Config struct {
 	MAC       frame.MAC // set when not zero
 	MTU       int       // set when not 0
 	BatchSize int       // frames per Read; 64 if 0
+	// NoOffloads makes a plain TAP: no virtio-net header, and the kernel
+	// hands over only wire-sized frames with complete checksums. By
+	// default the TAP carries virtio-net headers and takes (and gives)
+	// partial checksums and TCP/UDP super-frames of up to 64 KiB.
+	NoOffloads bool
 }
+
+// Offload flags of TUNSETOFFLOAD (linux/if_tun.h).
+const (
+	tunFCsum   = 0x01
+	tunFTSO4   = 0x02
+	tunFTSO6   = 0x04
+	tunFTSOECN = 0x08
+	tunFUSO4   = 0x20
+	tunFUSO6   = 0x40
+)
 
 // Port is an open TAP device. It implements l2.Port.
 type Port struct {
@@ -40,6 +56,7 @@ type Port struct {
 	nsPath  string
 	batch   int
 	created bool
+	feat    offload.Features
 	closed  atomic.Bool
 	r       *fdio.Reader
 	w       *fdio.Writer
@@ -63,7 +80,7 @@ func Open(c Config) (*Port, error) {
 	err := nsrun.In(p.nsPath, func() (err error) {
 		_, lookupErr := netlink.LinkByName(c.Name)
 		p.created = lookupErr != nil
-		fd, err = openTun(c.Name)
+		fd, p.feat, err = openTun(c.Name, !c.NoOffloads)
 		return err
 	})
 	if err != nil {
@@ -80,32 +97,60 @@ func Open(c Config) (*Port, error) {
 		p.f.Close()
 		return nil, err
 	}
-	p.r = fdio.NewReader(p.rc, unix.Read, 0)
-	p.w = fdio.NewWriter(p.rc, write, "write")
+	hdr, send := 0, write
+	if p.feat&offload.Vnet != 0 {
+		hdr, send = offload.VnetHdrLen, writeVnet
+	}
+	p.r = fdio.NewReader(p.rc, unix.Read, 0, hdr)
+	p.w = fdio.NewWriter(p.rc, send, "write")
 	return p, nil
 }
 
 // openTun opens /dev/net/tun and attaches it to the TAP called name in the
-// current namespace, creating the device if needed, and makes it persistent.
-func openTun(name string) (int, error) {
+// current namespace, creating the device if needed, and makes it
+// persistent. With offloads it turns on virtio-net headers and tells the
+// kernel which offloads the reader takes (USO only where the kernel has
+// it); without, it turns them off, also on a device left with them on.
+func openTun(name string, offloads bool) (int, offload.Features, error) {
 	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return -1, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, os.NewSyscallError("open /dev/net/tun", err))
+		return -1, 0, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, os.NewSyscallError("open /dev/net/tun", err))
 	}
-	ifr, err := unix.NewIfreq(name)
-	if err == nil {
-		ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
-		if err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-			err = os.NewSyscallError("ioctl TUNSETIFF (is there a non-TAP device of that name?)", err)
-		} else if err = unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
-			err = os.NewSyscallError("ioctl TUNSETPERSIST", err)
-		}
-	}
+	feat, err := setupTun(fd, name, offloads)
 	if err != nil {
 		unix.Close(fd)
-		return -1, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, err)
+		return -1, 0, fdio.OpError("open", fdio.Addr{Net: "tap", Name: name}, false, err)
 	}
-	return fd, nil
+	return fd, feat, nil
+}
+
+func setupTun(fd int, name string, offloads bool) (offload.Features, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	if offloads {
+		flags |= unix.IFF_VNET_HDR
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		return 0, os.NewSyscallError("ioctl TUNSETIFF (is there a non-TAP device of that name?)", err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		return 0, os.NewSyscallError("ioctl TUNSETPERSIST", err)
+	}
+	if !offloads {
+		return 0, os.NewSyscallError("ioctl TUNSETOFFLOAD", unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0))
+	}
+	tcp := tunFCsum | tunFTSO4 | tunFTSO6 | tunFTSOECN
+	if unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp|tunFUSO4|tunFUSO6) == nil {
+		return offload.All, nil
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tcp); err != nil { // a kernel before 6.2: no USO
+		return 0, os.NewSyscallError("ioctl TUNSETOFFLOAD", err)
+	}
+	return offload.Vnet | offload.Csum | offload.TSO, nil
 }
 
 // configure sets MAC and MTU when they differ, and brings the device up.
@@ -151,6 +196,10 @@ func (p *Port) Created() bool { return p.created }
 // Truncated returns how many frames were dropped for not fitting a read buffer.
 func (p *Port) Truncated() uint64 { return p.r.Dropped() }
 
+// Offloads implements l2.Port: offload.All (or without USO on an older
+// kernel), or none for a TAP opened with NoOffloads.
+func (p *Port) Offloads() offload.Features { return p.feat }
+
 // BatchSize implements l2.Port.
 func (p *Port) BatchSize() int { return p.batch }
 
@@ -165,8 +214,9 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
-// Write implements l2.Port: one write(2) per frame, never waiting; a full
-// device queue (EAGAIN) drops the rest of the batch.
+// Write implements l2.Port: one write(2) per frame (a super-frame is one
+// frame), never waiting; a full device queue (EAGAIN) drops the rest of the
+// batch.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 	n, err := p.w.Write(bufs, offsets)
 	if err != nil {
@@ -177,6 +227,15 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 
 func write(fd int, b []byte, off int) error {
 	_, err := unix.Write(fd, b[off:])
+	return err
+}
+
+// writeVnet writes the frame with the virtio-net header the switch put in front of it.
+func writeVnet(fd int, b []byte, off int) error {
+	if off < offload.VnetHdrLen {
+		return unix.EINVAL // the switch guarantees l2.WriteHeadroom
+	}
+	_, err := unix.Write(fd, b[off-offload.VnetHdrLen:])
 	return err
 }
 

@@ -127,7 +127,7 @@ func TestReattachKeepsAddresses(t *testing.T) {
 		t.Fatalf("addresses after re-attach = %v", got)
 	}
 	in := ns.ListenPacket(t, "udp4", "10.77.0.1:4243")
-	if n, err := again.Write([][]byte{udpFrame(4243, "still here")}, []int{0}); n != 1 || err != nil {
+	if n, err := again.Write([][]byte{append(make([]byte, 64), udpFrame(4243, "still here")...)}, []int{64}); n != 1 || err != nil {
 		t.Fatalf("Write after re-attach = %d, %v", n, err)
 	}
 	in.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -186,8 +186,8 @@ func TestCloseUnblocksRead(t *testing.T) {
 func TestZeroAllocs(t *testing.T) {
 	ns, p := workload(t)
 	ns.ListenPacket(t, "udp4", "10.77.0.1:4244")
-	f := [][]byte{udpFrame(4244, "x")}
-	offs := []int{0}
+	f := [][]byte{append(make([]byte, 64), udpFrame(4244, "x")...)}
+	offs := []int{64}
 	if allocs := testing.AllocsPerRun(200, func() { p.Write(f, offs) }); allocs != 0 {
 		t.Errorf("Write allocated %v times", allocs)
 	}
@@ -198,7 +198,7 @@ func TestZeroAllocs(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
-	if allocs := testing.AllocsPerRun(200, func() { p.Read(bufs, sizes, 0) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(200, func() { p.Read(bufs, sizes, 64) }); allocs != 0 {
 		t.Errorf("Read allocated %v times", allocs)
 	}
 }
