@@ -62,7 +62,13 @@ func newHarness(t testing.TB, o Options) *harness {
 
 func (h *harness) add(name string, cfg PortConfig) {
 	h.t.Helper()
-	sw, peer := mem.NewPair(mem.Config{})
+	h.addWith(name, cfg, mem.Config{})
+}
+
+// addWith adds a port whose in-memory link is made with mc (offloads, sizes).
+func (h *harness) addWith(name string, cfg PortConfig, mc mem.Config) {
+	h.t.Helper()
+	sw, peer := mem.NewPair(mc)
 	if err := h.s.AddPort(name, sw, cfg); err != nil {
 		h.t.Fatalf("AddPort(%s): %v", name, err)
 	}
