@@ -13,6 +13,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/port/tap"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // newSwitch returns a running switch closed at the end of the test.
@@ -36,8 +37,15 @@ type vm struct {
 // addVM makes a namespace with eth0 (a TAP) at cidr on sw, port named name.
 func addVM(t *testing.T, sw *l2.Switch, name, cidr string, cfg l2.PortConfig) *vm {
 	t.Helper()
+	return addVMWith(t, sw, name, cidr, cfg, tap.Config{})
+}
+
+// addVMWith is addVM with the TAP opened as tc says (namespace and MAC filled in).
+func addVMWith(t *testing.T, sw *l2.Switch, name, cidr string, cfg l2.PortConfig, tc tap.Config) *vm {
+	t.Helper()
 	ns := netnstest.New(t)
-	p, err := tap.Open(tap.Config{Namespace: ns.Name, MAC: cfg.MAC})
+	tc.Namespace, tc.MAC = ns.Name, cfg.MAC
+	p, err := tap.Open(tc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,4 +137,12 @@ func assertOffloadClean(t *testing.T, sw *l2.Switch) {
 			t.Errorf("port %s: %d bad-offload drops, %d super-frames segmented; want none", p.Name, c.Drops[l2.DropBadOffload], c.Segmented)
 		}
 	}
+}
+
+// must is for fixed test VLAN models: it panics on a constructor error.
+func must(p vlan.Port, err error) vlan.Port {
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
