@@ -1,9 +1,12 @@
 // Command vswitch-pair is the bench scripts' vswitch: it joins existing
 // network namespaces through one switch, giving each a TAP eth0 on an
-// untagged port, and runs until interrupted; then it deletes the TAPs.
-// It stands in until vswitchd and vswitchctl can build the same topology.
+// untagged port, and optionally binds an uplink (an interface in a
+// namespace, through AF_PACKET) as an external switch does; it runs until
+// interrupted, then deletes the TAPs. It is the same data path as vswitchd
+// (l2 with the tap and afpacket ports) without the management plane, so
+// that the bench measures forwarding alone.
 //
-//	vswitch-pair -ns benchA,benchB [-cpuprofile FILE]
+//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-cpuprofile FILE]
 package main
 
 import (
@@ -17,22 +20,25 @@ import (
 	"syscall"
 
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
 func main() {
 	nss := flag.String("ns", "", "comma-separated network namespace names (ip netns) to join")
+	uplink := flag.String("uplink", "", "NS/IFACE: also bind interface IFACE in namespace NS as the uplink")
+	plain := flag.Bool("no-offloads", false, "open the TAPs without virtio-net headers (no TSO, no checksum offload)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
-	if err := run(strings.Split(*nss, ","), *cpu); err != nil {
+	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu); err != nil {
 		fmt.Fprintln(os.Stderr, "vswitch-pair:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nss []string, cpuprofile string) error {
-	if len(nss) < 2 || nss[0] == "" {
-		return fmt.Errorf("-ns needs at least two namespace names, got %q", strings.Join(nss, ","))
+func run(nss []string, uplink string, plain bool, cpuprofile string) error {
+	if nss[0] == "" || len(nss) < 2 && uplink == "" {
+		return fmt.Errorf("-ns needs two namespace names, or one and -uplink; got %q", strings.Join(nss, ","))
 	}
 	sw, err := l2.New(l2.Options{Name: "bench", Logger: slog.Default()})
 	if err != nil {
@@ -46,12 +52,25 @@ func run(nss []string, cpuprofile string) error {
 		}
 	}()
 	for _, ns := range nss {
-		p, err := tap.Open(tap.Config{Namespace: ns})
+		p, err := tap.Open(tap.Config{Namespace: ns, NoOffloads: plain})
 		if err != nil {
 			return err
 		}
 		taps = append(taps, p)
 		if err := sw.AddPort(ns, p, l2.PortConfig{}); err != nil {
+			return err
+		}
+	}
+	if uplink != "" {
+		ns, ifname, ok := strings.Cut(uplink, "/")
+		if !ok {
+			return fmt.Errorf("-uplink %q: want NS/IFACE", uplink)
+		}
+		p, err := afpacket.Open(afpacket.Config{Interface: ifname, Namespace: ns})
+		if err != nil {
+			return err
+		}
+		if err := sw.AddPort("uplink", p, l2.PortConfig{}); err != nil {
 			return err
 		}
 	}
