@@ -1,11 +1,11 @@
 // Package afpacket attaches a switch port to a network interface through an
 // AF_PACKET socket: the uplink of an external switch on a physical NIC (or
 // a veth standing in for one), or the host side of a TAP that QEMU or
-// libvirt opened. It reads through a TPACKET_V2 ring shared with the
-// kernel and puts back the 802.1Q tags the kernel strips on receive. Frames
-// carry virtio-net headers both ways (PACKET_VNET_HDR): partial checksums
-// and TSO/USO super-frames pass through whole, for the switch to hand on
-// or finish.
+// libvirt opened. It reads and writes batches with recvmmsg/sendmmsg, one
+// system call per batch and one copy per frame, and puts back the 802.1Q
+// tags the kernel strips on receive. Frames carry virtio-net headers both
+// ways (PACKET_VNET_HDR): partial checksums and TSO/USO super-frames pass
+// through whole, for the switch to hand on or finish.
 package afpacket
 
 import (
@@ -27,24 +27,19 @@ import (
 
 // Config says which interface to bind.
 type Config struct {
-	Interface  string // the interface's name
-	Namespace  string // nsrun.Path spec of its namespace; "" is the caller's
-	BatchSize  int    // frames per Read; 64 if 0
-	RingFrames int    // receive ring slots of 68 KiB each (room for a 64 KiB super-frame); 240 if 0
+	Interface string // the interface's name
+	Namespace string // nsrun.Path spec of its namespace; "" is the caller's
+	BatchSize int    // frames per Read and per sendmmsg; 64 if 0
+	// RecvBuffer is how many bytes of frames the kernel may queue for the
+	// port while the switch is busy (SO_RCVBUFFORCE; memory is taken only
+	// while frames wait). 8 MiB if 0.
+	RecvBuffer int
 }
-
-const (
-	frameSize     = 69632 // a 64 KiB super-frame plus the ring's headers, 16-byte aligned
-	framesPerBlk  = 15
-	blockSize     = 1 << 20 // framesPerBlk frames fit; blocks are whole pages
-	tpStatusMask  = unix.TP_STATUS_USER
-	tpacket2Bytes = int(unsafe.Sizeof(unix.Tpacket2Hdr{}))
-)
 
 // Stats count what the port received.
 type Stats struct {
-	Truncated   uint64 // longer than a ring slot or a read buffer
-	RingDrops   uint64 // frames the kernel dropped because the ring was full (PACKET_STATISTICS)
+	Truncated   uint64 // longer than a read buffer
+	Drops       uint64 // frames the kernel dropped because the socket's queue was full (PACKET_STATISTICS)
 	FramesIn    uint64
 	SuperFrames uint64 // TSO/USO super-frames among them
 	PartialCsum uint64 // frames with a partial checksum (super-frames included)
@@ -56,22 +51,48 @@ type Port struct {
 	rc     syscall.RawConn
 	name   string
 	batch  int
-	ring   []byte
-	slots  int
 	closed atomic.Bool
 
-	rmu  sync.Mutex // held by Read; Close takes it before unmapping the ring
-	cur  int        // next ring slot to read
-	bufs [][]byte
-	sz   []int
-	off  int
-	n    int
-	wait func(uintptr) bool
+	rx msgs // Read's, used by one reader at a time
+	rn int  // frames received by the last recvmmsg
+	re error
+	rf func(uintptr) bool
 
-	w *fdio.Writer
+	wmu sync.Mutex // Write's state below; Write is safe for concurrent use
+	tx  msgs
+	wn  int
+	we  error
+	wf  func(uintptr) bool
 
 	truncated, framesIn, superFrames, partialCsum atomic.Uint64
-	ringDrops                                     atomic.Uint64 // summed: the kernel resets its count on every query
+	drops                                         atomic.Uint64 // summed: the kernel resets its count on every query
+}
+
+// mmsghdr is struct mmsghdr (linux/socket.h), which x/sys/unix lacks.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// auxLen is the room for one PACKET_AUXDATA control message.
+var auxLen = unix.CmsgSpace(int(unsafe.Sizeof(unix.TpacketAuxdata{})))
+
+// msgs are the preallocated headers of one batched system call.
+type msgs struct {
+	hdrs []mmsghdr
+	iovs []unix.Iovec
+	ctrl []byte // auxLen bytes per message (receive only)
+	vnet []byte // VnetHdrLen bytes per message (receive only): headers land here first
+}
+
+func newMsgs(n int, rx bool) msgs {
+	m := msgs{hdrs: make([]mmsghdr, n), iovs: make([]unix.Iovec, 2*n)}
+	if rx {
+		m.ctrl = make([]byte, n*auxLen)
+		m.vnet = make([]byte, n*offload.VnetHdrLen)
+	}
+	return m
 }
 
 // Open binds an AF_PACKET socket to the interface in promiscuous mode.
@@ -79,40 +100,31 @@ func Open(c Config) (*Port, error) {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 64
 	}
-	if c.RingFrames <= 0 {
-		c.RingFrames = 240
+	if c.RecvBuffer <= 0 {
+		c.RecvBuffer = 8 << 20
 	}
-	blocks := (c.RingFrames + framesPerBlk - 1) / framesPerBlk
-	p := &Port{name: c.Interface, batch: c.BatchSize, slots: blocks * framesPerBlk}
+	p := &Port{name: c.Interface, batch: c.BatchSize, rx: newMsgs(c.BatchSize, true), tx: newMsgs(c.BatchSize, false)}
 	var fd int
 	err := nsrun.In(nsrun.Path(c.Namespace), func() (err error) {
-		fd, err = open(c.Interface, blocks)
+		fd, err = open(c.Interface, c.RecvBuffer)
 		return err
 	})
 	if err != nil {
 		return nil, fdio.OpError("open", fdio.Addr{Net: "packet", Name: c.Interface}, false, err)
 	}
-	ring, err := unix.Mmap(fd, 0, blocks*blockSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		unix.Close(fd)
-		return nil, fdio.OpError("open", fdio.Addr{Net: "packet", Name: c.Interface}, false, os.NewSyscallError("mmap", err))
-	}
-	p.ring = ring
 	p.f = os.NewFile(uintptr(fd), "packet:"+c.Interface)
 	if p.rc, err = p.f.SyscallConn(); err != nil {
 		p.f.Close()
-		unix.Munmap(ring)
 		return nil, err
 	}
-	p.wait = p.ready
-	p.w = fdio.NewWriter(p.rc, send, "write")
+	p.rf, p.wf = p.recv, p.send
 	return p, nil
 }
 
-// open makes the socket in the current namespace: TPACKET_V2 ring with
-// virtio-net headers, our own transmissions ignored, bound to the
+// open makes the socket in the current namespace: virtio-net headers, VLAN
+// tags as auxiliary data, our own transmissions ignored, bound to the
 // interface, promiscuous.
-func open(ifname string, blocks int) (int, error) {
+func open(ifname string, rcvbuf int) (int, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return -1, err
@@ -121,38 +133,28 @@ func open(ifname string, blocks int) (int, error) {
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
-	step := func(name string, err error) error {
-		if err != nil {
-			return os.NewSyscallError(name, err)
-		}
-		return nil
-	}
-	req := unix.TpacketReq{Block_size: blockSize, Block_nr: uint32(blocks), Frame_size: frameSize, Frame_nr: uint32(blocks * framesPerBlk)}
-	all := htons(unix.ETH_P_ALL)
 	mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_PROMISC}
-	for _, s := range []func() error{
-		func() error {
-			return step("setsockopt PACKET_VERSION", unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2))
-		},
-		func() error {
-			return step("setsockopt PACKET_VNET_HDR", unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1))
-		},
-		func() error {
-			return step("setsockopt PACKET_IGNORE_OUTGOING", unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1))
-		},
-		func() error {
-			return step("setsockopt PACKET_RX_RING", unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req))
-		},
-		func() error {
-			return step("bind", unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: all, Ifindex: ifi.Index}))
-		},
-		func() error {
-			return step("setsockopt PACKET_ADD_MEMBERSHIP", unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq))
-		},
-	} {
-		if err := s(); err != nil {
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"setsockopt PACKET_VNET_HDR", func() error { return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1) }},
+		{"setsockopt PACKET_AUXDATA", func() error { return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_AUXDATA, 1) }},
+		{"setsockopt PACKET_IGNORE_OUTGOING", func() error {
+			return unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1)
+		}},
+		{"setsockopt SO_RCVBUFFORCE", func() error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) }},
+		{"bind", func() error {
+			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+		}},
+		{"setsockopt PACKET_ADD_MEMBERSHIP", func() error {
+			return unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq)
+		}},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
 			unix.Close(fd)
-			return -1, err
+			return -1, os.NewSyscallError(s.name, err)
 		}
 	}
 	return fd, nil
@@ -160,163 +162,208 @@ func open(ifname string, blocks int) (int, error) {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// slot returns ring slot i.
-func (p *Port) slot(i int) []byte {
-	b := (i / framesPerBlk) * blockSize
-	o := b + (i%framesPerBlk)*frameSize
-	return p.ring[o : o+frameSize : o+frameSize]
-}
-
-func status(s []byte) *uint32 { return (*uint32)(unsafe.Pointer(&s[0])) }
-
-func (p *Port) release(i int) {
-	atomic.StoreUint32(status(p.slot(i)), unix.TP_STATUS_KERNEL)
-}
-
-// ready is the poller callback: is the next slot ours yet?
-func (p *Port) ready(uintptr) bool {
-	return atomic.LoadUint32(status(p.slot(p.cur)))&tpStatusMask != 0
-}
-
 // Name returns the interface's name.
 func (p *Port) Name() string { return p.name }
+
+// BatchSize implements l2.Port.
+func (p *Port) BatchSize() int { return p.batch }
 
 // Offloads implements l2.Port: virtio-net headers, partial checksums and
 // super-frames both ways.
 func (p *Port) Offloads() offload.Features { return offload.All }
-
-// BatchSize implements l2.Port.
-func (p *Port) BatchSize() int { return p.batch }
 
 // Stats returns the receive counters.
 func (p *Port) Stats() Stats {
 	if !p.closed.Load() {
 		p.rc.Control(func(fd uintptr) {
 			if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
-				p.ringDrops.Add(uint64(st.Drops))
+				p.drops.Add(uint64(st.Drops))
 			}
 		})
 	}
 	return Stats{Truncated: p.truncated.Load(), FramesIn: p.framesIn.Load(), SuperFrames: p.superFrames.Load(),
-		PartialCsum: p.partialCsum.Load(), RingDrops: p.ringDrops.Load()}
+		PartialCsum: p.partialCsum.Load(), Drops: p.drops.Load()}
 }
 
-// Read implements l2.Port: it takes frames from the ring until it is empty
-// or the batch is full, restoring tags (and shifting the virtio-net
-// header's offsets to match).
+// Read implements l2.Port: one recvmmsg for as many frames as are queued,
+// up to the batch; each frame's tag is put back (and its virtio-net
+// header's offsets shifted to match).
 func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	p.rmu.Lock()
-	defer p.rmu.Unlock()
-	p.bufs, p.sz, p.off, p.n = bufs, sizes, offset, 0
-	defer func() { p.bufs, p.sz = nil, nil }()
+	if offset < offload.VnetHdrLen {
+		return 0, p.opError("read", os.NewSyscallError("read (no headroom for the header)", unix.EINVAL))
+	}
+	n := min(len(bufs), p.batch)
+	m := &p.rx
+	for i := 0; i < n; i++ {
+		// The header goes to its own small buffer: a tag put back moves
+		// the frame's start, and the header is written in front of it then.
+		m.iovs[2*i] = iovec(m.vnet[i*offload.VnetHdrLen : (i+1)*offload.VnetHdrLen])
+		m.iovs[2*i+1] = iovec(bufs[i][offset:])
+		h := &m.hdrs[i].hdr
+		h.Iov, h.Control = &m.iovs[2*i], &m.ctrl[i*auxLen]
+		h.SetIovlen(2)
+		h.SetControllen(auxLen)
+		h.Flags = 0
+	}
+	p.rn, p.re = n, nil
+	if err := p.rc.Read(p.rf); err != nil {
+		return 0, p.opError("read", err)
+	}
+	if p.re != nil {
+		return 0, p.opError("read", p.re)
+	}
+	return p.finish(bufs, sizes, offset, p.rn), nil
+}
+
+func iovec(b []byte) unix.Iovec {
+	v := unix.Iovec{Base: &b[0]}
+	v.SetLen(len(b))
+	return v
+}
+
+// recv is the poller callback: one recvmmsg, or wait if nothing is queued.
+func (p *Port) recv(fd uintptr) bool {
 	for {
-		if p.closed.Load() || p.ring == nil {
-			return p.n, p.opError("read", net.ErrClosed)
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.rx.hdrs[0])), uintptr(p.rn), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			p.rn = int(r)
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
 		}
-		p.drain()
-		if p.n > 0 {
-			return p.n, nil
-		}
-		if err := p.rc.Read(p.wait); err != nil {
-			return 0, p.opError("read", err)
-		}
+		p.re = os.NewSyscallError("recvmmsg", e)
+		return true
 	}
 }
 
-// drain fills the batch from the ring.
-func (p *Port) drain() {
-	for p.n < len(p.bufs) {
-		s := p.slot(p.cur)
-		st := atomic.LoadUint32(status(s))
-		if st&tpStatusMask == 0 {
-			return
+// finish turns the k messages received into frames 0..n-1 of the batch:
+// tags put back, headers placed, truncated frames dropped.
+func (p *Port) finish(bufs [][]byte, sizes []int, offset, k int) int {
+	n := 0
+	for i := 0; i < k; i++ {
+		p.framesIn.Add(1)
+		mh := &p.rx.hdrs[i]
+		size := int(mh.len) - offload.VnetHdrLen
+		if mh.hdr.Flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || size < frame.HeaderLen {
+			p.truncated.Add(1)
+			continue
 		}
-		p.take(s, st)
-		p.advance()
-	}
-}
-
-// take copies the frame in ring slot s, with its virtio-net header and its
-// tag put back, into the batch.
-func (p *Port) take(s []byte, st uint32) {
-	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&s[0]))
-	mac, snap := int(h.Mac), int(h.Snaplen)
-	p.framesIn.Add(1)
-	if snap < int(h.Len) || mac < offload.VnetHdrLen || mac+snap > len(s) {
-		p.truncated.Add(1)
-		return
-	}
-	vh, _ := offload.DecodeVnetHdr(s[mac-offload.VnetHdrLen : mac])
-	pkt := s[mac : mac+snap]
-	tagged := st&unix.TP_STATUS_VLAN_VALID != 0 || h.Vlan_tci != 0
-	tagLen := 0
-	if tagged {
-		tagLen = frame.TagLen
-	}
-	b := p.bufs[p.n]
-	if p.off < offload.VnetHdrLen || len(pkt)+tagLen > len(b)-p.off {
-		p.truncated.Add(1)
-		return
-	}
-	copy(b[p.off+tagLen:], pkt)
-	if tagged {
-		tpid := uint16(frame.TPID8021Q)
-		if st&unix.TP_STATUS_VLAN_TPID_VALID != 0 && h.Vlan_tpid != 0 {
-			tpid = h.Vlan_tpid
+		if n != i { // an earlier frame was dropped: close the gap (rare)
+			copy(bufs[n][offset:], bufs[i][offset:offset+size])
 		}
-		frame.PushTag(b, p.off+frame.TagLen, frame.TCI(h.Vlan_tci))
-		binary.BigEndian.PutUint16(b[p.off+12:], tpid)
-		vh = vh.Shift(frame.TagLen)
+		b := bufs[n]
+		vh, _ := offload.DecodeVnetHdr(p.rx.vnet[i*offload.VnetHdrLen:])
+		if tci, tpid, ok := p.tag(i, int(mh.hdr.Controllen)); ok {
+			if offset+size+frame.TagLen > len(b) {
+				p.truncated.Add(1)
+				continue
+			}
+			// Open a gap for the tag after the addresses: the frame keeps its start.
+			copy(b[offset+12+frame.TagLen:], b[offset+12:offset+size])
+			binary.BigEndian.PutUint16(b[offset+12:], tpid)
+			binary.BigEndian.PutUint16(b[offset+14:], uint16(tci))
+			size += frame.TagLen
+			vh = vh.Shift(frame.TagLen)
+		}
+		if vh.IsGSO() {
+			p.superFrames.Add(1)
+		}
+		if vh.Flags&offload.FlagNeedsCsum != 0 {
+			p.partialCsum.Add(1)
+		}
+		vh.Encode(b[offset-offload.VnetHdrLen : offset])
+		sizes[n] = size
+		n++
 	}
-	if vh.IsGSO() {
-		p.superFrames.Add(1)
-	}
-	if vh.Flags&offload.FlagNeedsCsum != 0 {
-		p.partialCsum.Add(1)
-	}
-	vh.Encode(b[p.off-offload.VnetHdrLen : p.off])
-	p.sz[p.n] = len(pkt) + tagLen
-	p.n++
+	return n
 }
 
-// advance gives the current slot back to the kernel and moves on.
-func (p *Port) advance() {
-	p.release(p.cur)
-	p.cur = (p.cur + 1) % p.slots
+// tag returns the 802.1Q tag the kernel took off message i, if any, from
+// its PACKET_AUXDATA control message.
+func (p *Port) tag(i, ctrlLen int) (frame.TCI, uint16, bool) {
+	c := p.rx.ctrl[i*auxLen : i*auxLen+min(ctrlLen, auxLen)]
+	hl := unix.CmsgLen(0)
+	if len(c) < hl+int(unsafe.Sizeof(unix.TpacketAuxdata{})) {
+		return 0, 0, false
+	}
+	cm := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+	if cm.Level != unix.SOL_PACKET || cm.Type != unix.PACKET_AUXDATA {
+		return 0, 0, false
+	}
+	aux := (*unix.TpacketAuxdata)(unsafe.Pointer(&c[hl]))
+	if aux.Status&unix.TP_STATUS_VLAN_VALID == 0 && aux.Vlan_tci == 0 {
+		return 0, 0, false
+	}
+	tpid := uint16(frame.TPID8021Q)
+	if aux.Status&unix.TP_STATUS_VLAN_TPID_VALID != 0 && aux.Vlan_tpid != 0 {
+		tpid = aux.Vlan_tpid
+	}
+	return frame.TCI(aux.Vlan_tci), tpid, true
 }
 
-// Write implements l2.Port: each frame goes out with the virtio-net header
-// in front of it (a super-frame stays one), tags as they are in the frame.
+// Write implements l2.Port: sendmmsg sends the batch in one system call,
+// each frame behind the virtio-net header in its headroom (a super-frame
+// stays one), tags as they are in the frame. A full queue drops the rest.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
-	n, err := p.w.Write(bufs, offsets)
-	if err != nil {
-		return n, p.opError("write", err)
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	sent := 0
+	for sent < len(bufs) {
+		n := min(len(bufs)-sent, p.batch)
+		for i := 0; i < n; i++ {
+			b, off := bufs[sent+i], offsets[sent+i]
+			if off < offload.VnetHdrLen {
+				return sent, p.opError("write", unix.EINVAL) // the switch guarantees l2.WriteHeadroom
+			}
+			p.tx.iovs[i] = iovec(b[off-offload.VnetHdrLen:])
+			h := &p.tx.hdrs[i].hdr
+			h.Iov = &p.tx.iovs[i]
+			h.SetIovlen(1)
+		}
+		p.wn, p.we = n, nil
+		if err := p.rc.Write(p.wf); err != nil {
+			return sent, p.opError("write", err)
+		}
+		if p.we != nil {
+			return sent, p.opError("write", p.we)
+		}
+		sent += p.wn
+		if p.wn < n {
+			break // queue full: the rest is dropped
+		}
 	}
-	return n, nil
+	return sent, nil
 }
 
-func send(fd int, b []byte, off int) error {
-	if off < offload.VnetHdrLen {
-		return unix.EINVAL // the switch guarantees l2.WriteHeadroom
+// send is the poller callback: one sendmmsg, never waiting.
+func (p *Port) send(fd uintptr) bool {
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.tx.hdrs[0])), uintptr(p.wn), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			p.wn = int(r)
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN, unix.ENOBUFS:
+			p.wn = 0
+		default:
+			p.wn, p.we = 0, os.NewSyscallError("sendmmsg", e)
+		}
+		return true
 	}
-	_, err := unix.Write(fd, b[off-offload.VnetHdrLen:])
-	return err
 }
 
 func (p *Port) opError(op string, err error) error {
 	return fdio.OpError(op, fdio.Addr{Net: "packet", Name: p.name}, p.closed.Load(), err)
 }
 
-// Close implements l2.Port: it closes the socket, waits for a Read in
-// progress to return and unmaps the ring.
+// Close implements l2.Port: it closes the socket, which unblocks a Read.
 func (p *Port) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	err := p.f.Close()
-	p.rmu.Lock()
-	unix.Munmap(p.ring)
-	p.ring = nil
-	p.rmu.Unlock()
-	return err
+	return p.f.Close()
 }
