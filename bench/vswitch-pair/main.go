@@ -6,7 +6,7 @@
 // (l2 with the tap and afpacket ports) without the management plane, so
 // that the bench measures forwarding alone.
 //
-//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-cpuprofile FILE]
+//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-cpus N] [-cpuprofile FILE]
 package main
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/tap"
+	"github.com/vswitch/vswitch/internal/vswitchd"
 )
 
 func main() {
@@ -29,7 +30,9 @@ func main() {
 	uplink := flag.String("uplink", "", "NS/IFACE: also bind interface IFACE in namespace NS as the uplink")
 	plain := flag.Bool("no-offloads", false, "open the TAPs without virtio-net headers (no TSO, no checksum offload)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	cpus := flag.Int("cpus", 0, "CPUs to forward on, as vswitchd's -cpus (0: half the machine's)")
 	flag.Parse()
+	vswitchd.SetCPUs(*cpus)
 	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu); err != nil {
 		fmt.Fprintln(os.Stderr, "vswitch-pair:", err)
 		os.Exit(1)

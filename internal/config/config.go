@@ -7,8 +7,8 @@
 package config
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -185,15 +185,24 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// Clone returns a deep copy.
+// Clone returns a deep copy. It copies field by field (a JSON round trip
+// cost a third of an API write at 1,000 adapters); TestCloneKnowsEveryField
+// fails when a field that needs more than a copy is added.
 func (c *Config) Clone() *Config {
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic(err) // every field marshals
+	out := &Config{Host: c.Host, Switches: slices.Clone(c.Switches), VMs: slices.Clone(c.VMs), Adapters: slices.Clone(c.Adapters)}
+	for i := range out.Switches {
+		out.Switches[i].AllowManagementOS = cloneBool(out.Switches[i].AllowManagementOS)
 	}
-	var out Config
-	if err := json.Unmarshal(b, &out); err != nil {
-		panic(err)
+	for i := range out.Adapters {
+		out.Adapters[i].MACSpoofGuard = cloneBool(out.Adapters[i].MACSpoofGuard)
 	}
-	return &out
+	return out
+}
+
+func cloneBool(p *bool) *bool {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -239,5 +240,46 @@ func TestSetAdapterKeepsDynamicMAC(t *testing.T) {
 	}
 	if got := c.Adapter("web", "eth0"); got.MAC != mac || got.VLAN.Access != 7 {
 		t.Fatalf("after SetAdapter: MAC %s (was %s), VLAN %s", got.MAC, mac, got.VLAN.String())
+	}
+}
+
+// Clone copies field by field: a field holding a pointer, slice or map
+// that Clone does not know about would be shared between copies.
+func TestCloneKnowsEveryField(t *testing.T) {
+	known := map[string]bool{
+		"Config.Switches": true, "Config.VMs": true, "Config.Adapters": true,
+		"Switch.AllowManagementOS": true, "Adapter.MACSpoofGuard": true,
+	}
+	var walk func(reflect.Type)
+	walk = func(ty reflect.Type) {
+		for i := 0; i < ty.NumField(); i++ {
+			f := ty.Field(i)
+			name := ty.Name() + "." + f.Name
+			switch f.Type.Kind() {
+			case reflect.Pointer, reflect.Slice, reflect.Map, reflect.Interface, reflect.Chan, reflect.Func:
+				if !known[name] {
+					t.Errorf("%s (%s) is not deep-copied by Clone", name, f.Type)
+				}
+				if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+					walk(f.Type.Elem())
+				}
+			case reflect.Struct:
+				walk(f.Type)
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}))
+
+	yes := true
+	c := &Config{Switches: []Switch{{Name: "s", AllowManagementOS: &yes}}, VMs: []VM{{Name: "v"}},
+		Adapters: []Adapter{{VM: "v", Name: "a", MACSpoofGuard: &yes}}}
+	d := c.Clone()
+	if !reflect.DeepEqual(c, d) {
+		t.Fatalf("clone differs: %+v", d)
+	}
+	*d.Switches[0].AllowManagementOS, *d.Adapters[0].MACSpoofGuard = false, false
+	d.VMs[0].Name = "w"
+	if !*c.Switches[0].AllowManagementOS || !*c.Adapters[0].MACSpoofGuard || c.VMs[0].Name != "v" {
+		t.Fatal("changing the clone changed the original")
 	}
 }

@@ -385,6 +385,9 @@ func (f *FDB) FlushAll() int {
 // FlushPort removes the learned entries of port, and its static ones too
 // when withStatic (as when the port goes away).
 func (f *FDB) FlushPort(port PortID, withStatic bool) int {
+	if !withStatic && f.perPort[port].Load() == 0 {
+		return 0 // nothing learned: no need to scan the table
+	}
 	return f.flush(func(_, v uint64) bool {
 		return valPort(v) == port && (withStatic || !valStatic(v))
 	})

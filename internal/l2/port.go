@@ -19,6 +19,11 @@ const WriteHeadroom = Headroom - frame.TagLen
 // read: a TSO/USO super-frame (64 KiB, Linux's GSO_MAX_SIZE).
 const MaxSuperFrame = 65536
 
+// SuperFrameBatch bounds the frames read at once from a port with
+// virtio-net headers, whatever its BatchSize: each needs a 64 KiB buffer,
+// and 16 of them (1 MiB per port) already carry a megabyte per system call.
+const SuperFrameBatch = 16
+
 // A Port is where frames enter and leave a switch: a TAP device, an
 // AF_PACKET socket, a QEMU socket, an in-memory pipe. Backends implement it
 // without importing this package. The switch owns a port from AddPort on and

@@ -52,6 +52,7 @@ func newReader(s *Switch, pe *portEntry) *reader {
 	size := s.opts.MaxFrameSize
 	if pe.feat&offload.Vnet != 0 {
 		size = max(size, MaxSuperFrame+frame.TagLen)
+		batch = min(batch, SuperFrameBatch)
 	}
 	r := &reader{
 		s: s, id: pe.id, port: pe.port, feat: pe.feat, done: make(chan struct{}),

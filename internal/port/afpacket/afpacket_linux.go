@@ -10,7 +10,7 @@ package afpacket
 
 import (
 	"encoding/binary"
-	"net"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -125,15 +125,22 @@ func Open(c Config) (*Port, error) {
 // tags as auxiliary data, our own transmissions ignored, bound to the
 // interface, promiscuous.
 func open(ifname string, rcvbuf int) (int, error) {
-	ifi, err := net.InterfaceByName(ifname)
-	if err != nil {
-		return -1, err
-	}
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
 	}
-	mreq := unix.PacketMreq{Ifindex: int32(ifi.Index), Type: unix.PACKET_MR_PROMISC}
+	// The index by ioctl: net.InterfaceByName lists every interface, which
+	// made attaching the thousandth port slow.
+	ifr, err := unix.NewIfreq(ifname)
+	if err == nil {
+		err = unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("interface %q: %w", ifname, os.NewSyscallError("ioctl SIOCGIFINDEX", err))
+	}
+	index := int(ifr.Uint32())
+	mreq := unix.PacketMreq{Ifindex: int32(index), Type: unix.PACKET_MR_PROMISC}
 	steps := []struct {
 		name string
 		do   func() error
@@ -145,7 +152,7 @@ func open(ifname string, rcvbuf int) (int, error) {
 		}},
 		{"setsockopt SO_RCVBUFFORCE", func() error { return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf) }},
 		{"bind", func() error {
-			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+			return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: index})
 		}},
 		{"setsockopt PACKET_ADD_MEMBERSHIP", func() error {
 			return unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq)
