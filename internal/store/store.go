@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,6 +42,14 @@ var (
 // Store is an open state file. It is safe for concurrent use.
 type Store struct {
 	db *bolt.DB
+
+	// The last state read or written, decoded, so that a write does not
+	// decode the whole document again (only this process writes: a second
+	// opener is refused).
+	mu        sync.Mutex
+	cached    *config.Config // never handed out: callers get clones
+	cachedRaw []byte         // its JSON, as stored
+	cachedRev uint64
 }
 
 // Open opens (creating if needed) the store at path. A new store starts
@@ -85,7 +94,7 @@ func (s *Store) Load() (*config.Config, uint64, error) {
 	var c *config.Config
 	var rev uint64
 	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		c, rev, err = get(tx.Bucket(bucket))
+		c, rev, _, err = s.get(tx.Bucket(bucket))
 		return err
 	})
 	return c, rev, err
@@ -97,47 +106,74 @@ func (s *Store) Load() (*config.Config, uint64, error) {
 // the rollback), nothing changes. An edit that leaves the state as it was
 // stores nothing and reports changed == false.
 func (s *Store) Update(edit func(*config.Config) error) (rev uint64, changed bool, err error) {
+	var next *config.Config
+	var now []byte
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
-		cur, r, err := get(b)
+		cur, r, old, err := s.get(b)
 		if err != nil {
 			return err
 		}
-		rev = r
-		next := cur.Clone()
+		rev, next = r, cur
 		if err := edit(next); err != nil {
 			return err
 		}
 		if err := next.Validate(); err != nil {
 			return err
 		}
-		old, _ := json.Marshal(cur)
-		now, _ := json.Marshal(next)
+		if now, err = json.Marshal(next); err != nil {
+			return err
+		}
 		if bytes.Equal(old, now) {
 			return nil
 		}
 		rev, changed = r+1, true
-		return put(b, next, rev)
+		return putRaw(b, now, rev)
 	})
 	if err != nil {
 		return 0, false, err
 	}
+	if changed {
+		s.remember(next.Clone(), now, rev) // committed; a copy, for the caller may keep next
+	}
 	return rev, changed, nil
 }
 
-func get(b *bolt.Bucket) (*config.Config, uint64, error) {
+// get returns a copy of the stored state, its revision and its JSON: from
+// the cache when the revision is the one cached, else decoded and checked.
+func (s *Store) get(b *bolt.Bucket) (*config.Config, uint64, []byte, error) {
 	raw, rv := b.Get(keyState), b.Get(keyRev)
 	if raw == nil || len(rv) != 8 {
-		return nil, 0, fmt.Errorf("%w: no state or revision record", ErrCorrupt)
+		return nil, 0, nil, fmt.Errorf("%w: no state or revision record", ErrCorrupt)
 	}
+	rev := binary.BigEndian.Uint64(rv)
+	s.mu.Lock()
+	if s.cached != nil && s.cachedRev == rev {
+		c, j := s.cached.Clone(), s.cachedRaw
+		s.mu.Unlock()
+		return c, rev, j, nil
+	}
+	s.mu.Unlock()
 	var c config.Config
 	if err := config.Decode(bytes.NewReader(raw), &c); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, 0, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, 0, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	return &c, binary.BigEndian.Uint64(rv), nil
+	j, err := json.Marshal(&c)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	s.remember(c.Clone(), j, rev)
+	return &c, rev, j, nil
+}
+
+// remember caches c (which nobody else holds) as revision rev.
+func (s *Store) remember(c *config.Config, raw []byte, rev uint64) {
+	s.mu.Lock()
+	s.cached, s.cachedRaw, s.cachedRev = c, raw, rev
+	s.mu.Unlock()
 }
 
 func put(b *bolt.Bucket, c *config.Config, rev uint64) error {
@@ -145,6 +181,10 @@ func put(b *bolt.Bucket, c *config.Config, rev uint64) error {
 	if err != nil {
 		return err
 	}
+	return putRaw(b, raw, rev)
+}
+
+func putRaw(b *bolt.Bucket, raw []byte, rev uint64) error {
 	if err := b.Put(keyState, raw); err != nil {
 		return err
 	}

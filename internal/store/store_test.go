@@ -134,3 +134,30 @@ func TestInitialMustValidate(t *testing.T) {
 		t.Fatalf("Open with an invalid initial state = %v", err)
 	}
 }
+
+// The store keeps the last state decoded; what it hands out, and what an
+// edit keeps hold of, are copies: changing them changes nothing stored.
+func TestCachedStateIsNotShared(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "v.db"))
+	defer s.Close()
+	var kept *config.Config
+	if _, _, err := s.Update(func(c *config.Config) error {
+		kept = c
+		c.AddSwitch(config.Switch{Name: "a", Type: config.Private})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	kept.Switches[0].Name = "changed-after-commit"
+	c, _, err := s.Load()
+	if err != nil || c.Switches[0].Name != "a" {
+		t.Fatalf("Load after the editor changed its copy: %+v, %v", c.Switches, err)
+	}
+	c.Switches[0].Name = "changed-by-reader"
+	if again, _, _ := s.Load(); again.Switches[0].Name != "a" {
+		t.Fatalf("a reader's change leaked into the store: %+v", again.Switches)
+	}
+	if _, changed, err := s.Update(func(*config.Config) error { return nil }); err != nil || changed {
+		t.Fatalf("no-op Update on the cached state = changed %v, %v", changed, err)
+	}
+}
