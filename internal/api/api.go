@@ -71,6 +71,7 @@ type PortStats struct {
 	Floods       uint64            `json:"floods"`
 	LearnRefused uint64            `json:"learnRefused"`
 	Moves        uint64            `json:"moves"`
+	Segmented    uint64            `json:"segmented"` // super-frames cut in software for this port (it takes no TSO/USO)
 	Drops        map[string]uint64 `json:"drops"`
 }
 

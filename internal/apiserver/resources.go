@@ -187,7 +187,7 @@ func (s *Server) portStats(name string) []api.PortStats {
 		c := p.Counters
 		out = append(out, api.PortStats{Switch: name, Port: p.Name, RxPackets: c.RxPackets, RxBytes: c.RxBytes,
 			TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods, LearnRefused: c.LearnRefused, Moves: c.Moves,
-			Drops: c.DropsByReason()})
+			Segmented: c.Segmented, Drops: c.DropsByReason()})
 	}
 	return out
 }
