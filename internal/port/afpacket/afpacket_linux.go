@@ -231,10 +231,10 @@ func iovec(b []byte) unix.Iovec {
 // recv is the poller callback: one recvmmsg, or wait if nothing is queued.
 func (p *Port) recv(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&p.rx.hdrs[0])), uintptr(p.rn), unix.MSG_DONTWAIT, 0, 0)
+		r, e := fdio.Mmsg(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&p.rx.hdrs[0]), p.rn)
 		switch e {
-		case 0:
-			p.rn = int(r)
+		case nil:
+			p.rn = r
 			return true
 		case unix.EINTR:
 			continue
@@ -348,10 +348,10 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 // send is the poller callback: one sendmmsg, never waiting.
 func (p *Port) send(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&p.tx.hdrs[0])), uintptr(p.wn), unix.MSG_DONTWAIT, 0, 0)
+		r, e := fdio.Mmsg(unix.SYS_SENDMMSG, fd, unsafe.Pointer(&p.tx.hdrs[0]), p.wn)
 		switch e {
-		case 0:
-			p.wn = int(r)
+		case nil:
+			p.wn = r
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN, unix.ENOBUFS:

@@ -101,7 +101,7 @@ func Open(c Config) (*Port, error) {
 	if p.feat&offload.Vnet != 0 {
 		hdr, send = offload.VnetHdrLen, writeVnet
 	}
-	p.r = fdio.NewReader(p.rc, unix.Read, 0, hdr)
+	p.r = fdio.NewReader(p.rc, fdio.Read, 0, hdr)
 	p.w = fdio.NewWriter(p.rc, send, "write")
 	return p, nil
 }
@@ -226,7 +226,7 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 }
 
 func write(fd int, b []byte, off int) error {
-	_, err := unix.Write(fd, b[off:])
+	_, err := fdio.Write(fd, b[off:])
 	return err
 }
 
@@ -235,7 +235,7 @@ func writeVnet(fd int, b []byte, off int) error {
 	if off < offload.VnetHdrLen {
 		return unix.EINVAL // the switch guarantees l2.WriteHeadroom
 	}
-	_, err := unix.Write(fd, b[off-offload.VnetHdrLen:])
+	_, err := fdio.Write(fd, b[off-offload.VnetHdrLen:])
 	return err
 }
 
