@@ -78,7 +78,17 @@ func (h *harness) addWith(name string, cfg PortConfig, mc mem.Config) {
 // send writes frames into port and lets its reader forward them.
 func (h *harness) send(port string, frames ...[]byte) {
 	h.t.Helper()
+	h.inject(port, frames, 0)
+}
+
+// inject writes frames (each starting off bytes in) into port and lets
+// its reader forward them.
+func (h *harness) inject(port string, frames [][]byte, off int) {
+	h.t.Helper()
 	offs := make([]int, len(frames))
+	for i := range offs {
+		offs[i] = off
+	}
 	if n, err := h.peers[port].Write(frames, offs); n != len(frames) || err != nil {
 		h.t.Fatalf("inject into %s: %d of %d, %v", port, n, len(frames), err)
 	}

@@ -60,19 +60,7 @@ func withHdr(h offload.VnetHdr, f []byte) []byte {
 // sendVnet injects header+frame pairs (withHdr) into a Vnet port.
 func (h *harness) sendVnet(port string, frames ...[]byte) {
 	h.t.Helper()
-	offs := make([]int, len(frames))
-	for i := range offs {
-		offs[i] = offload.VnetHdrLen
-	}
-	if n, err := h.peers[port].Write(frames, offs); n != len(frames) || err != nil {
-		h.t.Fatalf("inject into %s: %d of %d, %v", port, n, len(frames), err)
-	}
-	pe := h.s.byName[port]
-	for pe.port.(*mem.Port).Queued() > 0 {
-		if err := pe.r.step(); err != nil {
-			h.t.Fatalf("step %s: %v", port, err)
-		}
-	}
+	h.inject(port, frames, offload.VnetHdrLen)
 }
 
 // recvVnet returns the (header, frame) pairs waiting at a Vnet port.
