@@ -321,3 +321,33 @@ func TestQEMUOwnedTAP(t *testing.T) {
 		t.Fatal("the guest did not receive the frame")
 	}
 }
+
+// A frame longer than its read buffer is dropped and counted, and the
+// frames after it in the same batch close up: frame i is in bufs[i].
+func TestTruncatedFrameDroppedInBatch(t *testing.T) {
+	phys, p := uplink(t)
+	raw := phys.Raw(t, "eth0")
+	long, short := testFrame(0, "long"), testFrame(0, "short")
+	long = append(long, make([]byte, 200)...)
+	raw.Send(t, long)
+	raw.Send(t, short)
+	time.Sleep(100 * time.Millisecond)
+	bufs := [][]byte{make([]byte, 128+100), make([]byte, 128+100)}
+	sizes := make([]int, 2)
+	var got [][]byte
+	for deadline := time.Now().Add(5 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
+		n, err := p.Read(bufs, sizes, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			got = append(got, append([]byte(nil), bufs[i][128:128+sizes[i]]...))
+		}
+	}
+	if len(got) != 1 || !bytes.Equal(got[0], short) {
+		t.Fatalf("read %d frames (%x); want only the short one in the first buffer", len(got), got)
+	}
+	if st := p.Stats(); st.Truncated != 1 {
+		t.Errorf("stats %+v: want the long frame counted as truncated", st)
+	}
+}
