@@ -320,3 +320,42 @@ func BenchmarkSuperFrame(b *testing.B) {
 		})
 	}
 }
+
+// FuzzOffloadForward feeds arbitrary virtio-net headers and frames into a
+// port with offloads whose frames go to a TSO trunk, a plain trunk and a
+// plain access port: nothing panics, every frame is forwarded or counted,
+// and nothing longer than the switch's maximum frame reaches a plain port.
+func FuzzOffloadForward(f *testing.F) {
+	hd, sf := superFrame(frame.Broadcast, mac(1), noTag, false, 3000, 1000)
+	hb := make([]byte, offload.VnetHdrLen)
+	hd.Encode(hb)
+	f.Add(hb, sf)
+	hd, sf = superFrame(frame.Broadcast, mac(1), noTag, true, 100, 0)
+	hd.GSOType, hd.GSOSize = offload.GSONone, 0
+	hd.Encode(hb)
+	f.Add(append([]byte(nil), hb...), sf)
+	f.Add(make([]byte, offload.VnetHdrLen), ethFrame(frame.Broadcast, mac(1), noTag, 0, 1))
+	f.Fuzz(func(t *testing.T, hdr, fr []byte) {
+		if len(hdr) < offload.VnetHdrLen || len(fr) > 60000 {
+			return
+		}
+		h := newHarness(t, Options{})
+		small := mem.Config{Offloads: offload.All, MaxFrame: 70000, QueueLen: 4}
+		h.addWith("vm", PortConfig{VLAN: mustVLAN(vlan.Access(10))}, small)
+		h.addWith("tso", PortConfig{VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("10"), 0))}, small)
+		h.addWith("plain", PortConfig{VLAN: mustVLAN(vlan.Trunk(frame.MustParseVLANSet("10"), 0))}, mem.Config{QueueLen: 128})
+		h.addWith("access", PortConfig{VLAN: mustVLAN(vlan.Access(10))}, mem.Config{QueueLen: 128})
+		h.sendVnet("vm", append(append([]byte(nil), hdr[:offload.VnetHdrLen]...), fr...))
+		if c := h.counters("vm"); c.RxPackets != 1 {
+			t.Fatalf("rx %d, want 1", c.RxPackets)
+		}
+		h.recvVnet("tso")
+		for _, p := range []string{"plain", "access"} {
+			for _, out := range h.recv(p) {
+				if len(out) > DefaultMaxFrameSize {
+					t.Fatalf("%d-byte frame reached plain port %s", len(out), p)
+				}
+			}
+		}
+	})
+}
