@@ -144,15 +144,7 @@ func TestReceivePartialChecksumAndSend(t *testing.T) {
 	// Sending: a frame written to the port reaches a socket on the wire.
 	in := phys.ListenPacket(t, "udp4", "10.90.0.1:6000")
 	physMAC := frame.MAC(phys.Link(t, "eth0").Attrs().HardwareAddr)
-	out := udpFrame(physMAC, 6000, "to the wire")
-	if n, err := p.Write([][]byte{append(make([]byte, 64), out...)}, []int{64}); n != 1 || err != nil {
-		t.Fatalf("Write = %d, %v", n, err)
-	}
-	in.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 100)
-	if n, _, err := in.ReadFrom(buf); err != nil || string(buf[:n]) != "to the wire" {
-		t.Fatalf("wire got %q, %v", buf[:n], err)
-	}
+	porttest.WriteReaches(t, p, udpFrame(physMAC, 6000, "to the wire"), in, "to the wire")
 }
 
 // PACKET_IGNORE_OUTGOING: frames that others (the host's stack, another

@@ -96,15 +96,7 @@ func TestOpenConfiguresAndCarriesFrames(t *testing.T) {
 	}
 	// Port → workload: a written frame reaches a socket in the namespace.
 	in := ns.ListenPacket(t, "udp4", "10.77.0.1:4242")
-	if n, err := p.Write([][]byte{append(make([]byte, 64), udpFrame(4242, "hello workload")...)}, []int{64}); n != 1 || err != nil {
-		t.Fatalf("Write = %d, %v", n, err)
-	}
-	in.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 100)
-	n, _, err := in.ReadFrom(buf)
-	if err != nil || string(buf[:n]) != "hello workload" {
-		t.Fatalf("workload read %q, %v", buf[:n], err)
-	}
+	porttest.WriteReaches(t, p, udpFrame(4242, "hello workload"), in, "hello workload")
 }
 
 func TestReattachKeepsAddresses(t *testing.T) {
@@ -127,14 +119,7 @@ func TestReattachKeepsAddresses(t *testing.T) {
 		t.Fatalf("addresses after re-attach = %v", got)
 	}
 	in := ns.ListenPacket(t, "udp4", "10.77.0.1:4243")
-	if n, err := again.Write([][]byte{append(make([]byte, 64), udpFrame(4243, "still here")...)}, []int{64}); n != 1 || err != nil {
-		t.Fatalf("Write after re-attach = %d, %v", n, err)
-	}
-	in.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, 100)
-	if n, _, err := in.ReadFrom(buf); err != nil || string(buf[:n]) != "still here" {
-		t.Fatalf("workload read %q, %v", buf[:n], err)
-	}
+	porttest.WriteReaches(t, again, udpFrame(4243, "still here"), in, "still here")
 }
 
 func TestDeleteRemovesTheDevice(t *testing.T) {
