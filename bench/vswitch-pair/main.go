@@ -3,13 +3,14 @@
 // untagged port, and optionally binds an uplink (an interface in a
 // namespace, through AF_PACKET) as an external switch does; it runs until
 // interrupted, then deletes the TAPs. It is the same data path as vswitchd
-// (l2 with the tap and afpacket ports) without the management plane, so
-// that the bench measures forwarding alone.
+// (l2 with the tap and afpacket ports, read by poll's forwarding threads)
+// without the management plane, so that the bench measures forwarding alone.
 //
-//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-cpus N] [-cpuprofile FILE]
+//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-threads N] [-busy-poll D] [-goroutines] [-cpuprofile FILE]
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -18,9 +19,11 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
+	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/port/tap"
 	"github.com/vswitch/vswitch/internal/vswitchd"
 )
@@ -30,20 +33,30 @@ func main() {
 	uplink := flag.String("uplink", "", "NS/IFACE: also bind interface IFACE in namespace NS as the uplink")
 	plain := flag.Bool("no-offloads", false, "open the TAPs without virtio-net headers (no TSO, no checksum offload)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	cpus := flag.Int("cpus", 0, "CPUs to forward on, as vswitchd's -cpus (0: half the machine's)")
+	threads := flag.Int("threads", 0, "forwarding threads, as vswitchd's -threads (0: half the machine's CPUs)")
+	busy := flag.Duration("busy-poll", 0, "as vswitchd's -busy-poll: keep polling this long after the last frame")
+	goroutines := flag.Bool("goroutines", false, "read every port on a goroutine of its own, without forwarding threads (for comparison)")
 	flag.Parse()
-	vswitchd.SetCPUs(*cpus)
-	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu); err != nil {
+	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu, *threads, *busy, *goroutines); err != nil {
 		fmt.Fprintln(os.Stderr, "vswitch-pair:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nss []string, uplink string, plain bool, cpuprofile string) error {
+func run(nss []string, uplink string, plain bool, cpuprofile string, threads int, busy time.Duration, goroutines bool) error {
 	if nss[0] == "" || len(nss) < 2 && uplink == "" {
 		return fmt.Errorf("-ns needs two namespace names, or one and -uplink; got %q", strings.Join(nss, ","))
 	}
-	sw, err := l2.New(l2.Options{Name: "bench", Logger: slog.Default()})
+	o := l2.Options{Name: "bench", Logger: slog.Default()}
+	if !goroutines {
+		pool, err := poll.New(poll.Config{Threads: cmp.Or(threads, vswitchd.DefaultThreads()), BusyPoll: busy})
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		o.Poller = pool
+	}
+	sw, err := l2.New(o)
 	if err != nil {
 		return err
 	}

@@ -21,12 +21,13 @@ func main() {
 	var o vswitchd.Options
 	var mode uint
 	var debug bool
-	var cpus int
+
 	flag.StringVar(&o.Store, "store", store.DefaultPath, "the state file")
 	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
-	flag.IntVar(&cpus, "cpus", 0, fmt.Sprintf("CPUs to forward on (0: half the machine's, here %d; the GOMAXPROCS variable overrides)", vswitchd.DefaultCPUs()))
+	flag.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("forwarding threads, each a CPU when busy (0: half the machine's CPUs, here %d)", vswitchd.DefaultThreads()))
+	flag.DurationVar(&o.BusyPoll, "busy-poll", 0, "keep each forwarding thread polling this long after its last frame, for the lowest latency at the price of a busy CPU (0: sleep at once)")
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)
 	level := slog.LevelInfo
@@ -34,7 +35,6 @@ func main() {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	o.Logger.Info("forwarding threads", "cpus", vswitchd.SetCPUs(cpus))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := vswitchd.Run(ctx, o); err != nil {

@@ -61,6 +61,16 @@ type Daemon struct {
 	log      *slog.Logger
 	switches map[string]*liveSwitch
 	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
+	poller   l2.Poller            // the switches' forwarding threads; nil: a goroutine per port
+}
+
+// SetPoller gives the switches made from now on forwarding threads that
+// read their TAP and AF_PACKET ports (l2.Options.Poller); call it before
+// the first Apply.
+func (d *Daemon) SetPoller(p l2.Poller) {
+	d.mu.Lock()
+	d.poller = p
+	d.mu.Unlock()
 }
 
 // SetRunning tells the daemon which of the VMs it runs are up: their
@@ -138,7 +148,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		ls := d.switches[name]
 		if ls == nil {
 			o := wp.opts
-			o.Logger = d.log
+			o.Logger, o.Poller = d.log, d.poller
 			sw, err := l2.New(o)
 			if err != nil {
 				errs = append(errs, &StepError{Switch: name, Step: "create", Err: err})

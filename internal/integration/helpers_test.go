@@ -6,20 +6,40 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/port/tap"
 	"github.com/vswitch/vswitch/internal/vlan"
 )
 
-// newSwitch returns a running switch closed at the end of the test.
+// forwarders are the package's forwarding threads, as vswitchd has them:
+// every switch of these tests reads its TAP and AF_PACKET ports on them.
+var forwarders = sync.OnceValue(func() *poll.Pool {
+	p, err := poll.New(poll.Config{Threads: 2})
+	if err != nil {
+		panic(err)
+	}
+	return p
+})
+
+// newSwitch returns a running switch, its ports read by the forwarding
+// threads as in vswitchd, closed at the end of the test.
 func newSwitch(t *testing.T, name string) *l2.Switch {
 	t.Helper()
-	sw, err := l2.New(l2.Options{Name: name, Logger: slog.New(slog.DiscardHandler)})
+	return newSwitchWith(t, l2.Options{Name: name, Poller: forwarders()})
+}
+
+// newSwitchWith returns a running switch made with o, closed at the end of the test.
+func newSwitchWith(t *testing.T, o l2.Options) *l2.Switch {
+	t.Helper()
+	o.Logger = slog.New(slog.DiscardHandler)
+	sw, err := l2.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,12 +51,14 @@ func netnsNames() []string {
 
 // 5. Building a switch with TAP namespaces, an AF_PACKET uplink and a QEMU
 // socket, passing traffic and tearing it all down leaves no namespace,
-// link, socket file or goroutine behind.
+// link, socket file, goroutine or descriptor watched by the forwarding
+// threads behind.
 func TestTeardownLeavesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root to build namespaces, veths and TAPs")
 	}
-	nsBefore, linksBefore, gBefore := netnsNames(), hostLinks(t), ourGoroutines()
+	fw := forwarders() // the package's, shared by every test: started before counting
+	nsBefore, linksBefore, gBefore, watchedBefore := netnsNames(), hostLinks(t), ourGoroutines(), fw.Watched()
 	sock := filepath.Join(t.TempDir(), "vm.sock")
 	t.Run("build and use", func(t *testing.T) {
 		sw := newSwitch(t, "sw-tear")
@@ -71,6 +73,9 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		}
 		mustPing(t, vm.ns, "10.92.0.1")
 		tcpTransfer(t, phys, vm.ns, vm.ip, 8<<20)
+		if fw.Watched() != watchedBefore+2 {
+			t.Fatalf("the forwarding threads watch %d descriptors, want %d more than before (the TAP and the uplink)", fw.Watched(), 2)
+		}
 		if len(netnsNames()) <= len(nsBefore) {
 			t.Fatal("the build made no namespace: the check below would prove nothing")
 		}
@@ -82,6 +87,9 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if g := ourGoroutines(); g > gBefore {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines of the switch or its ports left (was %d):\n%s", g, gBefore, buf[:runtime.Stack(buf, true)])
+	}
+	if n := fw.Watched(); n != watchedBefore {
+		t.Errorf("the forwarding threads still watch %d descriptors (were %d)", n, watchedBefore)
 	}
 	if got := netnsNames(); !slices.Equal(got, nsBefore) {
 		t.Errorf("namespaces before %v, after %v", nsBefore, got)

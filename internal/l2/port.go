@@ -69,3 +69,26 @@ type Port interface {
 	// Close unblocks Read and releases the port's resources.
 	Close() error
 }
+
+// A PollPort is a Port that a Poller can drive: instead of a goroutine of
+// its own blocking in Read, a forwarding thread waits on its descriptor
+// with many others and reads it without waiting when it is readable.
+type PollPort interface {
+	Port
+	// PollFD returns a descriptor that is readable while frames wait. It
+	// stays valid until Close.
+	PollFD() int
+	// ReadNow reads like Read but never waits: it returns 0 when no frame
+	// is there (also when what made the descriptor readable was dropped).
+	ReadNow(bufs [][]byte, sizes []int, offset int) (n int, err error)
+}
+
+// A Poller runs the reads of PollPorts on forwarding threads of its own
+// (package poll implements it); a switch without one reads every port on
+// a goroutine of its own.
+type Poller interface {
+	// Watch calls ready on a forwarding thread whenever fd is readable,
+	// until ready returns false or stop is called. Once stop returns,
+	// ready is not running and will not be called again.
+	Watch(fd int, ready func() bool) (stop func(), err error)
+}

@@ -19,6 +19,7 @@ type reader struct {
 	port Port
 	feat offload.Features // the port's, for reading headers
 	done chan struct{}
+	stop func() // set when a Poller reads the port instead of run
 
 	bufs  [][]byte // read buffers, frame i at bufs[i][Headroom:]
 	sizes []int
@@ -78,21 +79,42 @@ func (r *reader) run() {
 	defer close(r.done)
 	for {
 		if err := r.step(); err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				r.s.opts.Logger.Warn("port read failed; the port forwards no more until it is re-added",
-					"switch", r.s.opts.Name, "port", r.id, "err", err)
-			}
+			r.failed(err)
 			return
 		}
 	}
 }
 
+// failed logs why the port's reading ended, unless it was closed.
+func (r *reader) failed(err error) {
+	if !errors.Is(err, net.ErrClosed) {
+		r.s.opts.Logger.Warn("port read failed; the port forwards no more until it is re-added",
+			"switch", r.s.opts.Name, "port", r.id, "err", err)
+	}
+}
+
 // wait blocks until the reader goroutine has ended.
 func (r *reader) wait() {
-	if r.s.manual {
+	if r.s.manual || r.stop != nil {
 		return
 	}
 	<-r.done
+}
+
+// readyFn returns what a Poller calls when p is readable: forward one batch
+// read without waiting; false (watch no more) once the port fails.
+func (r *reader) readyFn(p PollPort) func() bool {
+	return func() bool {
+		n, err := p.ReadNow(r.bufs, r.sizes, Headroom)
+		if n > 0 {
+			r.forward(n)
+		}
+		if err != nil {
+			r.failed(err)
+			return false
+		}
+		return true
+	}
 }
 
 // step reads one batch and forwards it.

@@ -43,6 +43,9 @@ type Options struct {
 	OnMove      func(Move)
 	MoveReports int // reports per second; 10 if 0
 	Logger      *slog.Logger
+	// Poller, if set, reads the ports that implement PollPort on its
+	// forwarding threads; other ports get a goroutine each.
+	Poller Poller
 }
 
 // Move is a station that was seen on another port than the one it was learned on.
@@ -236,7 +239,16 @@ func (s *Switch) AddPort(name string, p Port, cfg PortConfig) error {
 	}
 	s.byName[name] = pe
 	s.publish(old, pe)
-	if !s.manual {
+	pp, polled := p.(PollPort)
+	switch {
+	case s.manual:
+	case polled && s.opts.Poller != nil:
+		if pe.r.stop, err = s.opts.Poller.Watch(pp.PollFD(), pe.r.readyFn(pp)); err != nil {
+			pe.r.stop = func() {} // no reader to wait for
+			s.removeLocked(pe)
+			return fmt.Errorf("add port %q: %w", name, err)
+		}
+	default:
 		go pe.r.run()
 	}
 	return nil
@@ -305,6 +317,9 @@ func (s *Switch) RemovePort(name string) error {
 func (s *Switch) removeLocked(pe *portEntry) {
 	delete(s.byName, pe.name)
 	s.publish(s.snap.Load(), nil, pe.id)
+	if pe.r.stop != nil {
+		pe.r.stop() // before Close: the descriptor must not be reused while watched
+	}
 	pe.port.Close()
 	pe.r.wait()
 	s.fdb.FlushPort(pe.id, true)

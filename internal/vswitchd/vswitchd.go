@@ -5,6 +5,7 @@
 package vswitchd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vmrun"
 )
@@ -28,6 +30,11 @@ type Options struct {
 	Socket     string      // api.SocketPath if ""
 	SocketMode os.FileMode // 0600 if 0
 	Logger     *slog.Logger
+	// Threads is the number of forwarding threads; DefaultThreads if 0.
+	Threads int
+	// BusyPoll keeps a forwarding thread polling this long after its last
+	// frame instead of sleeping (poll.Config.BusyPoll); 0: sleep at once.
+	BusyPoll time.Duration
 	// Ready is closed once the API is served (tests wait on it).
 	Ready chan struct{}
 }
@@ -52,8 +59,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
+	pool, err := poll.New(poll.Config{Threads: cmp.Or(o.Threads, DefaultThreads()), BusyPoll: o.BusyPoll})
+	if err != nil {
+		return err
+	}
+	defer pool.Close() // after the switches (deferred calls run last first)
+	log.Info("forwarding threads", "threads", pool.Threads(), "busy-poll", o.BusyPoll)
 	be := daemon.OSBackend{}
 	d := daemon.New(be, log)
+	d.SetPoller(pool)
 	defer d.Close()
 	srv := apiserver.New(st, d, be, vmrun.New(log), log)
 	changes, err := srv.Converge()

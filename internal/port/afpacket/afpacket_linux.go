@@ -14,7 +14,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -47,22 +46,23 @@ type Stats struct {
 
 // Port is an AF_PACKET socket bound to one interface. It implements l2.Port.
 type Port struct {
-	f      *os.File
-	rc     syscall.RawConn
+	fd     *fdio.FD
 	name   string
 	batch  int
 	closed atomic.Bool
 
-	rx msgs // Read's, used by one reader at a time
-	rn int  // frames received by the last recvmmsg
-	re error
-	rf func(uintptr) bool
+	rx   msgs // Read's, used by one reader at a time
+	rmax int  // frames the next recvmmsg may take
+	rn   int  // frames received by the last recvmmsg
+	re   error
+	rf   func(uintptr) bool
+	rnow func(uintptr)
 
 	wmu sync.Mutex // Write's state below; Write is safe for concurrent use
 	tx  msgs
 	wn  int
 	we  error
-	wf  func(uintptr) bool
+	wf  func(uintptr)
 
 	truncated, framesIn, superFrames, partialCsum atomic.Uint64
 	drops                                         atomic.Uint64 // summed: the kernel resets its count on every query
@@ -112,12 +112,11 @@ func Open(c Config) (*Port, error) {
 	if err != nil {
 		return nil, fdio.OpError("open", fdio.Addr{Net: "packet", Name: c.Interface}, false, err)
 	}
-	p.f = os.NewFile(uintptr(fd), "packet:"+c.Interface)
-	if p.rc, err = p.f.SyscallConn(); err != nil {
-		p.f.Close()
+	if p.fd, err = fdio.NewFD(fd, "packet:"+c.Interface); err != nil {
 		return nil, err
 	}
 	p.rf, p.wf = p.recv, p.send
+	p.rnow = func(fd uintptr) { p.recv(fd) }
 	return p, nil
 }
 
@@ -182,7 +181,7 @@ func (p *Port) Offloads() offload.Features { return offload.All }
 // Stats returns the receive counters.
 func (p *Port) Stats() Stats {
 	if !p.closed.Load() {
-		p.rc.Control(func(fd uintptr) {
+		p.fd.Control(func(fd uintptr) {
 			if st, err := unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 				p.drops.Add(uint64(st.Drops))
 			}
@@ -196,6 +195,18 @@ func (p *Port) Stats() Stats {
 // up to the batch; each frame's tag is put back (and its virtio-net
 // header's offsets shifted to match).
 func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return p.read(bufs, sizes, offset, true)
+}
+
+// ReadNow implements l2.PollPort: Read without waiting.
+func (p *Port) ReadNow(bufs [][]byte, sizes []int, offset int) (int, error) {
+	return p.read(bufs, sizes, offset, false)
+}
+
+// PollFD implements l2.PollPort: the socket, for a forwarding thread to wait on.
+func (p *Port) PollFD() int { return p.fd.PollFD() }
+
+func (p *Port) read(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
 	if offset < offload.VnetHdrLen {
 		return 0, p.opError("read", os.NewSyscallError("read (no headroom for the header)", unix.EINVAL))
 	}
@@ -212,8 +223,14 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		h.SetControllen(auxLen)
 		h.Flags = 0
 	}
-	p.rn, p.re = n, nil
-	if err := p.rc.Read(p.rf); err != nil {
+	p.rmax, p.rn, p.re = n, 0, nil
+	var err error
+	if wait {
+		err = p.fd.Wait(p.rf)
+	} else {
+		err = p.fd.Control(p.rnow)
+	}
+	if err != nil {
 		return 0, p.opError("read", err)
 	}
 	if p.re != nil {
@@ -228,10 +245,10 @@ func iovec(b []byte) unix.Iovec {
 	return v
 }
 
-// recv is the poller callback: one recvmmsg, or wait if nothing is queued.
+// recv receives up to rmax frames with one recvmmsg; false if none is queued.
 func (p *Port) recv(fd uintptr) bool {
 	for {
-		r, e := fdio.Mmsg(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&p.rx.hdrs[0]), p.rn)
+		r, e := fdio.Mmsg(unix.SYS_RECVMMSG, fd, unsafe.Pointer(&p.rx.hdrs[0]), p.rmax)
 		switch e {
 		case nil:
 			p.rn = r
@@ -331,7 +348,7 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 			h.SetIovlen(1)
 		}
 		p.wn, p.we = n, nil
-		if err := p.rc.Write(p.wf); err != nil {
+		if err := p.fd.Control(p.wf); err != nil {
 			return sent, p.opError("write", err)
 		}
 		if p.we != nil {
@@ -345,8 +362,8 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 	return sent, nil
 }
 
-// send is the poller callback: one sendmmsg, never waiting.
-func (p *Port) send(fd uintptr) bool {
+// send sends the staged batch with one sendmmsg, never waiting.
+func (p *Port) send(fd uintptr) {
 	for {
 		r, e := fdio.Mmsg(unix.SYS_SENDMMSG, fd, unsafe.Pointer(&p.tx.hdrs[0]), p.wn)
 		switch e {
@@ -359,7 +376,7 @@ func (p *Port) send(fd uintptr) bool {
 		default:
 			p.wn, p.we = 0, os.NewSyscallError("sendmmsg", e)
 		}
-		return true
+		return
 	}
 }
 
@@ -372,5 +389,5 @@ func (p *Port) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	return p.f.Close()
+	return p.fd.Close()
 }

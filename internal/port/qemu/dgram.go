@@ -44,8 +44,8 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 		c.Close()
 		return nil, err
 	}
-	d.r = fdio.NewReader(d.rc, d.recv, cfg.maxFrame(), 0)
-	d.w = fdio.NewWriter(d.rc, d.send, "sendto")
+	d.r = fdio.NewReader(fdio.RawConn(d.rc), d.recv, cfg.maxFrame(), 0)
+	d.w = fdio.NewWriter(fdio.RawConn(d.rc), d.send, "sendto")
 	if cfg.Peer != "" {
 		d.peer.Store(&unix.SockaddrUnix{Name: cfg.Peer})
 	}

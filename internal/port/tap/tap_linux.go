@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -50,8 +49,7 @@ const (
 
 // Port is an open TAP device. It implements l2.Port.
 type Port struct {
-	f       *os.File
-	rc      syscall.RawConn
+	fd      *fdio.FD
 	name    string
 	nsPath  string
 	batch   int
@@ -86,23 +84,25 @@ func Open(c Config) (*Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.f = os.NewFile(uintptr(fd), "tap:"+c.Name)
-	if p.rc, err = p.f.SyscallConn(); err == nil {
-		err = p.configure(c)
+	if p.fd, err = fdio.NewFD(fd, "tap:"+c.Name); err != nil {
+		if p.created {
+			remove(p.nsPath, c.Name) // persistent: it would outlive its closed descriptor
+		}
+		return nil, err
 	}
-	if err != nil {
-		if p.created && p.rc != nil {
+	if err = p.configure(c); err != nil {
+		if p.created {
 			p.unpersist()
 		}
-		p.f.Close()
+		p.fd.Close()
 		return nil, err
 	}
 	hdr, send := 0, write
 	if p.feat&offload.Vnet != 0 {
 		hdr, send = offload.VnetHdrLen, writeVnet
 	}
-	p.r = fdio.NewReader(p.rc, fdio.Read, 0, hdr)
-	p.w = fdio.NewWriter(p.rc, send, "write")
+	p.r = fdio.NewReader(p.fd, fdio.Read, 0, hdr)
+	p.w = fdio.NewWriter(p.fd, send, "write")
 	return p, nil
 }
 
@@ -214,6 +214,19 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
+// ReadNow implements l2.PollPort: Read without waiting.
+func (p *Port) ReadNow(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := p.r.ReadNow(bufs, sizes, offset)
+	if err != nil {
+		return n, p.opError("read", err)
+	}
+	return n, nil
+}
+
+// PollFD implements l2.PollPort: the device's descriptor, for a forwarding
+// thread to wait on.
+func (p *Port) PollFD() int { return p.fd.PollFD() }
+
 // Write implements l2.Port: one write(2) per frame (a super-frame is one
 // frame), never waiting; a full device queue (EAGAIN) drops the rest of the
 // batch.
@@ -249,7 +262,7 @@ func (p *Port) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	return p.f.Close()
+	return p.fd.Close()
 }
 
 // Delete removes the device: the workload loses its interface. It works
@@ -289,5 +302,5 @@ func remove(nsPath, name string) error {
 }
 
 func (p *Port) unpersist() {
-	p.rc.Control(func(fd uintptr) { unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0) })
+	p.fd.Control(func(fd uintptr) { unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, 0) })
 }
