@@ -10,7 +10,6 @@
 package main
 
 import (
-	"cmp"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -34,7 +33,7 @@ func main() {
 	plain := flag.Bool("no-offloads", false, "open the TAPs without virtio-net headers (no TSO, no checksum offload)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	threads := flag.Int("threads", 0, "forwarding threads, as vswitchd's -threads (0: half the machine's CPUs)")
-	busy := flag.Duration("busy-poll", 0, "as vswitchd's -busy-poll: keep polling this long after the last frame")
+	busy := flag.Duration("busy-poll", vswitchd.DefaultBusyPoll, "as vswitchd's -busy-poll: keep polling this long after the last frame (0: sleep at once)")
 	goroutines := flag.Bool("goroutines", false, "read every port on a goroutine of its own, without forwarding threads (for comparison)")
 	flag.Parse()
 	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu, *threads, *busy, *goroutines); err != nil {
@@ -49,7 +48,10 @@ func run(nss []string, uplink string, plain bool, cpuprofile string, threads int
 	}
 	o := l2.Options{Name: "bench", Logger: slog.Default()}
 	if !goroutines {
-		pool, err := poll.New(poll.Config{Threads: cmp.Or(threads, vswitchd.DefaultThreads()), BusyPoll: busy})
+		if busy == 0 {
+			busy = -1 // vswitchd.Options: negative is "never poll"
+		}
+		pool, err := poll.New(vswitchd.PollConfig(threads, busy))
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,8 @@ type Options struct {
 	// Threads is the number of forwarding threads; DefaultThreads if 0.
 	Threads int
 	// BusyPoll keeps a forwarding thread polling this long after its last
-	// frame instead of sleeping (poll.Config.BusyPoll); 0: sleep at once.
+	// frame instead of sleeping (poll.Config.BusyPoll): DefaultBusyPoll if
+	// 0; negative: sleep at once.
 	BusyPoll time.Duration
 	// Ready is closed once the API is served (tests wait on it).
 	Ready chan struct{}
@@ -59,12 +60,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
-	pool, err := poll.New(poll.Config{Threads: cmp.Or(o.Threads, DefaultThreads()), BusyPoll: o.BusyPoll})
+	pool, err := poll.New(PollConfig(o.Threads, o.BusyPoll))
 	if err != nil {
 		return err
 	}
 	defer pool.Close() // after the switches (deferred calls run last first)
-	log.Info("forwarding threads", "threads", pool.Threads(), "busy-poll", o.BusyPoll)
+	log.Info("forwarding threads", "threads", pool.Threads(), "busy-poll", PollConfig(o.Threads, o.BusyPoll).BusyPoll)
 	be := daemon.OSBackend{}
 	d := daemon.New(be, log)
 	d.SetPoller(pool)
@@ -97,6 +98,18 @@ func Run(ctx context.Context, o Options) error {
 	os.Remove(o.Socket)
 	log.Info("vswitchd stopped; devices left in place for the next start")
 	return nil
+}
+
+// PollConfig is the forwarding threads' configuration for Options.Threads
+// and Options.BusyPoll (defaults filled in).
+func PollConfig(threads int, busyPoll time.Duration) poll.Config {
+	switch {
+	case busyPoll == 0:
+		busyPoll = DefaultBusyPoll
+	case busyPoll < 0:
+		busyPoll = 0
+	}
+	return poll.Config{Threads: cmp.Or(threads, DefaultThreads()), BusyPoll: busyPoll}
 }
 
 // machineID identifies the host for the default MAC pool.
