@@ -57,7 +57,8 @@ const maxEvents = 128
 // Pool is a set of forwarding threads. Its methods are safe for concurrent
 // use. It implements l2.Poller.
 type Pool struct {
-	loops []*loop
+	loops     []*loop // fixed by New
+	closeOnce sync.Once
 }
 
 // running counts the forwarding threads of every pool, for GOMAXPROCS.
@@ -76,7 +77,9 @@ func New(c Config) (*Pool, error) {
 	for range max(c.Threads, 1) {
 		l, err := newLoop(c.BusyPoll)
 		if err != nil {
-			p.Close()
+			for _, l := range p.loops {
+				l.release()
+			}
 			return nil, err
 		}
 		p.loops = append(p.loops, l)
@@ -109,11 +112,9 @@ func (p *Pool) Watched() int {
 // fewest descriptors) whenever fd is readable, until ready returns false or
 // stop is called. ready must read without waiting; it is never called
 // concurrently with itself. Once stop returns, ready is not running and
-// will not be called again: only then may fd be closed.
+// will not be called again: only then may fd be closed. Neither Watch nor
+// stop may be called from a ready function (they wait for its thread).
 func (p *Pool) Watch(fd int, ready func() bool) (stop func(), err error) {
-	if len(p.loops) == 0 {
-		return nil, ErrClosed
-	}
 	l := p.loops[0]
 	for _, o := range p.loops[1:] {
 		if o.watched.Load() < l.watched.Load() {
@@ -147,16 +148,18 @@ func (p *Pool) Watch(fd int, ready func() bool) (stop func(), err error) {
 	}, nil
 }
 
-// Close stops the threads once they have served what was asked of them.
-// A descriptor still watched stays open: stopping is the watcher's job.
+// Close stops the threads once they have served what was asked of them;
+// Watch fails from then on. A descriptor still watched stays open:
+// stopping is the watcher's job.
 func (p *Pool) Close() error {
-	for _, l := range p.loops {
-		l.close()
-	}
-	running.Lock()
-	running.n -= len(p.loops)
-	running.Unlock()
-	p.loops = nil
+	p.closeOnce.Do(func() {
+		for _, l := range p.loops {
+			l.close()
+		}
+		running.Lock()
+		running.n -= len(p.loops)
+		running.Unlock()
+	})
 	return nil
 }
 
@@ -239,6 +242,11 @@ func (l *loop) close() {
 	}
 	l.kick()
 	<-l.done
+	l.release()
+}
+
+// release closes the loop's descriptors (its thread has ended, or never ran).
+func (l *loop) release() {
 	unix.Close(l.epfd)
 	unix.Close(l.wake)
 }
