@@ -3,6 +3,9 @@ package l2
 import (
 	"errors"
 	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/offload"
@@ -19,7 +22,8 @@ type reader struct {
 	port Port
 	feat offload.Features // the port's, for reading headers
 	done chan struct{}
-	stop func() // set when a Poller reads the port instead of run
+	stop func()   // set when a Poller reads the port instead of run
+	pool *bufPool // where a Poller-driven reader borrows its buffers for each batch; nil: they are its own
 
 	bufs  [][]byte // read buffers, frame i at bufs[i][Headroom:]
 	sizes []int
@@ -48,20 +52,33 @@ type job struct {
 	next  int32
 }
 
-func newReader(s *Switch, pe *portEntry) *reader {
-	batch := max(pe.port.BatchSize(), 1)
-	size := s.opts.MaxFrameSize
+// newReader makes pe's reader. A pooled reader (one a Poller drives) owns
+// no frame buffers: it borrows a set for each batch.
+func newReader(s *Switch, pe *portEntry, pooled bool) *reader {
+	batch, size := bufGeometry(s, pe)
+	r := &reader{
+		s: s, id: pe.id, port: pe.port, feat: pe.feat, done: make(chan struct{}),
+		sizes: make([]int, batch), hdrs: make([]offload.VnetHdr, batch),
+		span: make([]span, batch), targets: make([]*portEntry, 0, 64),
+		jobs: make([]job, 0, 4*batch), wbufs: make([][]byte, batch), woffs: make([]int, batch),
+	}
+	if pooled {
+		r.pool = s.bufPool(batch, size)
+	} else {
+		r.bufs = makeBufs(batch, size)
+	}
+	return r
+}
+
+// bufGeometry is how many frames pe's reader reads at once and how long
+// each buffer is (headroom included).
+func bufGeometry(s *Switch, pe *portEntry) (batch, size int) {
+	batch, size = max(pe.port.BatchSize(), 1), s.opts.MaxFrameSize
 	if pe.feat&offload.Vnet != 0 {
 		size = max(size, MaxSuperFrame+frame.TagLen)
 		batch = min(batch, SuperFrameBatch)
 	}
-	r := &reader{
-		s: s, id: pe.id, port: pe.port, feat: pe.feat, done: make(chan struct{}),
-		bufs: makeBufs(batch, Headroom+size), sizes: make([]int, batch), hdrs: make([]offload.VnetHdr, batch),
-		span: make([]span, batch), targets: make([]*portEntry, 0, 64),
-		jobs: make([]job, 0, 4*batch), wbufs: make([][]byte, batch), woffs: make([]int, batch),
-	}
-	return r
+	return batch, Headroom + size
 }
 
 func makeBufs(n, size int) [][]byte {
@@ -105,10 +122,15 @@ func (r *reader) wait() {
 // read without waiting; false (watch no more) once the port fails.
 func (r *reader) readyFn(p PollPort) func() bool {
 	return func() bool {
+		set := r.pool.get()
+		r.bufs, r.alt, r.segs = set.bufs, set.alt, set.segs
 		n, err := p.ReadNow(r.bufs, r.sizes, Headroom)
 		if n > 0 {
 			r.forward(n)
 		}
+		set.alt, set.segs = r.alt, r.segs // made on first need: kept with the set
+		r.bufs, r.alt, r.segs = nil, nil, nil
+		r.pool.put(set)
 		if err != nil {
 			r.failed(err)
 			return false
@@ -409,3 +431,55 @@ func (r *reader) segment(pe *portEntry, f []byte, h offload.VnetHdr) {
 	r.write(pe, k)
 	pe.ctr.segmented.Add(1)
 }
+
+// bufSet is the frame buffers of one batch: read buffers, and second
+// copies and segments made on first need.
+type bufSet struct {
+	busy            atomic.Bool
+	bufs, alt, segs [][]byte
+}
+
+// bufPool lends buffer sets of one geometry to the readers a Poller
+// drives. Such a reader needs buffers only while it forwards a batch, on
+// one of the Poller's threads: a switch needs as many sets as it has
+// threads forwarding at once, not one per port (a super-frame set is
+// 1 MiB, which 1,000 busy ports would each keep).
+type bufPool struct {
+	n, size int
+	sets    atomic.Pointer[[]*bufSet]
+	mu      sync.Mutex // serialises growth
+}
+
+// bufPool returns the switch's pool for n buffers of size bytes; s.mu is held.
+func (s *Switch) bufPool(n, size int) *bufPool {
+	if s.pools == nil {
+		s.pools = make(map[[2]int]*bufPool)
+	}
+	key := [2]int{n, size}
+	p := s.pools[key]
+	if p == nil {
+		p = &bufPool{n: n, size: size}
+		p.sets.Store(&[]*bufSet{})
+		s.pools[key] = p
+	}
+	return p
+}
+
+// get takes a free set, making one when all are lent (as many times as
+// there are threads forwarding at once, then never).
+func (p *bufPool) get() *bufSet {
+	for _, b := range *p.sets.Load() {
+		if !b.busy.Load() && b.busy.CompareAndSwap(false, true) {
+			return b
+		}
+	}
+	b := &bufSet{bufs: makeBufs(p.n, p.size)}
+	b.busy.Store(true)
+	p.mu.Lock()
+	sets := append(slices.Clone(*p.sets.Load()), b)
+	p.sets.Store(&sets)
+	p.mu.Unlock()
+	return b
+}
+
+func (p *bufPool) put(b *bufSet) { b.busy.Store(false) }

@@ -86,6 +86,7 @@ type Switch struct {
 	mu     sync.Mutex // guards the fields below and serialises configuration changes
 	byName map[string]*portEntry
 	closed bool
+	pools  map[[2]int]*bufPool // by buffer geometry: the sets Poller-driven readers borrow
 
 	stopAger chan struct{}
 	agerDone chan struct{}
@@ -233,16 +234,17 @@ func (s *Switch) AddPort(name string, p Port, cfg PortConfig) error {
 		feat = 0
 	}
 	pe := &portEntry{id: id, name: name, port: p, feat: feat, cfg: cfg, ctr: new(portCounters)}
-	pe.r = newReader(s, pe)
+	pp, polled := p.(PollPort)
+	polled = polled && s.opts.Poller != nil && !s.manual
+	pe.r = newReader(s, pe, polled)
 	if !cfg.MAC.IsZero() {
 		s.fdb.AddStatic(AnyVLAN, cfg.MAC, id)
 	}
 	s.byName[name] = pe
 	s.publish(old, pe)
-	pp, polled := p.(PollPort)
 	switch {
 	case s.manual:
-	case polled && s.opts.Poller != nil:
+	case polled:
 		if pe.r.stop, err = s.opts.Poller.Watch(pp.PollFD(), pe.r.readyFn(pp)); err != nil {
 			pe.r.stop = func() {} // no reader to wait for
 			s.removeLocked(pe)

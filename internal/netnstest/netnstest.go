@@ -71,6 +71,23 @@ func New(t testing.TB) *NS {
 	return ns
 }
 
+// NoIPv6 turns IPv6 off in the namespace, for its interfaces now and to
+// come: a test that counts the frames on a link does not want the
+// kernel's router solicitations and multicast listener reports among them.
+func (n *NS) NoIPv6(t testing.TB) {
+	t.Helper()
+	if err := n.Do(func() error {
+		for _, conf := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/disable_ipv6", []byte("1"), 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("turn IPv6 off in %s: %v", n.String(), err)
+	}
+}
+
 // Do runs fn on a thread inside the namespace; a nil NS is the host's.
 func (n *NS) Do(fn func() error) error {
 	if n == nil {

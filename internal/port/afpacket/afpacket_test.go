@@ -33,6 +33,8 @@ func uplink(t *testing.T) (phys *netnstest.NS, p *afpacket.Port) {
 func uplinkNS(t *testing.T) (daemon, phys *netnstest.NS, p *afpacket.Port) {
 	daemon = netnstest.New(t)
 	phys = netnstest.New(t)
+	daemon.NoIPv6(t) // only the tests' own frames on the wire
+	phys.NoIPv6(t)
 	netnstest.Veth(t, daemon, "nic0", phys, "eth0")
 	phys.AddAddr(t, "eth0", "10.90.0.1/24")
 	l := phys.Link(t, "eth0")
