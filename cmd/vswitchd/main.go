@@ -26,6 +26,7 @@ func main() {
 	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
+	flag.IntVar(&o.Threads, "cpus", 0, "the former name of -threads")
 	flag.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("forwarding threads, each a CPU when busy (0: half the machine's CPUs, here %d)", vswitchd.DefaultThreads()))
 	flag.DurationVar(&o.BusyPoll, "busy-poll", vswitchd.DefaultBusyPoll, "how long a forwarding thread keeps polling after its last frame before it sleeps: longer gives lower latency for a busier CPU (0: sleep at once)")
 	flag.Parse()

@@ -2,6 +2,7 @@ package l2
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -10,10 +11,19 @@ import (
 	"github.com/vswitch/vswitch/internal/port/mem"
 )
 
-// polledMem is an in-memory port that a Poller can drive.
+// polledMem is an in-memory port that a Poller can drive; events, if
+// set, records its Close.
 type polledMem struct {
 	*mem.Port
-	fd int
+	fd     int
+	events *[]string
+}
+
+func (p polledMem) Close() error {
+	if p.events != nil {
+		*p.events = append(*p.events, fmt.Sprint("close ", p.fd))
+	}
+	return p.Port.Close()
 }
 
 func (p polledMem) PollFD() int { return p.fd }
@@ -31,6 +41,7 @@ type spinPoller struct {
 	mu      sync.Mutex
 	next    int
 	threads []*spinThread
+	events  []string // watches stopped, with the ports' closes (under the switch's lock)
 }
 
 type spinThread struct {
@@ -81,6 +92,7 @@ func (p *spinPoller) Watch(fd int, ready func() bool) (func(), error) {
 		th.mu.Lock()
 		delete(th.watches, fd)
 		th.mu.Unlock()
+		p.events = append(p.events, fmt.Sprint("stop ", fd))
 	}, nil
 }
 
@@ -89,7 +101,8 @@ func (p *spinPoller) Watch(fd int, ready func() bool) (func(), error) {
 // not one per port: 64 super-frame ports on 2 threads hold 2 MiB, not 64.
 func TestPollerDrivenPorts(t *testing.T) {
 	const ports, threads = 64, 2
-	s, err := New(Options{Name: "polled", Poller: newSpinPoller(t, threads)})
+	sp := newSpinPoller(t, threads)
+	s, err := New(Options{Name: "polled", Poller: sp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +111,7 @@ func TestPollerDrivenPorts(t *testing.T) {
 	for i := range ports {
 		a, b := mem.NewPair(mem.Config{Offloads: offload.All, QueueLen: 256})
 		peers[i] = b
-		if err := s.AddPort(fmt.Sprint("p", i), polledMem{a, 100 + i}, PortConfig{}); err != nil {
+		if err := s.AddPort(fmt.Sprint("p", i), polledMem{a, 100 + i, &sp.events}, PortConfig{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,9 +167,13 @@ func TestPollerDrivenPorts(t *testing.T) {
 	if len(s.pools) == 0 {
 		t.Fatal("no buffer pool: the ports were not driven by the poller")
 	}
-	// Removing a port stops its watch before closing it.
+	// Removing a port stops its watch before closing it: a descriptor
+	// closed while watched could be reused by another port.
 	if err := s.RemovePort("p0"); err != nil {
 		t.Fatal(err)
+	}
+	if want := []string{"stop 100", "close 100"}; !slices.Equal(sp.events, want) {
+		t.Fatalf("removing a port: %q, want %q", sp.events, want)
 	}
 }
 
@@ -180,7 +197,7 @@ func TestPollerDrivenBatchAllocatesNothing(t *testing.T) {
 	a, pa := mem.NewPair(mem.Config{})
 	b, pb := mem.NewPair(mem.Config{})
 	for i, p := range []*mem.Port{a, b} {
-		if err := s.AddPort(fmt.Sprint("p", i), polledMem{p, i + 1}, PortConfig{}); err != nil {
+		if err := s.AddPort(fmt.Sprint("p", i), polledMem{p, i + 1, nil}, PortConfig{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -89,6 +89,7 @@ type PollPort interface {
 type Poller interface {
 	// Watch calls ready on a forwarding thread whenever fd is readable,
 	// until ready returns false or stop is called. Once stop returns,
-	// ready is not running and will not be called again.
+	// ready is not running and will not be called again. Watch and stop
+	// wait for the forwarding thread: a ready function must not call them.
 	Watch(fd int, ready func() bool) (stop func(), err error)
 }

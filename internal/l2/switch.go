@@ -39,7 +39,9 @@ type Options struct {
 	Now func() time.Time
 	// OnMove is told when a station moves between ports, at most MoveReports
 	// times a second (the rest are only counted). It runs on a forwarding
-	// goroutine and must not block. If nil, moves are logged.
+	// goroutine or thread and must not block, nor call the Switch's
+	// methods (a configuration change may be waiting for that thread). If
+	// nil, moves are logged.
 	OnMove      func(Move)
 	MoveReports int // reports per second; 10 if 0
 	Logger      *slog.Logger

@@ -6,11 +6,12 @@ import (
 )
 
 // DefaultThreads is how many forwarding threads the daemon runs unless
-// told: half the machine's CPUs, at least one. The rest stay free for the
-// workloads: on a small host the workloads' own kernel work (the TCP
-// stacks on both sides of a stream) needs the other CPUs, and one thread
-// forwarding both directions beats two that keep waking each other.
-func DefaultThreads() int { return max(1, runtime.NumCPU()/2) }
+// told: half the CPUs it may use (GOMAXPROCS at start, which follows a
+// cgroup CPU limit), at least one. The workloads' own kernel work (the TCP
+// stacks on both sides of a stream) needs the other CPUs, and on a small
+// host one thread forwarding both directions beats two that keep waking
+// each other.
+func DefaultThreads() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // DefaultBusyPoll is how long a forwarding thread keeps polling after its
 // last frame unless told. Within a stream the next frame (the next

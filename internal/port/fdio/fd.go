@@ -50,12 +50,13 @@ func NewFD(fd int, name string) (*FD, error) {
 func (d *FD) PollFD() int { return int(d.f.Fd()) }
 
 // Control calls fn once with the descriptor, which stays open meanwhile;
-// after Close it returns an error wrapping os.ErrClosed.
+// after Close it returns the runtime poller's "use of closed file" error
+// instead (OpError with closed set turns it into net.ErrClosed).
 func (d *FD) Control(fn func(fd uintptr)) error { return d.rc.Control(fn) }
 
 // Wait calls fn until it returns true, waiting in the runtime's poller for
 // the descriptor to be readable whenever fn returns false. Close unblocks it
-// with an error wrapping os.ErrClosed.
+// with an error, as for Control.
 func (d *FD) Wait(fn func(fd uintptr) bool) error {
 	d.mu.Lock()
 	if d.closed {

@@ -45,10 +45,11 @@ type Config struct {
 	BusyPoll time.Duration
 }
 
-// maxSleep bounds one sleep in epoll_wait. The runtime interrupts a
-// sleeping thread with a signal when it needs the goroutine to stop (for
-// the garbage collector, or after 10 ms "running"); the bound only matters
-// where asynchronous preemption is off (GODEBUG=asyncpreemptoff=1).
+// maxSleep bounds one sleep in epoll_wait; the thread yields to the Go
+// scheduler after each. The runtime interrupts a sleeping thread with a
+// signal when it needs the goroutine to stop (for the garbage collector,
+// or after 10 ms "running"), and the thread yields then too; the bound
+// matters where asynchronous preemption is off (GODEBUG=asyncpreemptoff=1).
 const maxSleep = 50 * time.Millisecond
 
 // maxEvents is how many ready descriptors one epoll_wait returns at most.
@@ -68,7 +69,8 @@ var running struct {
 }
 
 // New starts c.Threads forwarding threads, raising GOMAXPROCS to one more
-// than all the pools' threads together if it is lower.
+// than all the pools' threads together if it is lower (and never lowering
+// it again, also after Close).
 func New(c Config) (*Pool, error) {
 	if c.Threads < 0 || c.BusyPoll < 0 {
 		return nil, fmt.Errorf("poll: %d threads, busy-poll %v: want neither negative", c.Threads, c.BusyPoll)
@@ -86,9 +88,9 @@ func New(c Config) (*Pool, error) {
 	}
 	running.Lock()
 	running.n += len(p.loops)
-	if runtime.GOMAXPROCS(0) < running.n+1 {
-		runtime.GOMAXPROCS(running.n + 1)
-	}
+	// Set even when high enough: an explicit setting also stops the
+	// runtime from lowering it later to follow a cgroup CPU limit.
+	runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), running.n+1))
 	running.Unlock()
 	for _, l := range p.loops {
 		go l.run()
@@ -219,11 +221,12 @@ func (l *loop) do(fn func() error) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
+		<-l.done // whatever the thread was running has returned
 		return ErrClosed
 	}
 	l.reqs = append(l.reqs, r)
+	l.kick() // under mu: once closed is seen, the eventfd may be closed and its number reused
 	l.mu.Unlock()
-	l.kick()
 	return <-r.done
 }
 
@@ -298,6 +301,15 @@ func (l *loop) run() {
 			timeout = 0
 		}
 		n := wait(l.epfd, events, timeout)
+		if n == 0 && timeout != 0 {
+			// A timeout, or a signal: the runtime asking this goroutine
+			// to stop (for the garbage collector, or as its 10 ms
+			// preemption). Yield here rather than rely on the next
+			// function prologue to notice.
+			runtime.Gosched()
+			continue
+		}
+		frames := false
 		for _, ev := range events[:n] {
 			tok := uint32(ev.Fd)
 			if tok == 0 {
@@ -306,19 +318,24 @@ func (l *loop) run() {
 				}
 				continue
 			}
+			frames = true
 			if s := &l.slots[tok]; s.ready != nil && !s.ready() {
 				unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, s.fd, nil)
 				l.remove(tok)
 			}
 		}
-		if n > 0 && l.busy > 0 {
+		if frames && l.busy > 0 {
 			lastFrame = l.clock()
 		}
 	}
 }
 
 // wait is epoll_wait as a raw system call (see the package comment): the
-// number of events, 0 on a timeout or an interrupting signal.
+// number of events, 0 on a timeout or an interrupting signal. Not inlined:
+// its prologue is where a busy-polling loop can be preempted, the raw
+// system call path below it having none.
+//
+//go:noinline
 func wait(epfd int, events []unix.EpollEvent, timeoutMS int) int {
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
 		uintptr(len(events)), uintptr(timeoutMS), 0, 0)
