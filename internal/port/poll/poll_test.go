@@ -64,15 +64,22 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("after 5 s: %s", what)
 }
 
-func TestReadyServesEveryWrite(t *testing.T) {
-	p := newPool(t, Config{})
+// watchedPipe returns a pipe's write end whose read end p watches,
+// draining it, and the count of bytes read; the watch stops with the test.
+func watchedPipe(t *testing.T, p *Pool) (w int, got *atomic.Int64) {
+	t.Helper()
 	r, w := pipe(t)
-	var got atomic.Int64
+	got = new(atomic.Int64)
 	stop, err := p.Watch(r, func() bool { got.Add(int64(drain(r))); return true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	t.Cleanup(stop)
+	return w, got
+}
+
+func TestReadyServesEveryWrite(t *testing.T) {
+	w, got := watchedPipe(t, newPool(t, Config{}))
 	for i := 1; i <= 50; i++ {
 		send(t, w, 10)
 		eventually(t, "the forwarding thread read what was written", func() bool { return got.Load() == int64(10*i) })
@@ -248,14 +255,7 @@ func TestBusyPollKeepsTheThreadRunning(t *testing.T) {
 		{time.Hour, 100 * time.Millisecond, time.Hour, "polls"},
 	} {
 		t.Run(tc.behaviour, func(t *testing.T) {
-			p := newPool(t, Config{BusyPoll: tc.busy})
-			r, w := pipe(t)
-			var got atomic.Int64
-			stop, err := p.Watch(r, func() bool { got.Add(int64(drain(r))); return true })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
+			w, got := watchedPipe(t, newPool(t, Config{BusyPoll: tc.busy}))
 			send(t, w, 1)
 			eventually(t, "the frame was read", func() bool { return got.Load() == 1 })
 			before := cpu()
