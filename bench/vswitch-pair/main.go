@@ -18,7 +18,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
@@ -32,26 +31,23 @@ func main() {
 	uplink := flag.String("uplink", "", "NS/IFACE: also bind interface IFACE in namespace NS as the uplink")
 	plain := flag.Bool("no-offloads", false, "open the TAPs without virtio-net headers (no TSO, no checksum offload)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	threads := flag.Int("threads", 0, "forwarding threads, as vswitchd's -threads (0: half the machine's CPUs)")
-	busy := flag.Duration("busy-poll", vswitchd.DefaultBusyPoll, "as vswitchd's -busy-poll: keep polling this long after the last frame (0: sleep at once)")
+	var fwd vswitchd.Options // -threads and -busy-poll, as vswitchd's
+	vswitchd.ForwardingFlags(flag.CommandLine, &fwd)
 	goroutines := flag.Bool("goroutines", false, "read every port on a goroutine of its own, without forwarding threads (for comparison)")
 	flag.Parse()
-	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu, *threads, *busy, *goroutines); err != nil {
+	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu, fwd, *goroutines); err != nil {
 		fmt.Fprintln(os.Stderr, "vswitch-pair:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nss []string, uplink string, plain bool, cpuprofile string, threads int, busy time.Duration, goroutines bool) error {
+func run(nss []string, uplink string, plain bool, cpuprofile string, fwd vswitchd.Options, goroutines bool) error {
 	if nss[0] == "" || len(nss) < 2 && uplink == "" {
 		return fmt.Errorf("-ns needs two namespace names, or one and -uplink; got %q", strings.Join(nss, ","))
 	}
 	o := l2.Options{Name: "bench", Logger: slog.Default()}
 	if !goroutines {
-		if busy == 0 {
-			busy = -1 // vswitchd.Options: negative is "never poll"
-		}
-		pool, err := poll.New(vswitchd.PollConfig(threads, busy))
+		pool, err := poll.New(fwd.PollConfig())
 		if err != nil {
 			return err
 		}

@@ -26,14 +26,9 @@ func main() {
 	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
-	flag.IntVar(&o.Threads, "cpus", 0, "the former name of -threads")
-	flag.IntVar(&o.Threads, "threads", 0, fmt.Sprintf("forwarding threads, each a CPU when busy (0: half the machine's CPUs, here %d)", vswitchd.DefaultThreads()))
-	flag.DurationVar(&o.BusyPoll, "busy-poll", vswitchd.DefaultBusyPoll, "how long a forwarding thread keeps polling after its last frame before it sleeps: longer gives lower latency for a busier CPU (0: sleep at once)")
+	vswitchd.ForwardingFlags(flag.CommandLine, &o)
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)
-	if o.BusyPoll == 0 {
-		o.BusyPoll = -1 // Options: negative is "never poll", 0 the default
-	}
 	level := slog.LevelInfo
 	if debug {
 		level = slog.LevelDebug

@@ -5,7 +5,6 @@
 package vswitchd
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,12 +59,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
-	pool, err := poll.New(PollConfig(o.Threads, o.BusyPoll))
+	pc := o.PollConfig()
+	pool, err := poll.New(pc)
 	if err != nil {
 		return err
 	}
 	defer pool.Close() // after the switches (deferred calls run last first)
-	log.Info("forwarding threads", "threads", pool.Threads(), "busy-poll", PollConfig(o.Threads, o.BusyPoll).BusyPoll)
+	log.Info("forwarding threads", "threads", pc.Threads, "busy-poll", pc.BusyPoll)
 	be := daemon.OSBackend{}
 	d := daemon.New(be, log)
 	d.SetPoller(pool)
@@ -98,18 +98,6 @@ func Run(ctx context.Context, o Options) error {
 	os.Remove(o.Socket)
 	log.Info("vswitchd stopped; devices left in place for the next start")
 	return nil
-}
-
-// PollConfig is the forwarding threads' configuration for Options.Threads
-// and Options.BusyPoll (defaults filled in).
-func PollConfig(threads int, busyPoll time.Duration) poll.Config {
-	switch {
-	case busyPoll == 0:
-		busyPoll = DefaultBusyPoll
-	case busyPoll < 0:
-		busyPoll = 0
-	}
-	return poll.Config{Threads: cmp.Or(threads, DefaultThreads()), BusyPoll: busyPoll}
 }
 
 // machineID identifies the host for the default MAC pool.
