@@ -6,7 +6,13 @@
 // (l2 with the tap and afpacket ports, read by poll's forwarding threads)
 // without the management plane, so that the bench measures forwarding alone.
 //
-//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-threads N] [-busy-poll D] [-goroutines] [-cpuprofile FILE]
+// With -floor there is no switch: each frame read from one TAP is written
+// to the other as it was read, virtio-net header and all, on the same
+// forwarding threads and with the same port code. That is the ceiling of
+// any switch that reads and writes TAP devices on this machine; the
+// difference to the normal mode is what the switching itself costs.
+//
+//	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-threads N] [-busy-poll D] [-goroutines | -floor] [-cpuprofile FILE]
 package main
 
 import (
@@ -19,7 +25,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/port/tap"
@@ -34,8 +42,17 @@ func main() {
 	var fwd vswitchd.Options // -threads and -busy-poll, as vswitchd's
 	vswitchd.ForwardingFlags(flag.CommandLine, &fwd)
 	goroutines := flag.Bool("goroutines", false, "read every port on a goroutine of its own, without forwarding threads (for comparison)")
+	floor := flag.Bool("floor", false, "no switch: copy frames between the two TAPs as read (the ceiling of a switch on TAPs)")
 	flag.Parse()
-	if err := run(strings.Split(*nss, ","), *uplink, *plain, *cpu, fwd, *goroutines); err != nil {
+	var err error
+	if *floor && (*uplink != "" || *goroutines) {
+		err = fmt.Errorf("-floor joins two TAPs on the forwarding threads: not with -uplink or -goroutines")
+	} else if *floor {
+		err = runFloor(strings.Split(*nss, ","), *plain, *cpu, fwd)
+	} else {
+		err = run(strings.Split(*nss, ","), *uplink, *plain, *cpu, fwd, *goroutines)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vswitch-pair:", err)
 		os.Exit(1)
 	}
@@ -88,6 +105,12 @@ func run(nss []string, uplink string, plain bool, cpuprofile string, fwd vswitch
 			return err
 		}
 	}
+	return serve(cpuprofile)
+}
+
+// serve profiles if asked, tells the bench script it is ready and waits
+// for SIGINT or SIGTERM.
+func serve(cpuprofile string) error {
 	if cpuprofile != "" {
 		f, err := os.Create(cpuprofile)
 		if err != nil {
@@ -104,4 +127,60 @@ func run(nss []string, uplink string, plain bool, cpuprofile string, fwd vswitch
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	<-sig
 	return nil
+}
+
+// runFloor joins two namespaces' TAPs with no switch between them: each
+// TAP's forwarding-thread callback reads a batch (ReadNow, as the switch's
+// reader) and writes it to the other TAP (Write, as the switch's writer)
+// untouched, the virtio-net header the device put in front included.
+func runFloor(nss []string, plain bool, cpuprofile string, fwd vswitchd.Options) error {
+	if len(nss) != 2 {
+		return fmt.Errorf("-floor needs exactly two namespace names in -ns; got %q", strings.Join(nss, ","))
+	}
+	var taps [2]*tap.Port
+	defer func() { // after the pool's Close: no thread reads a deleted TAP
+		for _, p := range taps {
+			if p != nil {
+				p.Delete()
+			}
+		}
+	}()
+	pool, err := poll.New(fwd.PollConfig())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	for i, ns := range nss {
+		if taps[i], err = tap.Open(tap.Config{Namespace: ns, NoOffloads: plain}); err != nil {
+			return err
+		}
+	}
+	for i, src := range taps {
+		dst := taps[1-i]
+		size, batch := l2.Headroom+l2.DefaultMaxFrameSize, src.BatchSize()
+		if src.Offloads()&offload.Vnet != 0 { // the switch's reader geometry
+			size, batch = l2.Headroom+l2.MaxSuperFrame+frame.TagLen, min(batch, l2.SuperFrameBatch)
+		}
+		bufs, out := make([][]byte, batch), make([][]byte, batch)
+		sizes, offsets := make([]int, batch), make([]int, batch)
+		for j := range bufs {
+			bufs[j], offsets[j] = make([]byte, size), l2.Headroom
+		}
+		ready := func() bool {
+			n, err := src.ReadNow(bufs, sizes, l2.Headroom)
+			if err != nil {
+				slog.Error("floor: read", "err", err)
+				return false
+			}
+			for j := range n {
+				out[j] = bufs[j][:l2.Headroom+sizes[j]]
+			}
+			dst.Write(out[:n], offsets[:n]) // a full queue drops the rest, as the switch's writer does
+			return true
+		}
+		if _, err := pool.Watch(src.PollFD(), ready); err != nil {
+			return err
+		}
+	}
+	return serve(cpuprofile)
 }
