@@ -39,6 +39,16 @@ func hostLinks(t *testing.T) []string {
 	return names
 }
 
+// openFDs counts the process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(es) - 1 // the directory's own, open while it is read
+}
+
 func netnsNames() []string {
 	es, _ := os.ReadDir("/run/netns")
 	var names []string
@@ -51,14 +61,15 @@ func netnsNames() []string {
 
 // 5. Building a switch with TAP namespaces, an AF_PACKET uplink and a QEMU
 // socket, passing traffic and tearing it all down leaves no namespace,
-// link, socket file, goroutine or descriptor watched by the forwarding
-// threads behind.
+// link, socket file, goroutine, open descriptor or descriptor watched by
+// the forwarding threads behind.
 func TestTeardownLeavesNothing(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: needs root to build namespaces, veths and TAPs")
 	}
 	fw := forwarders() // the package's, shared by every test: started before counting
 	nsBefore, linksBefore, gBefore, watchedBefore := netnsNames(), hostLinks(t), ourGoroutines(), fw.Watched()
+	fdsBefore := openFDs(t)
 	sock := filepath.Join(t.TempDir(), "vm.sock")
 	t.Run("build and use", func(t *testing.T) {
 		sw := newSwitch(t, "sw-tear")
@@ -73,8 +84,8 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		}
 		mustPing(t, vm.ns, "10.92.0.1")
 		tcpTransfer(t, phys, vm.ns, vm.ip, 8<<20)
-		if fw.Watched() != watchedBefore+2 {
-			t.Fatalf("the forwarding threads watch %d descriptors, want %d more than before (the TAP and the uplink)", fw.Watched(), 2)
+		if fw.Watched() != watchedBefore+3 {
+			t.Fatalf("the forwarding threads watch %d descriptors, want %d more than before (the TAP, the uplink and the QEMU socket)", fw.Watched(), 3)
 		}
 		if len(netnsNames()) <= len(nsBefore) {
 			t.Fatal("the build made no namespace: the check below would prove nothing")
@@ -87,6 +98,9 @@ func TestTeardownLeavesNothing(t *testing.T) {
 	if g := ourGoroutines(); g > gBefore {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines of the switch or its ports left (was %d):\n%s", g, gBefore, buf[:runtime.Stack(buf, true)])
+	}
+	if n := openFDs(t); n != fdsBefore {
+		t.Errorf("%d descriptors open in the process, %d before", n, fdsBefore)
 	}
 	if n := fw.Watched(); n != watchedBefore {
 		t.Errorf("the forwarding threads still watch %d descriptors (were %d)", n, watchedBefore)

@@ -1,7 +1,8 @@
 // Package poll runs the reads of descriptor-backed ports (TAP devices,
-// AF_PACKET sockets) on forwarding threads of its own. Each thread waits in
-// epoll_wait for any of its ports to become readable and calls that port's
-// ready function, which reads and forwards one batch without waiting.
+// AF_PACKET sockets, QEMU's unix sockets) on forwarding threads of its
+// own. Each thread waits in epoll_wait for any of its ports to become
+// readable and calls that port's ready function, which reads and forwards
+// one batch without waiting.
 //
 // The threads wait outside the Go scheduler: epoll_wait is made as a raw
 // system call, so a thread keeps its P while it sleeps and nothing in the

@@ -21,6 +21,7 @@ type Dgram struct {
 	cfg    Config
 	conn   *net.UnixConn
 	rc     syscall.RawConn
+	fd     int // the socket's descriptor (PollFD)
 	closed atomic.Bool
 	st     stats
 	peer   atomic.Pointer[unix.SockaddrUnix] // QEMU's socket; nil until known
@@ -44,6 +45,7 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 		c.Close()
 		return nil, err
 	}
+	d.rc.Control(func(fd uintptr) { d.fd = int(fd) })
 	d.r = fdio.NewReader(fdio.RawConn(d.rc), d.recv, cfg.maxFrame(), 0)
 	d.w = fdio.NewWriter(fdio.RawConn(d.rc), d.send, "sendto")
 	if cfg.Peer != "" {
@@ -72,6 +74,18 @@ func (d *Dgram) BatchSize() int { return d.cfg.BatchSize }
 // than the maximum frame is dropped and counted.
 func (d *Dgram) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := d.r.Read(bufs, sizes, offset)
+	if err != nil {
+		return n, d.opError("read", err)
+	}
+	return n, nil
+}
+
+// PollFD implements l2.PollPort: the socket, readable while datagrams wait.
+func (d *Dgram) PollFD() int { return d.fd }
+
+// ReadNow implements l2.PollPort: Read without waiting.
+func (d *Dgram) ReadNow(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := d.r.ReadNow(bufs, sizes, offset)
 	if err != nil {
 		return n, d.opError("read", err)
 	}

@@ -56,6 +56,16 @@ func (d *decoder) next() ([]byte, error) {
 	return f, nil
 }
 
+// ready reports whether next has something to return: a whole frame, or
+// a bad length.
+func (d *decoder) ready() bool {
+	if d.end-d.start < lenPrefix {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(d.buf[d.start:]))
+	return n == 0 || n > d.max || d.end-d.start >= lenPrefix+n
+}
+
 // pending reports how many bytes of a partial frame are buffered.
 func (d *decoder) pending() int { return d.end - d.start }
 

@@ -22,7 +22,13 @@ func FuzzStreamDecoder(f *testing.F) {
 			d.added(n)
 			pos += n
 			for {
+				ready := d.ready()
 				fr, err := d.next()
+				if ready != (err != nil || fr != nil) {
+					// ReadNow keeps the port readable on ready: it must
+					// match what next has to give, or frames are stranded.
+					t.Fatalf("ready() = %v, but next() = %d bytes, %v", ready, len(fr), err)
+				}
 				if err != nil {
 					if !errors.Is(err, ErrBadLength) {
 						t.Fatalf("unexpected error %v", err)

@@ -10,14 +10,55 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/qemu"
 )
 
 var (
-	_ l2.Port = (*qemu.Stream)(nil)
-	_ l2.Port = (*qemu.Dgram)(nil)
+	_ l2.PollPort = (*qemu.Stream)(nil)
+	_ l2.PollPort = (*qemu.Dgram)(nil)
 )
+
+// A mode reads a port as a switch does: blocking in Read on a goroutine of
+// the port's own, or as a forwarding thread, calling ReadNow whenever the
+// port's PollFD is readable.
+type mode struct {
+	name string
+	read func(p l2.Port, bufs [][]byte, sizes []int, offset int) (int, error)
+}
+
+var modes = []mode{
+	{"goroutine", func(p l2.Port, bufs [][]byte, sizes []int, offset int) (int, error) {
+		return p.Read(bufs, sizes, offset)
+	}},
+	{"poller", pollRead},
+}
+
+// pollRead calls ReadNow only when poll(2) says the PollFD is readable, until
+// ReadNow returns frames or fails: a port whose descriptor does not become
+// readable when it should makes the test time out. A closed PollFD
+// reports POLLNVAL, and ReadNow then fails.
+func pollRead(p l2.Port, bufs [][]byte, sizes []int, offset int) (int, error) {
+	pp := p.(l2.PollPort)
+	fds := []unix.PollFd{{Fd: int32(pp.PollFD()), Events: unix.POLLIN}}
+	for {
+		if k, _ := unix.Poll(fds, 1000); k <= 0 {
+			continue
+		}
+		if n, err := pp.ReadNow(bufs, sizes, offset); n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// bothModes runs test once per mode.
+func bothModes(t *testing.T, test func(t *testing.T, m mode)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { test(t, m) })
+	}
+}
 
 func frameN(i int, size int) []byte {
 	f := make([]byte, size)
@@ -64,7 +105,7 @@ type result struct {
 }
 
 // readAsync reads one batch from the port on another goroutine.
-func readAsync(p l2.Port) chan result {
+func readAsync(m mode, p l2.Port) chan result {
 	ch := make(chan result, 1)
 	go func() {
 		bufs := make([][]byte, 8)
@@ -72,7 +113,7 @@ func readAsync(p l2.Port) chan result {
 			bufs[i] = make([]byte, 2048)
 		}
 		sizes := make([]int, 8)
-		n, err := p.Read(bufs, sizes, 32)
+		n, err := m.read(p, bufs, sizes, 32)
 		var r result
 		for i := 0; i < n; i++ {
 			r.frames = append(r.frames, bufs[i][32:32+sizes[i]])
@@ -94,12 +135,14 @@ func wait(t *testing.T, ch chan result) result {
 	return result{}
 }
 
-func TestStreamBothWays(t *testing.T) {
+func TestStreamBothWays(t *testing.T) { bothModes(t, testStreamBothWays) }
+
+func testStreamBothWays(t *testing.T, m mode) {
 	s := listen(t, qemu.Config{})
 	if n, err := s.Write([][]byte{frameN(0, 60)}, []int{0}); n != 0 || !errors.Is(err, qemu.ErrNotConnected) {
 		t.Fatalf("Write with no peer = %d, %v", n, err)
 	}
-	ch := readAsync(s)
+	ch := readAsync(m, s)
 	c := dial(t, s)
 	// Two frames in one write, the third cut across two writes.
 	data := framed(frameN(1, 60), frameN(2, 100), frameN(3, 1514))
@@ -108,7 +151,7 @@ func TestStreamBothWays(t *testing.T) {
 	if r.err != nil || len(r.frames) != 2 || !bytes.Equal(r.frames[0], frameN(1, 60)) || !bytes.Equal(r.frames[1], frameN(2, 100)) {
 		t.Fatalf("first Read = %d frames, %v", len(r.frames), r.err)
 	}
-	ch = readAsync(s)
+	ch = readAsync(m, s)
 	c.Write(data[200:])
 	if r = wait(t, ch); len(r.frames) != 1 || !bytes.Equal(r.frames[0], frameN(3, 1514)) {
 		t.Fatalf("second Read = %d frames, %v", len(r.frames), r.err)
@@ -128,7 +171,9 @@ func TestStreamBothWays(t *testing.T) {
 	}
 }
 
-func TestStreamBadPeers(t *testing.T) {
+func TestStreamBadPeers(t *testing.T) { bothModes(t, testStreamBadPeers) }
+
+func testStreamBadPeers(t *testing.T, m mode) {
 	s := listen(t, qemu.Config{MTU: 1500})
 	cases := []struct {
 		name string
@@ -140,7 +185,7 @@ func TestStreamBadPeers(t *testing.T) {
 		{"cut off", framed(frameN(0, 100))[:50]},
 	}
 	for i, c := range cases {
-		ch := readAsync(s)
+		ch := readAsync(m, s)
 		conn := dial(t, s)
 		conn.Write(c.send)
 		if c.name == "cut off" {
@@ -168,7 +213,7 @@ func TestStreamBadPeers(t *testing.T) {
 // and what the peer finally reads is still a well-framed stream.
 func TestStreamSlowPeerStaysFramed(t *testing.T) {
 	s := listen(t, qemu.Config{})
-	ch := readAsync(s)
+	ch := readAsync(modes[0], s)
 	c := dial(t, s)
 	c.Write(framed(frameN(0, 60)))
 	wait(t, ch)
@@ -203,16 +248,20 @@ func TestStreamSlowPeerStaysFramed(t *testing.T) {
 	}
 }
 
+// Close unblocks a Read waiting for a peer or on one. (A Poller stops
+// watching a port before it closes it: TestStreamPollSecondPeerWaits checks
+// ReadNow after Close.)
 func TestStreamCloseUnblocks(t *testing.T) {
+	m := modes[0]
 	s := listen(t, qemu.Config{})
-	ch := readAsync(s) // waiting in accept
+	ch := readAsync(m, s) // waiting in accept
 	time.Sleep(20 * time.Millisecond)
 	s.Close()
 	if r := wait(t, ch); !errors.Is(r.err, net.ErrClosed) {
 		t.Fatalf("Read in accept after Close: %v", r.err)
 	}
 	s2 := listen(t, qemu.Config{})
-	ch = readAsync(s2)
+	ch = readAsync(m, s2)
 	dial(t, s2)
 	time.Sleep(20 * time.Millisecond) // now waiting on the peer
 	s2.Close()
@@ -221,7 +270,9 @@ func TestStreamCloseUnblocks(t *testing.T) {
 	}
 }
 
-func TestDgram(t *testing.T) {
+func TestDgram(t *testing.T) { bothModes(t, testDgram) }
+
+func testDgram(t *testing.T, m mode) {
 	dir := t.TempDir()
 	d, err := qemu.ListenDgram(qemu.Config{Path: filepath.Join(dir, "sw.sock")})
 	if err != nil {
@@ -237,7 +288,7 @@ func TestDgram(t *testing.T) {
 		t.Fatalf("Write before the peer is known = %d, %v", n, err)
 	}
 	to := &net.UnixAddr{Name: d.Addr(), Net: "unixgram"}
-	ch := readAsync(d)
+	ch := readAsync(m, d)
 	vm.WriteToUnix(frameN(1, 60), to)
 	if r := wait(t, ch); r.err != nil || len(r.frames) != 1 || !bytes.Equal(r.frames[0], frameN(1, 60)) {
 		t.Fatalf("Read = %d, %v", len(r.frames), r.err)
@@ -250,7 +301,7 @@ func TestDgram(t *testing.T) {
 	if n, _, err := vm.ReadFromUnix(buf); err != nil || !bytes.Equal(buf[:n], frameN(2, 60)) {
 		t.Fatalf("peer got %x, %v", buf[:n], err)
 	}
-	ch = readAsync(d)
+	ch = readAsync(m, d)
 	vm.WriteToUnix(frameN(3, 1600), to) // over MTU 1500 + 22
 	vm.WriteToUnix(frameN(4, 60), to)
 	if r := wait(t, ch); len(r.frames) != 1 || !bytes.Equal(r.frames[0], frameN(4, 60)) || d.Stats().Oversize != 1 {
@@ -258,9 +309,13 @@ func TestDgram(t *testing.T) {
 	}
 }
 
-func TestStreamZeroAllocs(t *testing.T) {
+func TestStreamZeroAllocs(t *testing.T) { bothModes(t, testStreamZeroAllocs) }
+
+// testStreamZeroAllocs: a batch written and one read (by Read, or by
+// ReadNow once the frame is there) allocate nothing.
+func testStreamZeroAllocs(t *testing.T, m mode) {
 	s := listen(t, qemu.Config{})
-	ch := readAsync(s)
+	ch := readAsync(m, s)
 	c := dial(t, s)
 	c.Write(framed(frameN(0, 60)))
 	wait(t, ch)
@@ -268,11 +323,84 @@ func TestStreamZeroAllocs(t *testing.T) {
 	out, offs := [][]byte{frameN(1, 60), frameN(2, 60)}, []int{0, 0}
 	in := framed(frameN(1, 60))
 	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	fds := []unix.PollFd{{Fd: int32(s.PollFD()), Events: unix.POLLIN}}
 	if allocs := testing.AllocsPerRun(500, func() {
 		s.Write(out, offs)
 		c.Write(in)
-		s.Read(bufs, sizes, 0)
+		if m.name == "poller" {
+			unix.Poll(fds, 1000)
+			s.ReadNow(bufs, sizes, 0)
+		} else {
+			s.Read(bufs, sizes, 0)
+		}
 	}); allocs != 0 {
 		t.Fatalf("write + read allocated %v times (the test's own conn.Write included)", allocs)
+	}
+}
+
+// A second QEMU connecting while one is served waits in the backlog: the
+// port's PollFD stays quiet (a forwarding thread does not spin on it) until
+// the first goes, then the second is served.
+func TestStreamPollSecondPeerWaits(t *testing.T) {
+	s := listen(t, qemu.Config{})
+	poller := modes[1]
+	first := dial(t, s)
+	first.Write(framed(frameN(1, 60)))
+	if r := wait(t, readAsync(poller, s)); r.err != nil || len(r.frames) != 1 {
+		t.Fatalf("first peer: %d frames, %v", len(r.frames), r.err)
+	}
+	second := dial(t, s)
+	second.Write(framed(frameN(2, 60)))
+	fds := []unix.PollFd{{Fd: int32(s.PollFD()), Events: unix.POLLIN}}
+	if k, _ := unix.Poll(fds, 200); k != 0 {
+		t.Fatalf("PollFD readable (events %#x) while the second peer waits and the first sent nothing", fds[0].Revents)
+	}
+	first.Close()
+	if r := wait(t, readAsync(poller, s)); r.err != nil || len(r.frames) != 1 || !bytes.Equal(r.frames[0], frameN(2, 60)) {
+		t.Fatalf("second peer after the first left: %d frames, %v", len(r.frames), r.err)
+	}
+	if st := s.Stats(); st.Connections != 2 || st.BadPeers != 0 {
+		t.Fatalf("stats %+v, want 2 connections, no bad peer", st)
+	}
+	s.Close()
+	if n, err := s.ReadNow(make([][]byte, 1), make([]int, 1), 0); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadNow after Close = %d, %v; want net.ErrClosed", n, err)
+	}
+}
+
+// Frames that one read(2) completed beyond the caller's buffers keep the
+// PollFD readable: the socket is drained, but the frames are not lost until
+// the peer's next write.
+func TestStreamPollFramesLeftOver(t *testing.T) {
+	s := listen(t, qemu.Config{})
+	c := dial(t, s)
+	var sent [][]byte
+	for i := range 10 {
+		sent = append(sent, frameN(i, 60))
+	}
+	c.Write(framed(sent...))
+	time.Sleep(20 * time.Millisecond) // all of it in the socket: one read(2) takes it
+	var got [][]byte
+	bufs, sizes := [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}, make([]int, 3)
+	fds := []unix.PollFd{{Fd: int32(s.PollFD()), Events: unix.POLLIN}}
+	for len(got) < len(sent) {
+		if k, _ := unix.Poll(fds, 1000); k <= 0 {
+			t.Fatalf("PollFD not readable with %d of %d frames read", len(got), len(sent))
+		}
+		n, err := s.ReadNow(bufs, sizes, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			got = append(got, append([]byte(nil), bufs[i][:sizes[i]]...))
+		}
+	}
+	for i := range sent {
+		if !bytes.Equal(got[i], sent[i]) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+	if k, _ := unix.Poll(fds, 100); k != 0 {
+		t.Fatalf("PollFD still readable (events %#x) with every frame read", fds[0].Revents)
 	}
 }

@@ -3,6 +3,13 @@
 // a 4-byte big-endian length), or a unix datagram socket for "-netdev
 // dgram" (one frame per datagram). A misbehaving peer is disconnected and
 // counted; the port then waits for the next one. Nothing allocates per frame.
+//
+// Both kinds are l2.PollPorts: a switch with a Poller reads them on its
+// forwarding threads. A stream port's PollFD is an epoll instance of its
+// own that holds the listening socket while no peer is connected and the
+// peer's connection while one is: readable exactly when there is
+// something to accept or to read, and never busy while a second QEMU waits
+// for the first to go.
 package qemu
 
 import (
@@ -64,6 +71,10 @@ func (s *stats) get() Stats {
 type Stream struct {
 	cfg    Config
 	ln     *net.UnixListener
+	lrc    syscall.RawConn // the listener's
+	lfd    int             // the listener's descriptor, for ep
+	left   int             // an eventfd, readable while ReadNow left whole frames in dec
+	leftOn bool
 	closed atomic.Bool
 	st     stats
 
@@ -73,8 +84,12 @@ type Stream struct {
 	dec    *decoder
 	rerr   error
 	readFn func(uintptr) bool
+	nowFn  func(uintptr) // ReadNow's: readSome once, its result in more
+	more   bool
 
-	wmu     sync.Mutex // guards the writer side and the connection handover
+	wmu     sync.Mutex // guards the writer side, the connection handover and ep
+	ep      int        // PollFD: an epoll instance holding lfd or cfd, and left; -1 once closed
+	cfd     int        // the peer's descriptor, while one is connected
 	wrc     syscall.RawConn
 	wbuf    []byte
 	wpos    int
@@ -94,10 +109,70 @@ func ListenStream(cfg Config) (*Stream, error) {
 		return nil, err
 	}
 	s := &Stream{cfg: cfg, ln: ln, dec: newDecoder(cfg.maxFrame())}
+	if err := s.openEpoll(); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	s.wbuf = make([]byte, 0, cfg.BatchSize*(cfg.maxFrame()+lenPrefix)+cfg.maxFrame()+lenPrefix)
 	s.wends = make([]int, 0, cfg.BatchSize+1)
 	s.readFn, s.writeFn = s.readSome, s.writeSome
+	s.nowFn = func(fd uintptr) { s.more = s.readSome(fd) }
 	return s, nil
+}
+
+// openEpoll makes the port's PollFD, watching the listener.
+func (s *Stream) openEpoll() error {
+	var err error
+	if s.lrc, err = s.ln.SyscallConn(); err != nil {
+		return err
+	}
+	s.lrc.Control(func(fd uintptr) { s.lfd = int(fd) })
+	if s.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	if s.left, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		unix.Close(s.ep)
+		return os.NewSyscallError("eventfd", err)
+	}
+	if err = s.watch(s.lfd, true); err == nil {
+		err = s.watch(s.left, true)
+	}
+	if err != nil {
+		unix.Close(s.ep)
+		unix.Close(s.left)
+	}
+	return err
+}
+
+// leftOver keeps the port's epoll instance readable while whole frames
+// wait in the decoder: a batch read from the socket can complete more
+// frames than ReadNow's caller had buffers for, and the socket itself is
+// then no longer readable.
+func (s *Stream) leftOver(on bool) {
+	if on == s.leftOn {
+		return
+	}
+	var b [8]byte
+	if on {
+		b[7] = 1 // host byte order does not matter: any non-zero count
+		unix.Write(s.left, b[:])
+	} else {
+		unix.Read(s.left, b[:])
+	}
+	s.leftOn = on
+}
+
+// watch adds fd to the port's epoll instance, or removes it. Callers
+// hold wmu (or own the port alone).
+func (s *Stream) watch(fd int, on bool) error {
+	if s.ep < 0 {
+		return net.ErrClosed
+	}
+	if on {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+		return os.NewSyscallError("epoll_ctl", unix.EpollCtl(s.ep, unix.EPOLL_CTL_ADD, fd, &ev))
+	}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(s.ep, unix.EPOLL_CTL_DEL, fd, nil))
 }
 
 // removeStale deletes a socket file no one listens on any more.
@@ -148,17 +223,67 @@ func (s *Stream) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		if err != nil {
 			if s.closed.Load() {
-				return n, &net.OpError{Op: "read", Net: "unix", Addr: s.ln.Addr(), Err: net.ErrClosed}
+				return n, s.closedErr()
 			}
-			if !errors.Is(err, io.EOF) || s.dec.pending() > 0 {
-				s.st.badPeers.Add(1) // bad length, a frame cut off, or a broken connection
-			}
-			s.drop()
+			s.hangUp(err)
 		}
 		if n > 0 {
 			return n, nil
 		}
 	}
+}
+
+// PollFD implements l2.PollPort: the port's epoll instance, readable while
+// a peer waits to be accepted or the connected one has sent something.
+func (s *Stream) PollFD() int { return s.ep }
+
+// ReadNow implements l2.PollPort: Read without waiting. It accepts a
+// waiting peer if none is connected and reads what the peer has sent; it
+// returns 0 when no whole frame is there (also after hanging up on a bad
+// peer or one that went away).
+func (s *Stream) ReadNow(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if s.closed.Load() {
+		return 0, s.closedErr()
+	}
+	if s.conn == nil {
+		if err := s.acceptNow(); err != nil || s.conn == nil {
+			return 0, err
+		}
+	}
+	n, err := s.decode(bufs, sizes, offset)
+	for err == nil && n < len(bufs) {
+		s.rerr, s.more = nil, false
+		if err = s.rc.Control(s.nowFn); err != nil || !s.more {
+			break // nothing more to read now (or the connection is closed)
+		}
+		if err = s.rerr; err != nil {
+			break
+		}
+		var m int
+		m, err = s.decode(bufs[n:], sizes[n:], offset)
+		n += m
+	}
+	if err != nil {
+		if s.closed.Load() {
+			return n, s.closedErr()
+		}
+		s.hangUp(err)
+	}
+	s.leftOver(s.conn != nil && s.dec.ready())
+	return n, nil
+}
+
+// hangUp ends the connection after a read failed with err, counting a bad
+// peer unless it hung up cleanly between frames.
+func (s *Stream) hangUp(err error) {
+	if !errors.Is(err, io.EOF) || s.dec.pending() > 0 {
+		s.st.badPeers.Add(1) // bad length, a frame cut off, or a broken connection
+	}
+	s.drop()
+}
+
+func (s *Stream) closedErr() error {
+	return &net.OpError{Op: "read", Net: "unix", Addr: s.ln.Addr(), Err: net.ErrClosed}
 }
 
 // decode copies the buffered whole frames into bufs.
@@ -201,32 +326,76 @@ func (s *Stream) readSome(fd uintptr) bool {
 func (s *Stream) accept() error {
 	c, err := s.ln.AcceptUnix()
 	if err != nil {
-		if s.closed.Load() {
-			err = net.ErrClosed
-		}
-		return &net.OpError{Op: "accept", Net: "unix", Addr: s.ln.Addr(), Err: err}
+		return s.acceptErr(err)
 	}
+	return s.attach(c)
+}
+
+func (s *Stream) acceptErr(err error) error {
+	if s.closed.Load() {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: "accept", Net: "unix", Addr: s.ln.Addr(), Err: err}
+}
+
+// acceptNow accepts a waiting peer without waiting; s.conn stays nil if
+// none is there.
+func (s *Stream) acceptNow() error {
+	nfd, err := -1, error(nil)
+	if cerr := s.lrc.Control(func(fd uintptr) {
+		nfd, _, err = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	}); cerr != nil {
+		return s.acceptErr(cerr)
+	}
+	switch err {
+	case nil:
+	case unix.EAGAIN, unix.EINTR, unix.ECONNABORTED:
+		return nil // none waiting, or it gave up
+	default:
+		return s.acceptErr(os.NewSyscallError("accept4", err))
+	}
+	f := os.NewFile(uintptr(nfd), "qemu-peer")
+	c, err := net.FileConn(f) // a duplicate of nfd, in the runtime's poller for Write
+	f.Close()
+	if err != nil {
+		return s.acceptErr(err)
+	}
+	return s.attach(c.(*net.UnixConn))
+}
+
+// attach makes c the peer: the port's epoll instance watches it instead
+// of the listener (a second QEMU waits in the backlog until c goes).
+func (s *Stream) attach(c *net.UnixConn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		c.Close()
 		return err
 	}
+	var fd int
+	rc.Control(func(f uintptr) { fd = int(f) })
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.watch(fd, true); err != nil {
+		c.Close()
+		return s.acceptErr(err)
+	}
+	s.watch(s.lfd, false)
 	s.st.connections.Add(1)
 	s.dec.reset()
-	s.wmu.Lock()
-	s.conn, s.rc, s.wrc = c, rc, rc
+	s.conn, s.rc, s.wrc, s.cfd = c, rc, rc, fd
 	s.wbuf, s.wpos = s.wbuf[:0], 0
-	s.wmu.Unlock()
 	return nil
 }
 
-// drop closes the current peer; the next Read waits for another.
+// drop closes the current peer; the next Read waits for another, and the
+// port's epoll instance watches the listener again.
 func (s *Stream) drop() {
 	s.wmu.Lock()
-	c := s.conn
+	defer s.wmu.Unlock()
+	s.watch(s.cfd, false)
+	s.conn.Close()
 	s.conn, s.rc, s.wrc = nil, nil, nil
-	s.wmu.Unlock()
-	c.Close()
+	s.watch(s.lfd, true) // not after Close: then s.ep < 0
 }
 
 // Write implements l2.Port: the batch goes out in one non-blocking
@@ -301,6 +470,9 @@ func (s *Stream) Close() error {
 	s.wmu.Lock()
 	c := s.conn
 	s.wrc = nil
+	unix.Close(s.ep) // a Poller stopped watching it before Close (l2.PollPort)
+	unix.Close(s.left)
+	s.ep = -1
 	s.wmu.Unlock()
 	if c != nil {
 		c.Close() // unblocks a Read waiting on the peer
