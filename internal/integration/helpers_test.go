@@ -19,7 +19,8 @@ import (
 )
 
 // forwarders are the package's forwarding threads, as vswitchd has them:
-// every switch of these tests reads its TAP and AF_PACKET ports on them.
+// every switch of these tests reads its TAP, AF_PACKET and QEMU socket
+// ports on them.
 var forwarders = sync.OnceValue(func() *poll.Pool {
 	p, err := poll.New(poll.Config{Threads: 2})
 	if err != nil {
@@ -36,7 +37,7 @@ func newSwitch(t *testing.T, name string) *l2.Switch {
 }
 
 // newSwitchWith returns a running switch made with o, closed at the end of the test.
-func newSwitchWith(t *testing.T, o l2.Options) *l2.Switch {
+func newSwitchWith(t testing.TB, o l2.Options) *l2.Switch {
 	t.Helper()
 	o.Logger = slog.New(slog.DiscardHandler)
 	sw, err := l2.New(o)
