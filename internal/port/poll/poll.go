@@ -12,11 +12,13 @@
 // tens of microseconds: measured with ping through one switch, a goroutine
 // per port parked in the runtime's poller took 110-150 µs, the same loop
 // as a runtime-aware system call 105-130 µs, this one 75-95 µs. The price
-// is that each thread holds a P for good: New raises GOMAXPROCS so that
-// one P is always left for everything else. The goroutine is not locked to
-// its thread: when the runtime preempts it (every 10 ms, as any goroutine
-// that never blocks), it resumes on whichever thread is free instead of
-// handing its P to another thread and back.
+// is that each thread holds a P while it forwards: New raises GOMAXPROCS
+// so that one P is always left for everything else. The goroutine is not
+// locked to its thread: when the runtime preempts it (every 10 ms, as any
+// goroutine that never blocks), it resumes on whichever thread is free
+// instead of handing its P to another thread and back. A thread that has
+// had no frame for a second sleeps the runtime's way instead, its P handed
+// back, so that an idle switch lets its process sleep too.
 package poll
 
 import (
@@ -52,6 +54,14 @@ type Config struct {
 // or after 10 ms "running"), and the thread yields then too; the bound
 // matters where asynchronous preemption is off (GODEBUG=asyncpreemptoff=1).
 const maxSleep = 50 * time.Millisecond
+
+// idleAfter is how long a thread goes without frames before it sleeps the
+// runtime's way: in a runtime-aware epoll_wait without a time limit, its P
+// handed back, so that the runtime neither preempts it every 10 ms nor
+// wakes it every maxSleep (about 250 context switches a second per thread
+// here). The first frame after that pays for taking a P again. A variable
+// for the tests.
+var idleAfter = time.Second
 
 // maxEvents is how many ready descriptors one epoll_wait returns at most.
 const maxEvents = 128
@@ -170,7 +180,7 @@ func (p *Pool) Close() error {
 // thread: other goroutines change them only through do.
 type loop struct {
 	epfd, wake int
-	busy       time.Duration
+	busy, idle time.Duration
 	epoch      time.Time
 	watched    atomic.Int32
 	done       chan struct{}
@@ -210,7 +220,7 @@ func newLoop(busy time.Duration) (*loop, error) {
 		unix.Close(wake)
 		return nil, os.NewSyscallError("epoll_ctl add", err)
 	}
-	return &loop{epfd: epfd, wake: wake, busy: busy, epoch: time.Now(), done: make(chan struct{}), slots: make([]slot, 1)}, nil
+	return &loop{epfd: epfd, wake: wake, busy: busy, idle: idleAfter, epoch: time.Now(), done: make(chan struct{}), slots: make([]slot, 1)}, nil
 }
 
 // clock is the loop's monotonic time in nanoseconds.
@@ -295,20 +305,25 @@ func (l *loop) serve() bool {
 func (l *loop) run() {
 	defer close(l.done)
 	events := make([]unix.EpollEvent, maxEvents)
-	var lastFrame int64 // l.clock() of the last batch of events, for busy polling
+	var lastFrame int64 // l.clock() of the last batch of events with frames
 	for {
-		timeout := int(maxSleep / time.Millisecond)
-		if l.busy > 0 && l.clock()-lastFrame < int64(l.busy) {
-			timeout = 0
-		}
-		n := wait(l.epfd, events, timeout)
-		if n == 0 && timeout != 0 {
-			// A timeout, or a signal: the runtime asking this goroutine
-			// to stop (for the garbage collector, or as its 10 ms
-			// preemption). Yield here rather than rely on the next
-			// function prologue to notice.
-			runtime.Gosched()
-			continue
+		var n int
+		switch since := l.clock() - lastFrame; {
+		case since < int64(l.busy):
+			n = wait(l.epfd, events, 0)
+		case since >= int64(l.idle):
+			if n = sleep(l.epfd, events); n == 0 {
+				continue // a signal
+			}
+		default:
+			if n = wait(l.epfd, events, int(maxSleep/time.Millisecond)); n == 0 {
+				// A timeout, or a signal: the runtime asking this
+				// goroutine to stop (for the garbage collector, or as
+				// its 10 ms preemption). Yield here rather than rely on
+				// the next function prologue to notice.
+				runtime.Gosched()
+				continue
+			}
 		}
 		frames := false
 		for _, ev := range events[:n] {
@@ -325,7 +340,7 @@ func (l *loop) run() {
 				l.remove(tok)
 			}
 		}
-		if frames && l.busy > 0 {
+		if frames {
 			lastFrame = l.clock()
 		}
 	}
@@ -344,4 +359,15 @@ func wait(epfd int, events []unix.EpollEvent, timeoutMS int) int {
 		return 0
 	}
 	return int(n)
+}
+
+// sleep is epoll_wait without a time limit as the runtime's system call:
+// the goroutine's P is handed on while it waits (see idleAfter). The
+// number of events, 0 if a signal interrupted it.
+func sleep(epfd int, events []unix.EpollEvent) int {
+	n, err := unix.EpollWait(epfd, events, -1)
+	if err != nil {
+		return 0
+	}
+	return n
 }
