@@ -8,9 +8,9 @@
 //
 // With -floor there is no switch: each frame read from one TAP is written
 // to the other as it was read, virtio-net header and all, on the same
-// forwarding threads and with the same port code. That is the ceiling of
-// any switch that reads and writes TAP devices on this machine; the
-// difference to the normal mode is what the switching itself costs.
+// forwarding threads and with the same port code: what vswitch would reach
+// if switching cost nothing. The difference to the normal mode is what the
+// switching itself costs.
 //
 //	vswitch-pair -ns benchA[,benchB] [-uplink NS/IFACE] [-no-offloads] [-threads N] [-busy-poll D] [-goroutines | -floor] [-cpuprofile FILE]
 package main
@@ -42,7 +42,7 @@ func main() {
 	var fwd vswitchd.Options // -threads and -busy-poll, as vswitchd's
 	vswitchd.ForwardingFlags(flag.CommandLine, &fwd)
 	goroutines := flag.Bool("goroutines", false, "read every port on a goroutine of its own, without forwarding threads (for comparison)")
-	floor := flag.Bool("floor", false, "no switch: copy frames between the two TAPs as read (the ceiling of a switch on TAPs)")
+	floor := flag.Bool("floor", false, "no switch: copy frames between the two TAPs as read (vswitch's port code with switching that costs nothing)")
 	flag.Parse()
 	var err error
 	if *floor && (*uplink != "" || *goroutines) {
@@ -122,9 +122,9 @@ func serve(cpuprofile string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	fmt.Println("ready") // the bench script waits for this line
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM) // before "ready": the script may stop us at once
+	fmt.Println("ready")                                // the bench script waits for this line
 	<-sig
 	return nil
 }

@@ -65,7 +65,8 @@ type Daemon struct {
 }
 
 // SetPoller gives the switches made from now on forwarding threads that
-// read their TAP and AF_PACKET ports (l2.Options.Poller); call it before
+// read their TAP, AF_PACKET and QEMU socket ports (l2.Options.Poller);
+// call it before
 // the first Apply.
 func (d *Daemon) SetPoller(p l2.Poller) {
 	d.mu.Lock()

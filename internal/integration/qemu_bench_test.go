@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 }
 
 // BenchmarkQEMURoundTrip: one 60-byte frame from one QEMU socket peer
-// (stream or dgram) through the switch to another, and one back; ns/trip
-// is such a round trip. The peers run in a process of their own with one
+// (stream or dgram) through the switch to another, and one back; ns/op is
+// such a round trip, as the peers time it (without the switch's set-up and
+// the peers' start). The peers run in a process of their own with one
 // P, as QEMU's single main loop does (in the switch's process the Go
 // scheduler would hand a frame from peer to port goroutine without a
 // thread wake-up, which QEMU never gets). The ports are read by a
@@ -100,7 +101,7 @@ func benchQEMURoundTrip(b *testing.B, kind string, pc *poll.Config) {
 	if err != nil {
 		b.Fatalf("peers printed %q", out)
 	}
-	b.ReportMetric(ns, "ns/trip")
+	b.ReportMetric(ns, "ns/op")
 }
 
 // qemuPeers connects to two QEMU socket ports as QEMU would and times n

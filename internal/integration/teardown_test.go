@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,14 +41,26 @@ func hostLinks(t *testing.T) []string {
 	return names
 }
 
-// openFDs counts the process's open descriptors.
-func openFDs(t *testing.T) int {
+// openFDs lists the process's open descriptors and what they are.
+func openFDs(t *testing.T) map[string]string {
 	t.Helper()
-	es, err := os.ReadDir("/proc/self/fd")
+	d, err := os.Open("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(es) - 1 // the directory's own, open while it is read
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := map[string]string{}
+	for _, n := range names {
+		if n == strconv.Itoa(int(d.Fd())) {
+			continue // the listing's own
+		}
+		fds[n], _ = os.Readlink("/proc/self/fd/" + n)
+	}
+	return fds
 }
 
 func netnsNames() []string {
@@ -82,6 +96,27 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		if err := sw.AddPort("qemu", q, l2PortMAC(vmMAC(2))); err != nil {
 			t.Fatal(err)
 		}
+		// A QEMU peer comes, sends a frame and goes: accepted, read and
+		// dropped on a forwarding thread, with descriptors of its own.
+		peer, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := make([]byte, 4+60)
+		binary.BigEndian.PutUint32(f, 60)
+		src := vmMAC(2)
+		copy(f[4:], append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src[:]...))
+		if _, err := peer.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for c, _ := sw.Counters("qemu"); c.RxPackets == 0; c, _ = sw.Counters("qemu") {
+			if time.Now().After(deadline) {
+				t.Fatal("the QEMU peer's frame was not read")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		peer.Close()
 		mustPing(t, vm.ns, "10.92.0.1")
 		tcpTransfer(t, phys, vm.ns, vm.ip, 8<<20)
 		if fw.Watched() != watchedBefore+3 {
@@ -92,15 +127,21 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		}
 	})
 	deadline := time.Now().Add(5 * time.Second)
-	for ourGoroutines() > gBefore && time.Now().Before(deadline) {
+	for (ourGoroutines() > gBefore || len(openFDs(t)) != len(fdsBefore)) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if g := ourGoroutines(); g > gBefore {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines of the switch or its ports left (was %d):\n%s", g, gBefore, buf[:runtime.Stack(buf, true)])
 	}
-	if n := openFDs(t); n != fdsBefore {
-		t.Errorf("%d descriptors open in the process, %d before", n, fdsBefore)
+	if fds := openFDs(t); len(fds) != len(fdsBefore) {
+		var diff []string
+		for fd, what := range fds {
+			if fdsBefore[fd] != what {
+				diff = append(diff, fd+" → "+what)
+			}
+		}
+		t.Errorf("%d descriptors open in the process, %d before; new or changed: %v", len(fds), len(fdsBefore), diff)
 	}
 	if n := fw.Watched(); n != watchedBefore {
 		t.Errorf("the forwarding threads still watch %d descriptors (were %d)", n, watchedBefore)

@@ -75,6 +75,7 @@ type Stream struct {
 	lfd    int             // the listener's descriptor, for ep
 	left   int             // an eventfd, readable while ReadNow left whole frames in dec
 	leftOn bool
+	leftB  [8]byte // leftOver's counter buffer: a field, so that no call allocates
 	closed atomic.Bool
 	st     stats
 
@@ -126,7 +127,9 @@ func (s *Stream) openEpoll() error {
 	if s.lrc, err = s.ln.SyscallConn(); err != nil {
 		return err
 	}
-	s.lrc.Control(func(fd uintptr) { s.lfd = int(fd) })
+	if err = s.lrc.Control(func(fd uintptr) { s.lfd = int(fd) }); err != nil {
+		return err
+	}
 	if s.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
 		return os.NewSyscallError("epoll_create1", err)
 	}
@@ -152,12 +155,11 @@ func (s *Stream) leftOver(on bool) {
 	if on == s.leftOn {
 		return
 	}
-	var b [8]byte
 	if on {
-		b[7] = 1 // host byte order does not matter: any non-zero count
-		unix.Write(s.left, b[:])
+		s.leftB = [8]byte{7: 1} // host byte order does not matter: any non-zero count
+		unix.Write(s.left, s.leftB[:])
 	} else {
-		unix.Read(s.left, b[:])
+		unix.Read(s.left, s.leftB[:])
 	}
 	s.leftOn = on
 }
@@ -339,7 +341,9 @@ func (s *Stream) acceptErr(err error) error {
 }
 
 // acceptNow accepts a waiting peer without waiting; s.conn stays nil if
-// none is there.
+// none is there. Other errors (EMFILE, say) end the port's reading, as
+// they do Read's: the listener stays readable, so retrying them here would
+// keep a forwarding thread spinning.
 func (s *Stream) acceptNow() error {
 	nfd, err := -1, error(nil)
 	if cerr := s.lrc.Control(func(fd uintptr) {
@@ -466,14 +470,14 @@ func (s *Stream) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
-	err := s.ln.Close() // also removes the socket file
 	s.wmu.Lock()
 	c := s.conn
 	s.wrc = nil
 	unix.Close(s.ep) // a Poller stopped watching it before Close (l2.PollPort)
 	unix.Close(s.left)
-	s.ep = -1
+	s.ep = -1 // before the listener closes: a drop racing with Close must not re-add its number
 	s.wmu.Unlock()
+	err := s.ln.Close() // also removes the socket file
 	if c != nil {
 		c.Close() // unblocks a Read waiting on the peer
 	}
