@@ -48,11 +48,12 @@ func TestIdleThreadsLetTheProcessSleep(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // past idleAfter
 	c0 := contextSwitches(t)
 	time.Sleep(500 * time.Millisecond)
-	// Measured: about 4 for an idle process without a pool; a pool's
-	// thread that sleeps in a raw epoll_wait adds about 125 each.
+	// Measured: about 4 with the threads asleep (about 20 with other tests
+	// loading both CPUs); a thread that sleeps in a raw epoll_wait adds
+	// about 90-125 on its own.
 	n := contextSwitches(t) - c0
 	t.Logf("%d context switches in 0.5 s with two idle forwarding threads", n)
-	if n > 40 {
+	if n > 60 {
 		t.Errorf("%d context switches in 0.5 s with two idle forwarding threads: they keep waking", n)
 	}
 	send(t, w, 1)
