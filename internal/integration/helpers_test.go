@@ -2,6 +2,7 @@ package integration
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -144,6 +145,14 @@ func tcpTransfer(t *testing.T, from, to *netnstest.NS, toIP string, size int64) 
 }
 
 func vmMAC(i byte) frame.MAC { return frame.MAC{0x02, 0x56, 0x53, 0x00, 0x10, i} }
+
+// streamFrame is a 60-byte frame from src to dst (experimental EtherType
+// 0x88b5) behind the 4-byte length of QEMU's stream framing.
+func streamFrame(dst, src frame.MAC) []byte {
+	f := binary.BigEndian.AppendUint32(make([]byte, 0, 4+60), 60)
+	f = append(append(append(f, dst[:]...), src[:]...), 0x88, 0xb5)
+	return f[:4+60]
+}
 
 // l2PortMAC is an untagged adapter port with its MAC and the spoofing guard on.
 func l2PortMAC(m frame.MAC) l2.PortConfig { return l2.PortConfig{MAC: m, SpoofGuard: true} }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -131,14 +130,11 @@ func qemuPeers(spec string) error {
 			return err
 		}
 		defer peers[i].Close()
-		// Frame i goes from peer i to peer 1-i (locally administered MACs).
-		f := make([]byte, 4+60)
-		binary.BigEndian.PutUint32(f, 60)
+		// Frame i goes from peer i to peer 1-i.
+		frames[i] = streamFrame(vmMAC(byte(2-i)), vmMAC(byte(1+i)))
 		if dgram {
-			f = f[4:] // a datagram is a frame: no length in front
+			frames[i] = frames[i][4:] // a datagram is a frame: no length in front
 		}
-		copy(f[len(f)-60:], []byte{0x02, 0, 0, 0, 0, byte(2 - i), 0x02, 0, 0, 0, 0, byte(1 + i), 0x88, 0xb5})
-		frames[i] = f
 	}
 	got := make([]byte, len(frames[0]))
 	send := func(from int, wait time.Duration) error {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/qemu"
 )
@@ -102,11 +102,7 @@ func TestTeardownLeavesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := make([]byte, 4+60)
-		binary.BigEndian.PutUint32(f, 60)
-		src := vmMAC(2)
-		copy(f[4:], append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src[:]...))
-		if _, err := peer.Write(f); err != nil {
+		if _, err := peer.Write(streamFrame(frame.Broadcast, vmMAC(2))); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(5 * time.Second)
