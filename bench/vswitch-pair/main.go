@@ -25,9 +25,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
-	"github.com/vswitch/vswitch/internal/offload"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/port/tap"
@@ -157,10 +155,7 @@ func runFloor(nss []string, plain bool, cpuprofile string, fwd vswitchd.Options)
 	}
 	for i, src := range taps {
 		dst := taps[1-i]
-		size, batch := l2.Headroom+l2.DefaultMaxFrameSize, src.BatchSize()
-		if src.Offloads()&offload.Vnet != 0 { // the switch's reader geometry
-			size, batch = l2.Headroom+l2.MaxSuperFrame+frame.TagLen, min(batch, l2.SuperFrameBatch)
-		}
+		batch, size := l2.ReadGeometry(src, l2.DefaultMaxFrameSize) // as the switch reads it
 		bufs, out := make([][]byte, batch), make([][]byte, batch)
 		sizes, offsets := make([]int, batch), make([]int, batch)
 		for j := range bufs {

@@ -55,7 +55,7 @@ type job struct {
 // newReader makes pe's reader. A pooled reader (one a Poller drives) owns
 // no frame buffers: it borrows a set for each batch.
 func newReader(s *Switch, pe *portEntry, pooled bool) *reader {
-	batch, size := bufGeometry(s, pe)
+	batch, size := ReadGeometry(pe.port, s.opts.MaxFrameSize)
 	r := &reader{
 		s: s, id: pe.id, port: pe.port, feat: pe.feat, done: make(chan struct{}),
 		sizes: make([]int, batch), hdrs: make([]offload.VnetHdr, batch),
@@ -70,11 +70,12 @@ func newReader(s *Switch, pe *portEntry, pooled bool) *reader {
 	return r
 }
 
-// bufGeometry is how many frames pe's reader reads at once and how long
-// each buffer is (headroom included).
-func bufGeometry(s *Switch, pe *portEntry) (batch, size int) {
-	batch, size = max(pe.port.BatchSize(), 1), s.opts.MaxFrameSize
-	if pe.feat&offload.Vnet != 0 {
+// ReadGeometry is how many frames a switch reads from p at once and how
+// long each buffer is (Headroom included), for frames up to maxFrameSize
+// (Options.MaxFrameSize) or super-frames if p carries virtio-net headers.
+func ReadGeometry(p Port, maxFrameSize int) (batch, size int) {
+	batch, size = max(p.BatchSize(), 1), maxFrameSize
+	if p.Offloads()&offload.Vnet != 0 {
 		size = max(size, MaxSuperFrame+frame.TagLen)
 		batch = min(batch, SuperFrameBatch)
 	}

@@ -45,7 +45,10 @@ func ListenDgram(cfg Config) (*Dgram, error) {
 		c.Close()
 		return nil, err
 	}
-	d.rc.Control(func(fd uintptr) { d.fd = int(fd) })
+	if d.fd, err = sysFD(d.rc); err != nil {
+		c.Close()
+		return nil, err
+	}
 	d.r = fdio.NewReader(fdio.RawConn(d.rc), d.recv, cfg.maxFrame(), 0)
 	d.w = fdio.NewWriter(fdio.RawConn(d.rc), d.send, "sendto")
 	if cfg.Peer != "" {

@@ -41,14 +41,11 @@ func (d *decoder) added(n int) { d.end += n }
 // next returns the next whole frame (valid until the next space call), or
 // nil when more bytes are needed, or ErrBadLength.
 func (d *decoder) next() ([]byte, error) {
-	if d.end-d.start < lenPrefix {
-		return nil, nil
-	}
-	n := int(binary.BigEndian.Uint32(d.buf[d.start:]))
-	if n == 0 || n > d.max {
+	n, bad, whole := d.head()
+	switch {
+	case bad:
 		return nil, fmt.Errorf("%w: %d bytes, allowed 1 to %d", ErrBadLength, n, d.max)
-	}
-	if d.end-d.start < lenPrefix+n {
+	case !whole:
 		return nil, nil
 	}
 	f := d.buf[d.start+lenPrefix : d.start+lenPrefix+n]
@@ -59,11 +56,21 @@ func (d *decoder) next() ([]byte, error) {
 // ready reports whether next has something to return: a whole frame, or
 // a bad length.
 func (d *decoder) ready() bool {
+	_, bad, whole := d.head()
+	return bad || whole
+}
+
+// head reads the next frame's length n, if its prefix is buffered: bad if
+// n is 0 or over the maximum, whole if the frame is buffered entire.
+func (d *decoder) head() (n int, bad, whole bool) {
 	if d.end-d.start < lenPrefix {
-		return false
+		return 0, false, false
 	}
-	n := int(binary.BigEndian.Uint32(d.buf[d.start:]))
-	return n == 0 || n > d.max || d.end-d.start >= lenPrefix+n
+	n = int(binary.BigEndian.Uint32(d.buf[d.start:]))
+	if n == 0 || n > d.max {
+		return n, true, false
+	}
+	return n, false, d.end-d.start >= lenPrefix+n
 }
 
 // pending reports how many bytes of a partial frame are buffered.

@@ -127,7 +127,7 @@ func (s *Stream) openEpoll() error {
 	if s.lrc, err = s.ln.SyscallConn(); err != nil {
 		return err
 	}
-	if err = s.lrc.Control(func(fd uintptr) { s.lfd = int(fd) }); err != nil {
+	if s.lfd, err = sysFD(s.lrc); err != nil {
 		return err
 	}
 	if s.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
@@ -175,6 +175,13 @@ func (s *Stream) watch(fd int, on bool) error {
 		return os.NewSyscallError("epoll_ctl", unix.EpollCtl(s.ep, unix.EPOLL_CTL_ADD, fd, &ev))
 	}
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(s.ep, unix.EPOLL_CTL_DEL, fd, nil))
+}
+
+// sysFD returns the descriptor behind rc.
+func sysFD(rc syscall.RawConn) (int, error) {
+	fd := -1
+	err := rc.Control(func(f uintptr) { fd = int(f) })
+	return fd, err
 }
 
 // removeStale deletes a socket file no one listens on any more.
@@ -375,8 +382,11 @@ func (s *Stream) attach(c *net.UnixConn) error {
 		c.Close()
 		return err
 	}
-	var fd int
-	rc.Control(func(f uintptr) { fd = int(f) })
+	fd, err := sysFD(rc)
+	if err != nil {
+		c.Close()
+		return err
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.watch(fd, true); err != nil {
