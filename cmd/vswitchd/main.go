@@ -26,6 +26,8 @@ func main() {
 	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
+	flag.Func("socket-dir", "a directory where adapters' QEMU sockets may be, besides /run/vswitch and the API socket's (repeatable)",
+		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)

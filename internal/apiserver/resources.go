@@ -10,12 +10,11 @@ import (
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/field"
-	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
 // load reads the state for a GET, or answers the error.
 func (s *Server) load(w http.ResponseWriter) (*config.Config, uint64, bool) {
-	c, rev, err := s.st.Load()
+	c, rev, err := s.c.State()
 	if err != nil {
 		s.fail(w, err)
 		return nil, 0, false
@@ -165,7 +164,7 @@ func (s *Server) removeAdapter(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
-	sw := s.d.Switch(r.PathValue("name"))
+	sw := s.c.Switch(r.PathValue("name"))
 	if sw == nil {
 		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
 		return
@@ -178,7 +177,7 @@ func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) portStats(name string) []api.PortStats {
-	sw := s.d.Switch(name)
+	sw := s.c.Switch(name)
 	if sw == nil {
 		return nil
 	}
@@ -193,7 +192,7 @@ func (s *Server) portStats(name string) []api.PortStats {
 }
 
 func (s *Server) getPorts(w http.ResponseWriter, r *http.Request) {
-	if s.d.Switch(r.PathValue("name")) == nil {
+	if s.c.Switch(r.PathValue("name")) == nil {
 		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
 		return
 	}
@@ -217,7 +216,7 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, Topology(c, func(name string) bool { return s.d.Switch(name) != nil }))
+	writeJSON(w, http.StatusOK, Topology(c, func(name string) bool { return s.c.Switch(name) != nil }))
 }
 
 // Topology builds the tree of switches, uplinks, host adapters and adapters.
@@ -272,48 +271,19 @@ func (s *Server) setVM(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// startVM runs a VM with QEMU. Its adapters come up first, so that
-// vswitchd listens on their sockets before QEMU connects.
+// startVM runs a VM with QEMU.
 func (s *Server) startVM(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, _, ok := s.load(w)
-	if !ok {
-		return
-	}
-	vm := c.VM(r.PathValue("name"))
-	if vm == nil {
-		s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
-		return
-	}
-	var ads []config.Adapter
-	for _, a := range c.Adapters {
-		if a.VM == vm.Name {
-			ads = append(ads, a)
-		}
-	}
-	if _, err := vmrun.Args(*vm, ads, "tcg"); err != nil {
-		s.fail(w, err) // say what is missing before anything comes up
-		return
-	}
-	wasUp := s.up[vm.Name]
-	s.up[vm.Name] = true
-	s.applyLocked()
-	st, err := s.run.Start(*vm, ads)
+	st, err := s.c.StartVM(r.PathValue("name"))
 	if err != nil {
-		if !wasUp {
-			delete(s.up, vm.Name)
-			s.applyLocked()
-		}
 		s.fail(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
 }
 
-// stopVM stops QEMU; the exit takes the VM's adapters down (OnExit).
+// stopVM stops QEMU; the exit takes the VM's adapters down.
 func (s *Server) stopVM(w http.ResponseWriter, r *http.Request) {
-	st, err := s.run.Stop(r.PathValue("name"), 10*time.Second)
+	st, err := s.c.StopVM(r.PathValue("name"), 10*time.Second)
 	if err != nil {
 		s.fail(w, err)
 		return
@@ -327,10 +297,10 @@ func (s *Server) vmStatus(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
 			return
 		}
-		writeJSON(w, http.StatusOK, s.run.Status(r.PathValue("name")))
+		writeJSON(w, http.StatusOK, s.c.VMStatus(r.PathValue("name")))
 	}
 }
 
 func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"console": s.run.Console(r.PathValue("name"))})
+	writeJSON(w, http.StatusOK, map[string]string{"console": s.c.VMConsole(r.PathValue("name"))})
 }

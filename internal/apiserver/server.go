@@ -1,9 +1,10 @@
 // Package apiserver serves vswitchd's REST API (package api) on a unix
-// socket: reads come from the store and the running switches; every write
-// is validated, checked against the host, stored in one transaction and
-// then converged. A rejected write changes nothing; a change to a switch
-// that the host refuses (say, a NIC that cannot be bound) is undone, and the
-// error names the step that failed.
+// socket. It is plain HTTP: reads come from the daemon's controller (the
+// stored state, the running switches), and every write is handed to the
+// controller (daemon.Controller.Change), which validates it, checks it
+// against the host, applies it and stores it only if the host took it. A
+// rejected write changes nothing, and the error names the field or the
+// step that failed.
 package apiserver
 
 import (
@@ -15,85 +16,43 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
-	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/sockfile"
 	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
-// Host checks the host side of a state before it is stored.
-type Host interface {
-	// CheckNIC reports whether a physical NIC of that name exists.
-	CheckNIC(name string) error
-}
-
-// Runner runs VMs with QEMU (vmrun.Runner).
-type Runner interface {
-	Start(vm config.VM, adapters []config.Adapter) (api.VMStatus, error)
-	Stop(name string, timeout time.Duration) (api.VMStatus, error)
-	Status(name string) api.VMStatus
-	Console(name string) string
-	// OnExit sets what is called (on another goroutine) when a VM exits.
-	OnExit(func(vm string))
-}
-
-// Server is the API over one store and one daemon.
+// Server is the API over the daemon's controller: plain HTTP, every write
+// handed to the controller, which validates, applies and stores it.
 type Server struct {
-	st   *store.Store
-	d    *daemon.Daemon
-	host Host
-	run  Runner
-	log  *slog.Logger
-	mu   sync.Mutex      // one write at a time: store, then converge
-	up   map[string]bool // VMs started here and not exited, under mu
-	mux  *http.ServeMux
+	c   *daemon.Controller
+	log *slog.Logger
+	mux *http.ServeMux
 }
 
-// New returns a server; call Handler or Serve.
-func New(st *store.Store, d *daemon.Daemon, host Host, run Runner, log *slog.Logger) *Server {
-	s := &Server{st: st, d: d, host: host, run: run, log: log, up: map[string]bool{}, mux: http.NewServeMux()}
-	d.SetRunning(func(vm string) bool { return s.up[vm] }) // called by Apply, which s.mu serialises
-	run.OnExit(func(vm string) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		delete(s.up, vm)
-		s.applyLocked() // the VM's adapters go with it
-	})
+// New returns a server; call Handler.
+func New(c *daemon.Controller, log *slog.Logger) *Server {
+	s := &Server{c: c, log: log, mux: http.NewServeMux()}
 	s.routes()
 	return s
-}
-
-// applyLocked converges to the stored state; the caller holds s.mu.
-// Failures are logged too: the next change retries them.
-func (s *Server) applyLocked() ([]string, error) {
-	c, _, err := s.st.Load()
-	if err != nil {
-		s.log.Error("reading the stored state", "err", err)
-		return nil, err
-	}
-	changes, err := s.d.Apply(c)
-	if err != nil {
-		s.log.Warn("converging", "err", err)
-	}
-	return changes, err
 }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
 // Listen opens the unix socket at path with the given mode (0600: root
-// only), replacing a stale socket file.
+// only), replacing a stale socket file. A socket another process serves
+// (another vswitchd) is refused and left alone.
 func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
+	if err := sockfile.RemoveStale(path); err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
@@ -148,97 +107,33 @@ func (s *Server) routes() {
 	})
 }
 
-// Converge applies the stored state; vswitchd calls it at start.
-func (s *Server) Converge() ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.applyLocked()
-}
-
-// change runs one write: edit in a store transaction (with the host
-// checks), then converge. If converging fails on a switch the edit added
-// or changed, the previous state is stored and applied again.
+// change runs one write through the controller and answers its outcome.
 func (s *Server) change(w http.ResponseWriter, edit func(c *config.Config) (*api.Result, error)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	res := &api.Result{}
-	var prev, next *config.Config // the stored state before, and (if it commits) after
-	rev, changed, err := s.st.Update(func(c *config.Config) error {
-		prev, next = c.Clone(), c
+	out, err := s.c.Change(func(c *config.Config) error {
 		r, err := edit(c)
-		if err != nil {
-			return err
-		}
 		if r != nil {
 			res = r
 		}
-		return s.checkHost(prev, c)
+		return err
 	})
 	if err != nil {
 		s.fail(w, err)
 		return
 	}
-	res.Revision = rev
-	res.Changes = []string{}
-	if changed {
-		changes, aerr := s.d.Apply(next)
-		res.Changes = append(res.Changes, changes...)
-		if failed := s.undoIfSwitchFailed(prev, next, aerr); failed != nil {
-			writeError(w, http.StatusInternalServerError, failed)
-			return
-		}
-		for _, se := range daemon.StepErrors(aerr) {
-			res.Warnings = append(res.Warnings, "not applied yet (retried on the next change): "+se.Error())
-		}
-	}
+	res.Revision, res.Changes = out.Revision, out.Changes
+	res.Warnings = append(res.Warnings, out.Warnings...)
 	writeJSON(w, http.StatusOK, res)
-}
-
-// undoIfSwitchFailed restores prev when a switch that the change added,
-// altered or removed could not be set up or torn down: creating, changing
-// and deleting a switch are all or nothing.
-func (s *Server) undoIfSwitchFailed(prev, cur *config.Config, aerr error) *api.Error {
-	for _, se := range daemon.StepErrors(aerr) {
-		now, before := cur.Switch(se.Switch), prev.Switch(se.Switch)
-		if now != nil && before != nil && switchJSON(before) == switchJSON(now) {
-			continue
-		}
-		s.st.Update(func(c *config.Config) error { *c = *prev.Clone(); return nil })
-		s.d.Apply(prev)
-		return &api.Error{Code: api.CodeFailed, Step: se.Step,
-			Message: fmt.Sprintf("switch %s could not be changed, nothing was: %v", se.Switch, se)}
-	}
-	return nil
-}
-
-func switchJSON(s *config.Switch) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
-
-// checkHost verifies what only the host can tell: that a newly used
-// uplink NIC exists.
-func (s *Server) checkHost(prev, next *config.Config) error {
-	var l field.List
-	for _, sw := range next.Switches {
-		if sw.Type != config.External {
-			continue
-		}
-		if old := prev.Switch(sw.Name); old != nil && old.Type == config.External && old.Uplink == sw.Uplink {
-			continue
-		}
-		if err := s.host.CheckNIC(sw.Uplink); err != nil {
-			l.Add(fmt.Sprintf("switches[%s].uplink", sw.Name), sw.Uplink, "an existing network interface of the host ("+err.Error()+")")
-		}
-	}
-	return l.Err()
 }
 
 // fail maps an error to its HTTP status and envelope.
 func (s *Server) fail(w http.ResponseWriter, err error) {
 	e := &api.Error{Message: err.Error()}
 	status := http.StatusInternalServerError
+	var refused *daemon.RefusedError
 	switch {
+	case errors.As(err, &refused):
+		status, e.Code, e.Step = http.StatusInternalServerError, api.CodeFailed, refused.Step
 	case errors.Is(err, config.ErrTooLarge):
 		status, e.Code = http.StatusRequestEntityTooLarge, api.CodeTooLarge
 	case errors.Is(err, field.ErrInvalid):

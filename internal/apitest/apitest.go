@@ -5,14 +5,17 @@ package apitest
 
 import (
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
@@ -38,11 +41,14 @@ func (b *Backend) Open(s daemon.PortSpec) (l2.Port, error) {
 // Remove implements daemon.Backend.
 func (b *Backend) Remove(daemon.PortSpec) error { return nil }
 
+// SaveIdentity implements daemon.Backend.
+func (b *Backend) SaveIdentity(nic string) ([]byte, error) { return []byte(`"` + nic + `"`), nil }
+
 // TakeOver implements daemon.Backend.
-func (b *Backend) TakeOver(string, string) (time.Duration, error) { return 0, nil }
+func (b *Backend) TakeOver(string, string, []byte) (time.Duration, error) { return 0, nil }
 
 // GiveBack implements daemon.Backend.
-func (b *Backend) GiveBack(string, string) error {
+func (b *Backend) GiveBack(string, string, []byte) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.FailBack {
@@ -51,15 +57,28 @@ func (b *Backend) GiveBack(string, string) error {
 	return nil
 }
 
-// Host has the NICs named in it.
-type Host map[string]bool
+// Host has the NICs named in it, with their MACs (zero: none known).
+type Host map[string]frame.MAC
 
-// CheckNIC implements apiserver.Host.
+// CheckNIC implements daemon.Host.
 func (h Host) CheckNIC(name string) error {
-	if h[name] {
+	if _, ok := h[name]; ok {
 		return nil
 	}
 	return errors.New("no such device")
+}
+
+// MAC implements daemon.Host.
+func (h Host) MAC(name string) (frame.MAC, error) {
+	if m, ok := h[name]; ok {
+		return m, nil
+	}
+	return frame.MAC{}, errors.New("no such device")
+}
+
+// Controller returns a controller over st with this package's doubles.
+func Controller(st *store.Store, b *Backend, h Host, r *Runner) *daemon.Controller {
+	return daemon.NewController(daemon.Deps{Store: st, Backend: b, Host: h, Runner: r, Log: slog.New(slog.DiscardHandler)})
 }
 
 // Runner records VM starts and stops, checking the QEMU arguments as the
@@ -70,10 +89,10 @@ type Runner struct {
 	onExit func(string)
 }
 
-// OnExit implements apiserver.Runner.
+// OnExit implements daemon.Runner.
 func (f *Runner) OnExit(fn func(string)) { f.onExit = fn }
 
-// Start implements apiserver.Runner.
+// Start implements daemon.Runner.
 func (f *Runner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -90,7 +109,7 @@ func (f *Runner) Start(vm config.VM, ads []config.Adapter) (api.VMStatus, error)
 	return api.VMStatus{Name: vm.Name, State: "running", Accel: "tcg", Note: "fake"}, nil
 }
 
-// Stop implements apiserver.Runner; it reports the exit as the real one does.
+// Stop implements daemon.Runner; it reports the exit as the real one does.
 func (f *Runner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
 	f.mu.Lock()
 	if f.state[name] != "running" {
@@ -105,7 +124,7 @@ func (f *Runner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
 	return api.VMStatus{Name: name, State: "exited"}, nil
 }
 
-// Status implements apiserver.Runner.
+// Status implements daemon.Runner.
 func (f *Runner) Status(name string) api.VMStatus {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -116,5 +135,5 @@ func (f *Runner) Status(name string) api.VMStatus {
 	return api.VMStatus{Name: name, State: st}
 }
 
-// Console implements apiserver.Runner.
+// Console implements daemon.Runner.
 func (f *Runner) Console(name string) string { return "console of " + name }

@@ -34,7 +34,7 @@ func (f *adapterFlags) register(c *cobra.Command, forAdd bool) {
 	fl.StringVar(&f.tap, "tap", "", "attach: a TAP device that QEMU or libvirt opens")
 	fl.BoolVar(&f.qemuStream, "qemu-stream", false, "attach: a unix socket for QEMU -netdev stream")
 	fl.BoolVar(&f.qemuDgram, "qemu-dgram", false, "attach: a unix socket for QEMU -netdev dgram")
-	fl.StringVar(&f.socket, "socket-path", "", "with --qemu-*: the socket (default /run/vswitch/VM-NAME.sock)")
+	fl.StringVar(&f.socket, "socket-path", "", "with --qemu-*: the socket (default /run/vswitch/VM+NAME.sock)")
 }
 
 // apply copies the flags the user gave onto ad.

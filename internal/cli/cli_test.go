@@ -14,7 +14,6 @@ import (
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
-	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/store"
 )
 
@@ -27,15 +26,16 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := daemon.New(&apitest.Backend{}, slog.New(slog.DiscardHandler))
+	ctl := apitest.Controller(st, &apitest.Backend{}, apitest.Host{"eth1": {}}, &apitest.Runner{})
+	ctl.Start()
 	sock := filepath.Join(dir, "vswitchd.sock")
 	l, err := apiserver.Listen(sock, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: apiserver.New(st, d, apitest.Host{"eth1": true}, &apitest.Runner{}, slog.New(slog.DiscardHandler)).Handler()}
+	hs := &http.Server{Handler: apiserver.New(ctl, slog.New(slog.DiscardHandler)).Handler()}
 	go hs.Serve(l)
-	t.Cleanup(func() { hs.Close(); d.Close(); st.Close() })
+	t.Cleanup(func() { hs.Close(); ctl.Close(); st.Close() })
 	return sock
 }
 
@@ -110,7 +110,7 @@ priv0 (private, default VLAN 1)
 		t.Fatalf("stats:\n%s", out)
 	}
 	code, out, errOut := run(sock, "adapter", "qemu-args", "web/eth1")
-	if code != 0 || out != "-netdev stream,id=vs-eth1,server=off,addr.type=unix,addr.path=/run/vswitch/web-eth1.sock -device tulip,netdev=vs-eth1,mac=52:54:00:12:34:56,romfile=\n" ||
+	if code != 0 || out != "-netdev stream,id=vs-eth1,server=off,addr.type=unix,addr.path=/run/vswitch/web+eth1.sock -device tulip,netdev=vs-eth1,mac=52:54:00:12:34:56,romfile=\n" ||
 		!strings.Contains(errOut, "does not reconnect") {
 		t.Fatalf("qemu-args: %d %q %q", code, out, errOut)
 	}

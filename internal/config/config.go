@@ -147,12 +147,13 @@ type Adapter struct {
 const SocketDir = "/run/vswitch"
 
 // SocketPath returns the unix socket of a qemu-* adapter: the one given,
-// or SocketDir/VM-NAME.sock.
+// or SocketDir/VM+NAME.sock ('+' is in no name, so no two adapters share
+// a default path).
 func (a *Adapter) SocketPath() string {
 	if a.Attachment.Socket != "" {
 		return a.Attachment.Socket
 	}
-	return SocketDir + "/" + a.VM + "-" + a.Name + ".sock"
+	return SocketDir + "/" + a.VM + "+" + a.Name + ".sock"
 }
 
 // ID is the adapter's name as "vm/name".

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +56,80 @@ func (c *Config) Validate() error {
 		c.validateVMHardware(&vm, &l)
 	}
 	c.validateAdapters(&l, switches, vms)
+	c.validateResources(&l)
 	return l.Err()
+}
+
+// maxSocketPath is the longest unix socket path (sun_path less its NUL);
+// a dgram adapter's QEMU end adds ".qemu" to it.
+const maxSocketPath = 107
+
+// validateResources checks that no two objects claim one host resource:
+// an interface name in the host's namespace (host adapters, uplinks, TAPs
+// of tap adapters), an interface in a VM's namespace, a socket path.
+func (c *Config) validateResources(l *field.List) {
+	host := map[string]string{} // interface name → who has it
+	for _, s := range c.Switches {
+		if s.ManagementOS() && nameOK(s.Name, maxIfName) {
+			host[s.Name] = "the host adapter of switch " + s.Name
+		}
+	}
+	for _, s := range c.Switches {
+		if s.Type != External || s.Uplink == "" {
+			continue
+		}
+		if who := host[s.Uplink]; who != "" {
+			l.Add("switches["+s.Name+"].uplink", s.Uplink, "a NIC that is not an interface of vswitch ("+who+")")
+			continue
+		}
+		host[s.Uplink] = "the uplink of switch " + s.Name
+	}
+	inNS, sockets := map[string]string{}, map[string]string{}
+	for i := range c.Adapters {
+		a := &c.Adapters[i]
+		p := fmt.Sprintf("adapters[%s].attachment", a.ID())
+		switch a.Attachment.Kind {
+		case AttachTAP:
+			if who := host[a.Attachment.Device]; who != "" {
+				l.Add(p+".device", a.Attachment.Device, "a name no other interface of the host has ("+who+" has it)")
+			}
+			host[a.Attachment.Device] = "the TAP of adapter " + a.ID()
+		case AttachNetns:
+			dev := a.Attachment.Device
+			if dev == "" {
+				dev = "eth0"
+			}
+			k := namespacePath(a.Attachment.Namespace) + "\x00" + dev
+			if who := inNS[k]; who != "" {
+				l.Add(p+".device", dev, "a name no other adapter has in namespace "+a.Attachment.Namespace+" ("+who+" has it)")
+			}
+			inNS[k] = "adapter " + a.ID()
+		case AttachQEMUStream, AttachQEMUDgram:
+			sock, max := a.SocketPath(), maxSocketPath
+			if a.Attachment.Kind == AttachQEMUDgram {
+				max -= len(".qemu")
+			}
+			if len(sock) > max {
+				l.Add(p+".socket", sock, fmt.Sprintf("a path of at most %d bytes (a unix socket's limit; shorter VM or adapter names, or --socket-path)", max))
+			}
+			if who := sockets[sock]; who != "" {
+				l.Add(p+".socket", sock, "a path no other adapter uses ("+who+" has it)")
+			}
+			sockets[sock] = "adapter " + a.ID()
+		}
+	}
+}
+
+// namespacePath is the file a namespace spec names (as nsrun.Path): a
+// name is under /run/netns, a number is a PID.
+func namespacePath(spec string) string {
+	if strings.Contains(spec, "/") {
+		return filepath.Clean(spec)
+	}
+	if _, err := strconv.Atoi(spec); err == nil {
+		return "/proc/" + spec + "/ns/net"
+	}
+	return "/run/netns/" + spec
 }
 
 func (c *Config) validateVMHardware(vm *VM, l *field.List) {
@@ -208,7 +282,7 @@ func (t *Attachment) validate(p string, l *field.List) {
 		}
 	case AttachQEMUStream, AttachQEMUDgram:
 		if t.Socket != "" && !filepath.IsAbs(t.Socket) {
-			l.Add(p+".socket", t.Socket, "an absolute path, or empty for /run/vswitch/VM-NAME.sock")
+			l.Add(p+".socket", t.Socket, "an absolute path, or empty for /run/vswitch/VM+NAME.sock")
 		}
 	default:
 		l.Add(p+".kind", string(t.Kind), "netns, tap, qemu-stream or qemu-dgram")

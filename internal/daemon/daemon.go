@@ -20,20 +20,31 @@ import (
 // Backend opens the OS side of ports and removes it.
 type Backend interface {
 	// Open makes, or re-attaches to, what spec names and returns it as a
-	// port for the switch, which owns it from then on.
+	// port for the switch, which owns it from then on. An error that wraps
+	// ErrNotYet says the port's place (its namespace) does not exist yet.
 	Open(spec PortSpec) (l2.Port, error)
 	// Remove deletes what Open made for spec (a TAP device, a socket file)
-	// once the switch has closed the port. It is not called when the
-	// daemon stops, so that workloads keep their devices and addresses
-	// across a restart.
+	// once the switch has closed the port; what is already gone is not an
+	// error. It is not called when the daemon stops, so that workloads
+	// keep their devices and addresses across a restart.
 	Remove(spec PortSpec) error
-	// TakeOver moves the host's identity from the NIC to the host adapter
-	// of an external switch, all or nothing, and says how long the host
-	// had no address.
-	TakeOver(nic, hostAdapter string) (time.Duration, error)
-	// GiveBack moves it from the host adapter back to the NIC.
-	GiveBack(hostAdapter, nic string) error
+	// SaveIdentity reads a NIC's identity (addresses, routes, MAC, MTU,
+	// IPv6 setting) in a form the daemon keeps in its store before the
+	// host adapter of an external switch takes it over.
+	SaveIdentity(nic string) ([]byte, error)
+	// TakeOver moves the saved identity from the NIC to the host adapter,
+	// all or nothing, and says how long the host had no address. Called
+	// again after a crash half-way, it finishes the move.
+	TakeOver(nic, hostAdapter string, saved []byte) (time.Duration, error)
+	// GiveBack moves it from the host adapter back to the NIC, or, if the
+	// host adapter is gone, gives the NIC what was saved (nil: nothing
+	// saved, only a live move).
+	GiveBack(hostAdapter, nic string, saved []byte) error
 }
+
+// ErrNotYet marks a port whose place does not exist yet (a namespace not
+// made yet): the adapter is kept and retried, not refused.
+var ErrNotYet = errors.New("not there yet")
 
 // StepError is one thing Apply could not do: which switch and port (empty
 // for the switch itself), which step, and why.
@@ -58,6 +69,9 @@ func StepErrors(err error) []*StepError { return errtree.All[*StepError](err) }
 type Daemon struct {
 	mu       sync.Mutex
 	backend  Backend
+	rec      Records
+	recs     map[string][]byte // the records, as last read or written; nil until the first Apply
+	problems map[string]string // switch NUL port → what the last Apply could not do
 	log      *slog.Logger
 	switches map[string]*liveSwitch
 	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
@@ -89,12 +103,16 @@ type liveSwitch struct {
 	tookOver string // the NIC whose identity the host adapter holds, if any
 }
 
-// New returns a daemon with nothing running.
-func New(b Backend, log *slog.Logger) *Daemon {
+// New returns a daemon with nothing running that keeps its records of
+// host objects in rec (nil: in memory only, for tests).
+func New(b Backend, rec Records, log *slog.Logger) *Daemon {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Daemon{backend: b, log: log, switches: map[string]*liveSwitch{}}
+	if rec == nil {
+		rec = &MemRecords{}
+	}
+	return &Daemon{backend: b, rec: rec, log: log, switches: map[string]*liveSwitch{}}
 }
 
 // Apply converges to c, which must be valid, and returns what it changed
@@ -105,6 +123,9 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	defer d.mu.Unlock()
 	want, err := plan(c, d.running)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.loadRecords(); err != nil {
 		return nil, err
 	}
 	var changes []string
@@ -170,7 +191,20 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		errs = append(errs, d.convergePorts(ls, wp, note)...)
 		errs = append(errs, d.takeOver(ls, wp, note))
 	}
-	return changes, errors.Join(errs...)
+	errs = append(errs, d.sweep(want, note)...)
+	err = errors.Join(errs...)
+	d.problems = map[string]string{}
+	for _, se := range StepErrors(err) {
+		d.problems[se.Switch+"\x00"+se.Port] = se.Step + ": " + se.Err.Error()
+	}
+	return changes, err
+}
+
+// problem returns why a port did not come up in the last Apply, or "".
+func (d *Daemon) problem(sw, port string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.problems[sw+"\x00"+port]
 }
 
 // takeOver moves the host's identity to the host adapter once both the
@@ -181,7 +215,11 @@ func (d *Daemon) takeOver(ls *liveSwitch, wp *switchPlan, note func(string, ...a
 	if wp.takeOver == "" || ls.tookOver == wp.takeOver || !up || !hostUp {
 		return nil
 	}
-	gap, err := d.backend.TakeOver(wp.takeOver, host.spec.Device)
+	saved, err := d.saveIdentity(ls.opts.Name, wp.takeOver, host.spec.Device)
+	if err != nil {
+		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "keep the identity of " + wp.takeOver, Err: err}
+	}
+	gap, err := d.backend.TakeOver(wp.takeOver, host.spec.Device, saved)
 	if err != nil {
 		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "move host identity from " + wp.takeOver, Err: err}
 	}
@@ -196,8 +234,8 @@ func (d *Daemon) giveBack(ls *liveSwitch, note func(string, ...any)) error {
 	if ls.tookOver == "" || !ok {
 		return nil
 	}
-	if err := d.backend.GiveBack(host.spec.Device, ls.tookOver); err != nil {
-		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "move host identity back to " + ls.tookOver, Err: err}
+	if err := d.giveBackTo(ls.opts.Name, host.spec.Device, ls.tookOver); err != nil {
+		return err
 	}
 	note("moved host identity %s -> %s", host.spec.Device, ls.tookOver)
 	ls.tookOver = ""
@@ -245,6 +283,15 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 			note("remove port %s %s", sw, have.spec.Name)
 		}
 	}
+	var opening []PortSpec
+	for _, pn := range sortedKeys(wp.ports) {
+		if _, ok := ls.ports[pn]; !ok {
+			opening = append(opening, wp.ports[pn].spec)
+		}
+	}
+	if err := d.own(opening); err != nil { // on disk before anything is made
+		return append(errs, &StepError{Switch: sw, Step: "record the ports to make", Err: err})
+	}
 	for _, pn := range sortedKeys(wp.ports) {
 		if _, ok := ls.ports[pn]; ok {
 			continue
@@ -268,6 +315,9 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 func (d *Daemon) remove(spec PortSpec) error {
 	if err := d.backend.Remove(spec); err != nil {
 		return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "remove " + spec.Kind, Err: err}
+	}
+	if err := d.disown(spec.key()); err != nil {
+		return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "forget " + spec.Kind, Err: err}
 	}
 	return nil
 }

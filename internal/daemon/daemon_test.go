@@ -19,6 +19,8 @@ import (
 // fakeBackend "opens" in-memory ports and renders the devices it holds.
 type fakeBackend struct {
 	mu       sync.Mutex
+	steps    int // host steps taken
+	crashAt  int // panic before this step (1-based); 0: never
 	devices  map[string]PortSpec
 	removed  []string
 	failOpen map[string]bool
@@ -30,29 +32,53 @@ func newFake() *fakeBackend {
 	return &fakeBackend{devices: map[string]PortSpec{}, failOpen: map[string]bool{}, identity: map[string]string{}}
 }
 
-func (f *fakeBackend) TakeOver(nic, host string) (time.Duration, error) {
+// step counts a host step and crashes there if told to; f.mu is held.
+func (f *fakeBackend) step() {
+	f.steps++
+	if f.steps == f.crashAt {
+		f.mu.Unlock()
+		panic(errCrash)
+	}
+}
+
+var errCrash = errors.New("injected crash")
+
+func (f *fakeBackend) SaveIdentity(nic string) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.step()
+	return []byte(`"` + nic + ` as it was"`), nil
+}
+
+func (f *fakeBackend) TakeOver(nic, host string, saved []byte) (time.Duration, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.step()
+	if string(saved) != `"`+nic+` as it was"` {
+		return 0, fmt.Errorf("TakeOver of %s with saved %s", nic, saved)
+	}
 	f.identity[nic] = host
 	return 0, nil
 }
 
-func (f *fakeBackend) GiveBack(host, nic string) error {
+func (f *fakeBackend) GiveBack(host, nic string, saved []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.step()
 	if f.failBack {
 		return errors.New("address in use")
 	}
-	if f.identity[nic] != host {
-		return fmt.Errorf("%s does not hold %s's identity", host, nic)
+	if string(saved) != `"`+nic+` as it was"` {
+		return fmt.Errorf("GiveBack of %s with saved %s", nic, saved)
 	}
-	delete(f.identity, nic)
+	delete(f.identity, nic) // from the host adapter, or from what was saved
 	return nil
 }
 
 func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.step()
 	if f.failOpen[s.Name] {
 		return nil, errors.New("no such device")
 	}
@@ -64,6 +90,7 @@ func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
 func (f *fakeBackend) Remove(s PortSpec) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.step()
 	delete(f.devices, s.Switch+"/"+s.Name)
 	f.removed = append(f.removed, s.Switch+"/"+s.Name)
 	return nil
@@ -104,7 +131,7 @@ func withInternal(c *config.Config) *config.Config {
 // live switches and the backend's devices after each.
 func TestApplySequence(t *testing.T) {
 	fb := newFake()
-	d := New(fb, slog.New(slog.DiscardHandler))
+	d := New(fb, nil, slog.New(slog.DiscardHandler))
 	defer d.Close()
 	steps := []struct {
 		name    string
@@ -150,10 +177,10 @@ func TestApplySequence(t *testing.T) {
 				Attachment: config.Attachment{Kind: config.AttachQEMUStream}}}
 			return c
 		}, []string{"remove switch int0", "add switch ext0",
-			"add port ext0 db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]",
+			"add port ext0 db/n0 qemu-stream sock=/run/vswitch/db+n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]",
 			"add port ext0 uplink uplink dev=eth1 [trunk 1-4094 native 1]"},
-			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db-n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 1-4094 native 1]",
-			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db-n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
+			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db+n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 1-4094 native 1]",
+			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db+n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
 		{"external with the management OS: the host adapter takes the NIC's identity", func() *config.Config {
 			c := base()
 			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}
@@ -202,7 +229,7 @@ func TestApplySequence(t *testing.T) {
 
 func TestApplyRetriesFailedPorts(t *testing.T) {
 	fb := newFake()
-	d := New(fb, slog.New(slog.DiscardHandler))
+	d := New(fb, nil, slog.New(slog.DiscardHandler))
 	defer d.Close()
 	fb.failOpen["web/eth0"] = true
 	changes, err := d.Apply(withInternal(base()))
@@ -224,7 +251,7 @@ func TestApplyRetriesFailedPorts(t *testing.T) {
 // removing them would take the host's addresses with them.
 func TestFailedGiveBackKeepsTheSwitch(t *testing.T) {
 	fb := newFake()
-	d := New(fb, slog.New(slog.DiscardHandler))
+	d := New(fb, nil, slog.New(slog.DiscardHandler))
 	defer d.Close()
 	ext := base()
 	ext.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}

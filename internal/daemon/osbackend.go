@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,13 +10,19 @@ import (
 	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/hostnet"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/nsrun"
 	"github.com/vswitch/vswitch/internal/port/afpacket"
 	"github.com/vswitch/vswitch/internal/port/qemu"
 	"github.com/vswitch/vswitch/internal/port/tap"
+	"github.com/vswitch/vswitch/internal/sockfile"
 )
+
+// Mark is the alias vswitchd gives the TAPs it makes: it removes only
+// TAPs that carry it, and no switch takes one as its uplink.
+const Mark = "vswitch"
 
 // OSBackend opens real ports: a packet socket on the uplink NIC or on a
 // QEMU-owned TAP, a TAP for the host adapter or inside a VM's namespace,
@@ -24,10 +31,27 @@ type OSBackend struct {
 	// Namespace is where the host side lives (uplinks, host adapters, QEMU
 	// TAPs): "" for vswitchd's own namespace; tests run a daemon in one of theirs.
 	Namespace string
+	// Step, if set, is called before every host step (crash tests).
+	Step func(step string)
+}
+
+func (b OSBackend) step(name string) {
+	if b.Step != nil {
+		b.Step(name)
+	}
+}
+
+// notYet marks an error from a namespace that does not exist yet.
+func notYet(err error) error {
+	if errors.Is(err, nsrun.ErrNoNamespace) {
+		return fmt.Errorf("%w: %w", ErrNotYet, err)
+	}
+	return err
 }
 
 // Open implements Backend.
 func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
+	b.step("open " + s.Kind + " " + s.Name)
 	switch s.Kind {
 	case KindUplink:
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
@@ -35,16 +59,17 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 		// Make the TAP persistent if it is not there yet, so that its host
 		// side can be bound now and QEMU attaches to it by name whenever
 		// the VM runs.
-		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace})
+		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, Mark: Mark})
 		if err != nil {
 			return nil, err
 		}
 		t.Close()
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindHost:
-		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC})
+		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC, Mark: Mark, Adopt: true})
 	case string(config.AttachNetns):
-		return tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC})
+		p, err := tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC, Mark: Mark, Adopt: true})
+		return p, notYet(err)
 	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
 		if err := os.MkdirAll(filepath.Dir(s.Socket), 0o700); err != nil {
 			return nil, err
@@ -58,40 +83,101 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	return nil, fmt.Errorf("unknown port kind %q", s.Kind)
 }
 
-// Remove implements Backend: TAP devices are deleted (tap.Remove refuses
-// anything that is not a TAP) and socket files removed; NICs stay.
+// Remove implements Backend: TAP devices vswitchd made are deleted (one
+// it did not make, or anything that is not a TAP, is left alone) and
+// stale socket files removed (a socket another process serves is not);
+// NICs stay.
 func (b OSBackend) Remove(s PortSpec) error {
+	b.step("remove " + s.Kind + " " + s.Name)
+	var err error
 	switch s.Kind {
 	case KindHost, string(config.AttachTAP):
-		return tap.Remove(b.Namespace, s.Device)
+		err = tap.RemoveMarked(b.Namespace, s.Device, Mark)
 	case string(config.AttachNetns):
-		return tap.Remove(s.Namespace, s.Device)
-	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
-		if err := os.Remove(s.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		err = tap.RemoveMarked(s.Namespace, s.Device, Mark)
+		if errors.Is(err, nsrun.ErrNoNamespace) {
+			return nil // the namespace went, and the TAP with it
 		}
+	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
+		err = sockfile.RemoveStale(s.Socket)
+		if errors.Is(err, sockfile.ErrInUse) || errors.Is(err, sockfile.ErrNotSocket) {
+			return nil // another process's: never removed
+		}
+	}
+	if errors.Is(err, tap.ErrNotMarked) {
+		return nil
+	}
+	return err
+}
+
+// SaveIdentity implements Backend with hostnet.
+func (b OSBackend) SaveIdentity(nic string) ([]byte, error) {
+	b.step("save identity of " + nic)
+	m := hostnet.Mover{Namespace: b.Namespace}
+	s, err := m.Save(nic)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// TakeOver implements Backend with hostnet.
+func (b OSBackend) TakeOver(nic, hostAdapter string, saved []byte) (time.Duration, error) {
+	var s hostnet.Saved
+	if err := json.Unmarshal(saved, &s); err != nil {
+		return 0, fmt.Errorf("saved identity of %s: %w", nic, err)
+	}
+	m := hostnet.Mover{Namespace: b.Namespace, Step: b.Step}
+	return m.TakeOverSaved(nic, hostAdapter, s)
+}
+
+// GiveBack implements Backend with hostnet.
+func (b OSBackend) GiveBack(hostAdapter, nic string, saved []byte) error {
+	m := hostnet.Mover{Namespace: b.Namespace, Step: b.Step}
+	if saved == nil {
+		_, err := m.GiveBack(hostAdapter, nic)
+		return err
+	}
+	var s hostnet.Saved
+	if err := json.Unmarshal(saved, &s); err != nil {
+		return fmt.Errorf("saved identity of %s: %w", nic, err)
+	}
+	return m.GiveBackSaved(hostAdapter, nic, s)
+}
+
+// CheckNIC reports whether name can be an uplink where the host side
+// lives: an existing interface that is not the loopback and not one that
+// vswitchd made (a host adapter or a TAP of its own).
+func (b OSBackend) CheckNIC(name string) error {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("no such interface")
+	case l.Attrs().Flags&net.FlagLoopback != 0:
+		return fmt.Errorf("%s is the loopback interface", name)
+	case l.Attrs().Alias == Mark:
+		return fmt.Errorf("%s is an interface of vswitch (a host adapter or a TAP it made)", name)
 	}
 	return nil
 }
 
-// TakeOver implements Backend with hostnet.
-func (b OSBackend) TakeOver(nic, hostAdapter string) (time.Duration, error) {
-	m := hostnet.Mover{Namespace: b.Namespace}
-	return m.TakeOver(nic, hostAdapter)
-}
-
-// GiveBack implements Backend with hostnet.
-func (b OSBackend) GiveBack(hostAdapter, nic string) error {
-	m := hostnet.Mover{Namespace: b.Namespace}
-	_, err := m.GiveBack(hostAdapter, nic)
-	return err
-}
-
-// CheckNIC reports whether a network interface of that name exists where
-// the host side lives (apiserver.Host).
-func (b OSBackend) CheckNIC(name string) error {
-	return nsrun.In(nsrun.Path(b.Namespace), func() error {
-		_, err := net.InterfaceByName(name)
-		return err
-	})
+// MAC returns a link's MAC address where the host side lives.
+func (b OSBackend) MAC(name string) (frame.MAC, error) {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return frame.MAC{}, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return frame.MAC{}, err
+	}
+	var m frame.MAC
+	copy(m[:], l.Attrs().HardwareAddr)
+	return m, nil
 }

@@ -48,7 +48,7 @@ func TestOSBackendInternalSwitch(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := daemon.OSBackend{Namespace: host.Name}
-	d := daemon.New(be, slog.New(slog.DiscardHandler))
+	d := daemon.New(be, nil, slog.New(slog.DiscardHandler))
 	t.Cleanup(func() { d.Close() })
 	if _, err := d.Apply(c); err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestOSBackendInternalSwitch(t *testing.T) {
 
 	// A restart: a new daemon re-attaches to the TAPs; the VMs keep their addresses.
 	d.Close()
-	d = daemon.New(be, slog.New(slog.DiscardHandler))
+	d = daemon.New(be, nil, slog.New(slog.DiscardHandler))
 	if _, err := d.Apply(c); err != nil {
 		t.Fatal(err)
 	}

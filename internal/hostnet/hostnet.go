@@ -42,6 +42,9 @@ type Identity struct {
 // Mover moves identities inside one namespace ("" is the caller's).
 type Mover struct {
 	Namespace string
+	// Step, if set, is called before each step of a move with its name
+	// (crash tests panic there).
+	Step func(step string)
 	// failAt, in tests, makes the named step fail.
 	failAt string
 }
@@ -112,16 +115,28 @@ func (u undoStack) run() {
 // nic without addresses or IPv6, up. It returns how long the host had no
 // address (from the first address removed to the last route restored).
 func (m *Mover) TakeOver(nic, adapter string) (time.Duration, error) {
-	return m.move(nic, adapter, true)
+	return m.move(nic, adapter, true, nil)
+}
+
+// TakeOverSaved is TakeOver of the identity saved before (Save): what the
+// NIC had before any move began. It is idempotent, so a move cut short by
+// a crash is finished by calling it again: addresses already on the
+// adapter, or already gone from the NIC, are skipped.
+func (m *Mover) TakeOverSaved(nic, adapter string, saved Saved) (time.Duration, error) {
+	id, err := saved.identity()
+	if err != nil {
+		return 0, &StepError{"read the saved identity of " + nic, err}
+	}
+	return m.move(nic, adapter, true, &id)
 }
 
 // GiveBack moves adapter's identity (as it is now) back to nic and turns
 // IPv6 on again there; adapter keeps its MAC until it is deleted.
 func (m *Mover) GiveBack(adapter, nic string) (time.Duration, error) {
-	return m.move(adapter, nic, false)
+	return m.move(adapter, nic, false, nil)
 }
 
-func (m *Mover) move(from, to string, takeOver bool) (gap time.Duration, err error) {
+func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.Duration, err error) {
 	h, err := m.handle()
 	if err != nil {
 		return 0, &StepError{"open netlink", err}
@@ -134,6 +149,9 @@ func (m *Mover) move(from, to string, takeOver bool) (gap time.Duration, err err
 		}
 	}()
 	step := func(name string, f func() error) error {
+		if m.Step != nil {
+			m.Step(name)
+		}
 		if m.failAt == name {
 			return &StepError{name, errors.New("injected failure")}
 		}
@@ -145,6 +163,9 @@ func (m *Mover) move(from, to string, takeOver bool) (gap time.Duration, err err
 	id, err := snapshot(h, from)
 	if err != nil {
 		return 0, &StepError{"read " + from, err}
+	}
+	if given != nil {
+		id = *given
 	}
 	src, err := h.LinkByName(from)
 	if err != nil {
@@ -184,10 +205,20 @@ func (m *Mover) move(from, to string, takeOver bool) (gap time.Duration, err err
 		}
 	})
 	for _, a := range id.Addrs {
-		if err := step("remove "+a.IPNet.String()+" from "+from, func() error { return h.AddrDel(src, &a) }); err != nil {
+		gone := false
+		if err := step("remove "+a.IPNet.String()+" from "+from, func() error {
+			err := h.AddrDel(src, &a)
+			gone = errors.Is(err, unix.EADDRNOTAVAIL) // a move cut short had taken it already
+			if gone {
+				return nil
+			}
+			return err
+		}); err != nil {
 			return 0, err
 		}
-		undo.push(func() { h.AddrAdd(src, &a) })
+		if !gone {
+			undo.push(func() { h.AddrAdd(src, &a) })
+		}
 	}
 	for _, a := range id.Addrs {
 		na := a
@@ -195,10 +226,20 @@ func (m *Mover) move(from, to string, takeOver bool) (gap time.Duration, err err
 		if na.IP.To4() == nil {
 			na.Flags |= unix.IFA_F_NODAD // usable at once: the move must be short
 		}
-		if err := step("add "+a.IPNet.String()+" to "+to, func() error { return h.AddrAdd(dst, &na) }); err != nil {
+		there := false
+		if err := step("add "+a.IPNet.String()+" to "+to, func() error {
+			err := h.AddrAdd(dst, &na)
+			there = errors.Is(err, unix.EEXIST)
+			if there {
+				return nil
+			}
+			return err
+		}); err != nil {
 			return 0, err
 		}
-		undo.push(func() { h.AddrDel(dst, &na) })
+		if !there {
+			undo.push(func() { h.AddrDel(dst, &na) })
+		}
 	}
 	for _, r := range id.Routes {
 		nr := r

@@ -6,6 +6,7 @@
 package nsrun
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -13,7 +14,48 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
+
+// Errors of opening a namespace.
+var (
+	// ErrNoNamespace: nothing at the path (a namespace not made yet, or gone).
+	ErrNoNamespace = errors.New("no such network namespace")
+	// ErrNotNamespace: the path is something else (a FIFO, a plain file),
+	// refused without waiting on it.
+	ErrNotNamespace = errors.New("not a namespace file")
+)
+
+// open opens a namespace file without ever blocking (a FIFO given as a
+// path would otherwise hang the opener) and checks that it is one.
+func open(path string) (netns.NsHandle, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return -1, fmt.Errorf("%s: %w", path, ErrNoNamespace)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", path, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: %w", path, ErrNotNamespace)
+	}
+	return netns.NsHandle(fd), nil
+}
+
+// Check reports whether path (a Path result; "" is the caller's own) is
+// a namespace file, without entering it.
+func Check(path string) error {
+	if path == "" {
+		return nil
+	}
+	h, err := open(path)
+	if err != nil {
+		return err
+	}
+	return h.Close()
+}
 
 // Path returns the namespace file for a spec: "" is the caller's own
 // namespace, a plain name is one made by `ip netns add` (/run/netns/NAME),
@@ -57,9 +99,9 @@ func in(path string, fn func() error) error {
 		return fmt.Errorf("nsrun: current namespace: %w", err)
 	}
 	defer orig.Close()
-	target, err := netns.GetFromPath(path)
+	target, err := open(path)
 	if err != nil {
-		return fmt.Errorf("nsrun: open namespace %s: %w", path, err)
+		return fmt.Errorf("nsrun: open namespace: %w", err)
 	}
 	defer target.Close()
 	if err := netns.Set(target); err != nil {
@@ -79,7 +121,7 @@ func Netlink(path string) (*netlink.Handle, error) {
 	if path == "" {
 		return netlink.NewHandle()
 	}
-	ns, err := netns.GetFromPath(path)
+	ns, err := open(path)
 	if err != nil {
 		return nil, err
 	}

@@ -190,3 +190,50 @@ func putRaw(b *bolt.Bucket, raw []byte, rev uint64) error {
 	}
 	return b.Put(keyRev, binary.BigEndian.AppendUint64(nil, rev))
 }
+
+// The daemon's records of what it made on the host (TAPs, sockets, a NIC's
+// identity before a switch took it over) live beside the state, in a
+// bucket of their own, so that a restarted daemon can undo what no state
+// names any more.
+var recordBucket = []byte("records")
+
+// Records returns every record: key → value.
+func (s *Store) Records() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(recordBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			out[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SetRecords writes put and deletes del in one transaction, fsync'd before
+// it returns: a record written here is on disk before what it names is made.
+func (s *Store) SetRecords(put map[string][]byte, del []string) error {
+	if len(put) == 0 && len(del) == 0 {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(recordBucket)
+		if err != nil {
+			return err
+		}
+		for _, k := range del {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for k, v := range put {
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/port/poll"
+	"github.com/vswitch/vswitch/internal/sockfile"
 	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vmrun"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	// frame instead of sleeping (poll.Config.BusyPoll): DefaultBusyPoll if
 	// 0; negative: sleep at once.
 	BusyPoll time.Duration
+	// SocketDirs are directories besides /run/vswitch and the API
+	// socket's where adapters' QEMU sockets may be.
+	SocketDirs []string
 	// Ready is closed once the API is served (tests wait on it).
 	Ready chan struct{}
 }
@@ -54,6 +58,9 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	if sockfile.Live(o.Socket) {
+		return fmt.Errorf("API socket %s: %w (another vswitchd serves it: stop it first, or give this one another --socket)", o.Socket, sockfile.ErrInUse)
+	}
 	st, err := store.Open(o.Store, &config.Config{Host: config.DefaultHost(machineID())})
 	if err != nil {
 		return err
@@ -67,20 +74,23 @@ func Run(ctx context.Context, o Options) error {
 	defer pool.Close() // after the switches (deferred calls run last first)
 	log.Info("forwarding threads", "threads", pc.Threads, "busy-poll", pc.BusyPoll)
 	be := daemon.OSBackend{}
-	d := daemon.New(be, log)
-	d.SetPoller(pool)
-	defer d.Close()
-	srv := apiserver.New(st, d, be, vmrun.New(log), log)
-	changes, err := srv.Converge()
+	ctl := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log), Poller: pool, Log: log,
+		APISocket: o.Socket, SocketDirs: o.SocketDirs})
+	changes, err := ctl.Start()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
-	if errors.Is(err, store.ErrCorrupt) { // other failures are logged and retried on the next change
+	if errors.Is(err, store.ErrCorrupt) { // other failures are logged and retried
 		return err
 	}
+	defer ctl.Close()
+	srv := apiserver.New(ctl, log)
 	l, err := apiserver.Listen(o.Socket, o.SocketMode)
 	if err != nil {
 		return fmt.Errorf("API socket: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A slow or idle client cannot hold a connection: headers within 10 s,
+	// a whole request within 30 s, an idle connection closed after 60 s.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: time.Minute}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(l) }()
 	log.Info("vswitchd serving", "socket", o.Socket)

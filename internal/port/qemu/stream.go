@@ -14,7 +14,6 @@ package qemu
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/sockfile"
 
 	"github.com/vswitch/vswitch/internal/offload"
 )
@@ -184,20 +185,9 @@ func sysFD(rc syscall.RawConn) (int, error) {
 	return fd, err
 }
 
-// removeStale deletes a socket file no one listens on any more.
-func removeStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("qemu: %s exists and is not a socket", path)
-	}
-	return os.Remove(path)
-}
+// removeStale deletes a socket file no one listens on any more; a live
+// socket (another process's) or a file that is not a socket is refused.
+func removeStale(path string) error { return sockfile.RemoveStale(path) }
 
 // Addr returns the socket path.
 func (s *Stream) Addr() string { return s.cfg.Path }

@@ -35,7 +35,15 @@ type Config struct {
 	// default the TAP carries virtio-net headers and takes (and gives)
 	// partial checksums and TCP/UDP super-frames of up to 64 KiB.
 	NoOffloads bool
+	// Mark, if set, becomes the link's alias when Open creates the device
+	// (with Adopt, also on an existing device that has no alias), so that
+	// RemoveMarked deletes only devices its owner made.
+	Mark  string
+	Adopt bool
 }
+
+// ErrNotMarked: RemoveMarked found a device that is not its caller's.
+var ErrNotMarked = errors.New("not made by vswitch (no mark): left alone")
 
 // Offload flags of TUNSETOFFLOAD (linux/if_tun.h).
 const (
@@ -165,6 +173,11 @@ func (p *Port) configure(c Config) error {
 				return fmt.Errorf("tap %s: set MAC %s: %w", p.name, c.MAC, err)
 			}
 		}
+		if c.Mark != "" && l.Attrs().Alias != c.Mark && (p.created || c.Adopt && l.Attrs().Alias == "") {
+			if err := h.LinkSetAlias(l, c.Mark); err != nil {
+				return fmt.Errorf("tap %s: mark as %q: %w", p.name, c.Mark, err)
+			}
+		}
 		if c.MTU != 0 && l.Attrs().MTU != c.MTU {
 			if err := h.LinkSetMTU(l, c.MTU); err != nil {
 				return fmt.Errorf("tap %s: set MTU %d: %w", p.name, c.MTU, err)
@@ -284,7 +297,18 @@ func Remove(namespace, name string) error {
 	return remove(nsrun.Path(namespace), name)
 }
 
-func remove(nsPath, name string) error {
+// RemoveMarked is Remove of a device that carries mark as its alias; any
+// other device of that name is left alone (ErrNotMarked).
+func RemoveMarked(namespace, name, mark string) error {
+	if name == "" {
+		name = DefaultName
+	}
+	return removeIf(nsrun.Path(namespace), name, mark)
+}
+
+func remove(nsPath, name string) error { return removeIf(nsPath, name, "") }
+
+func removeIf(nsPath, name, mark string) error {
 	return withHandle(nsPath, name, func(h *netlink.Handle) error {
 		l, err := h.LinkByName(name)
 		if err != nil {
@@ -296,6 +320,9 @@ func remove(nsPath, name string) error {
 		}
 		if l.Type() != "tuntap" {
 			return fmt.Errorf("tap %s: is a %s device, not a TAP: left alone", name, l.Type())
+		}
+		if mark != "" && l.Attrs().Alias != mark {
+			return fmt.Errorf("tap %s: %w", name, ErrNotMarked)
 		}
 		return h.LinkDel(l)
 	})

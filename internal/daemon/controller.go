@@ -1,0 +1,401 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/sockfile"
+	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vmrun"
+)
+
+// Host checks, before a change is applied, what only the host can tell.
+type Host interface {
+	// CheckNIC reports whether name can be an external switch's uplink.
+	CheckNIC(name string) error
+	// MAC returns a link's MAC address where the host side lives.
+	MAC(name string) (frame.MAC, error)
+}
+
+// Runner runs VMs with QEMU (vmrun.Runner).
+type Runner interface {
+	Start(vm config.VM, adapters []config.Adapter) (api.VMStatus, error)
+	Stop(name string, timeout time.Duration) (api.VMStatus, error)
+	Status(name string) api.VMStatus
+	Console(name string) string
+	// OnExit sets what is called (on another goroutine) when a VM exits.
+	OnExit(func(vm string))
+}
+
+// Deps are what a Controller works with.
+type Deps struct {
+	Store   *store.Store
+	Backend Backend
+	Host    Host
+	Runner  Runner
+	Poller  l2.Poller // forwarding threads; nil: a goroutine per port
+	Log     *slog.Logger
+	// APISocket is the API's socket: no adapter may use it, and its
+	// directory is one where QEMU sockets may be.
+	APISocket string
+	// SocketDirs are the other directories QEMU sockets may be in
+	// (config.SocketDir is always one).
+	SocketDirs []string
+	// RetryEvery is how often ports that could not come up (a namespace
+	// not made yet) are tried again; 2 s if 0.
+	RetryEvery time.Duration
+}
+
+// Controller is the one owner of convergence: it holds the desired state
+// (the store), brings the host to it and keeps it there, and runs VMs.
+// Every write goes through Change: the edit is validated, checked against
+// the host, applied to the host, and committed only if the host took it,
+// so a change the host refuses is never stored. What the daemon makes on
+// the host is recorded before it is made (Records), so that after a crash
+// at any step Start brings the host back to exactly the stored state.
+type Controller struct {
+	deps Deps
+	d    *Daemon
+	log  *slog.Logger
+
+	mu      sync.Mutex      // one write or converge at a time
+	up      map[string]bool // VMs started here and not exited, under mu
+	pending error           // what the last converge could not do, under mu
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Outcome is what a committed change did.
+type Outcome struct {
+	Revision uint64
+	Changes  []string // what was done on the host
+	Warnings []string // ports not up yet, retried
+}
+
+// RefusedError is a change the host could not take: nothing was stored
+// and the host is as it was.
+type RefusedError struct {
+	Step string
+	Err  error
+}
+
+func (e *RefusedError) Error() string { return "could not be changed, nothing was: " + e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// NewController returns a controller; Start converges and starts retrying.
+func NewController(deps Deps) *Controller {
+	log := deps.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if deps.RetryEvery == 0 {
+		deps.RetryEvery = 2 * time.Second
+	}
+	c := &Controller{deps: deps, log: log, up: map[string]bool{}, d: New(deps.Backend, deps.Store, log),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	c.d.SetPoller(deps.Poller)
+	c.d.SetRunning(func(vm string) bool { return c.up[vm] }) // called by Apply, which c.mu serialises
+	deps.Runner.OnExit(func(vm string) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.up, vm)
+		c.convergeLocked() // the VM's adapters go with it
+	})
+	return c
+}
+
+// Start brings the host to the stored state, removing what earlier runs
+// left that the state no longer names, and retries what could not come
+// up every RetryEvery until Close. A corrupt store is an error; other
+// failures are logged, returned and retried.
+func (c *Controller) Start() ([]string, error) {
+	c.mu.Lock()
+	changes, err := c.convergeLocked()
+	c.mu.Unlock()
+	if errors.Is(err, store.ErrCorrupt) {
+		close(c.done)
+		return changes, err
+	}
+	go c.retry()
+	return changes, err
+}
+
+func (c *Controller) retry() {
+	defer close(c.done)
+	t := time.NewTicker(c.deps.RetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		if c.pending != nil {
+			c.convergeLocked()
+		}
+		c.mu.Unlock()
+	}
+}
+
+// Close stops retrying and closes the switches; devices stay for the next start.
+func (c *Controller) Close() {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	<-c.done
+	c.d.Close()
+}
+
+// convergeLocked applies the stored state; the caller holds c.mu.
+func (c *Controller) convergeLocked() ([]string, error) {
+	cfg, _, err := c.deps.Store.Load()
+	if err != nil {
+		c.log.Error("reading the stored state", "err", err)
+		return nil, err
+	}
+	changes, err := c.d.Apply(cfg)
+	c.pending = err
+	if err != nil {
+		c.log.Warn("converging", "err", err)
+	}
+	return changes, err
+}
+
+// State returns the stored state and its revision.
+func (c *Controller) State() (*config.Config, uint64, error) { return c.deps.Store.Load() }
+
+// Switch returns a running switch, or nil.
+func (c *Controller) Switch(name string) *l2.Switch { return c.d.Switch(name) }
+
+// PortProblem returns why a port of the state is not up ("" if it is, or
+// is not meant to be).
+func (c *Controller) PortProblem(sw, port string) string { return c.d.problem(sw, port) }
+
+// Change runs one write: edit a copy of the state, validate it, check it
+// against the host, apply it, and store it if the host took it. If a
+// switch or adapter that the edit added, changed or removed could not be
+// set up or torn down, the host goes back to the stored state and the
+// answer is a *RefusedError; an adapter waiting for its namespace is
+// stored with a warning and retried.
+func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	prev, rev, err := c.deps.Store.Load()
+	if err != nil {
+		return Outcome{}, err
+	}
+	next := prev.Clone()
+	if err := edit(next); err != nil {
+		return Outcome{}, err
+	}
+	if err := next.Validate(); err != nil {
+		return Outcome{}, err
+	}
+	if err := c.checkHost(prev, next); err != nil {
+		return Outcome{}, err
+	}
+	if jsonOf(prev) == jsonOf(next) {
+		return Outcome{Revision: rev, Changes: []string{}}, nil
+	}
+	changes, aerr := c.d.Apply(next)
+	if refused := refusal(prev, next, aerr); refused != nil {
+		if _, err := c.d.Apply(prev); err != nil {
+			c.log.Warn("undoing a refused change", "err", err)
+		}
+		return Outcome{}, refused
+	}
+	rev, _, err = c.deps.Store.Update(func(cur *config.Config) error { *cur = *next; return nil })
+	if err != nil {
+		c.d.Apply(prev)
+		return Outcome{}, err
+	}
+	c.pending = aerr
+	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
+	for _, se := range StepErrors(aerr) {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("not up yet (retried every %v): %v", c.deps.RetryEvery, se))
+	}
+	return out, nil
+}
+
+// refusal returns the first failure of something the change touched that
+// is not merely waiting (ErrNotYet), or nil.
+func refusal(prev, next *config.Config, aerr error) error {
+	for _, se := range StepErrors(aerr) {
+		if errors.Is(se, ErrNotYet) {
+			continue
+		}
+		before, after := prev.Switch(se.Switch), next.Switch(se.Switch)
+		touched := before == nil || after == nil || jsonOf(before) != jsonOf(after)
+		if vm, name, ok := strings.Cut(se.Port, "/"); ok {
+			touched = touched || jsonOf(prev.Adapter(vm, name)) != jsonOf(next.Adapter(vm, name))
+		}
+		if touched {
+			return &RefusedError{Step: se.Step, Err: se}
+		}
+	}
+	return nil
+}
+
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// checkHost verifies, before anything is applied, what only the host can
+// tell: uplinks that can be bound, namespaces that are namespaces (or not
+// made yet), socket paths that are free and allowed, and MAC addresses no
+// host adapter or NIC has.
+func (c *Controller) checkHost(prev, next *config.Config) error {
+	var l field.List
+	for _, sw := range next.Switches {
+		if sw.Type != config.External {
+			continue
+		}
+		if old := prev.Switch(sw.Name); old != nil && old.Type == config.External && old.Uplink == sw.Uplink {
+			continue
+		}
+		if err := c.deps.Host.CheckNIC(sw.Uplink); err != nil {
+			l.Add(fmt.Sprintf("switches[%s].uplink", sw.Name), sw.Uplink, "an existing network interface of the host, not the loopback or one of vswitch's own ("+err.Error()+")")
+		}
+	}
+	for i := range next.Adapters {
+		a := &next.Adapters[i]
+		if old := prev.Adapter(a.VM, a.Name); old != nil && jsonOf(old) == jsonOf(a) {
+			continue
+		}
+		p := fmt.Sprintf("adapters[%s].attachment", a.ID())
+		switch a.Attachment.Kind {
+		case config.AttachNetns:
+			if err := nsrun.Check(nsrun.Path(a.Attachment.Namespace)); errors.Is(err, nsrun.ErrNotNamespace) {
+				l.Add(p+".namespace", a.Attachment.Namespace, "a network namespace (a name under /run/netns, a PID or a namespace file), or one not made yet")
+			}
+		case config.AttachQEMUStream, config.AttachQEMUDgram:
+			c.checkSocket(&l, p+".socket", a.SocketPath())
+		}
+	}
+	c.checkMACs(&l, prev, next)
+	return l.Err()
+}
+
+// checkSocket: a QEMU socket must be in an allowed directory, not the
+// API's, and not a file that exists unless it is the daemon's own or a
+// stale socket.
+func (c *Controller) checkSocket(l *field.List, path, sock string) {
+	dirs := append([]string{config.SocketDir}, c.deps.SocketDirs...)
+	if c.deps.APISocket != "" {
+		dirs = append(dirs, filepath.Dir(c.deps.APISocket))
+	}
+	in := false
+	for _, d := range dirs {
+		in = in || filepath.Dir(filepath.Clean(sock)) == filepath.Clean(d)
+	}
+	switch {
+	case c.deps.APISocket != "" && filepath.Clean(sock) == filepath.Clean(c.deps.APISocket):
+		l.Add(path, sock, "a path other than the API's own socket")
+	case !in:
+		l.Add(path, sock, "a path in "+strings.Join(dirs, " or ")+" (vswitchd --socket-dir allows others)")
+	case c.d.owns(PortSpec{Kind: string(config.AttachQEMUStream), Socket: sock}.key()):
+	default:
+		fi, err := os.Lstat(sock)
+		switch {
+		case err != nil:
+		case fi.Mode()&os.ModeSocket == 0:
+			l.Add(path, sock, "a path where no file exists (this is not a socket)")
+		case sockfile.Live(sock):
+			l.Add(path, sock, "a path no running process serves (this socket is in use)")
+		}
+	}
+}
+
+// checkMACs refuses an adapter MAC that a host adapter or uplink NIC has,
+// when either side is new or changed.
+func (c *Controller) checkMACs(l *field.List, prev, next *config.Config) {
+	type holder struct{ name, sw string }
+	host := map[frame.MAC]holder{}
+	for _, sw := range next.Switches {
+		link, what := sw.Name, "the host adapter of switch "+sw.Name
+		if sw.Type == config.External {
+			link, what = sw.Uplink, "NIC "+sw.Uplink+" (uplink of switch "+sw.Name+")"
+		} else if !sw.ManagementOS() {
+			continue
+		}
+		if m, err := c.deps.Host.MAC(link); err == nil && !m.IsZero() {
+			host[m] = holder{what, sw.Name}
+		}
+	}
+	for i := range next.Adapters {
+		a := &next.Adapters[i]
+		h, ok := host[a.MAC]
+		if !ok {
+			continue
+		}
+		old := prev.Adapter(a.VM, a.Name)
+		if old == nil || old.MAC != a.MAC || jsonOf(prev.Switch(h.sw)) != jsonOf(next.Switch(h.sw)) {
+			l.Add(fmt.Sprintf("adapters[%s].mac", a.ID()), a.MAC.String(), "an address no host adapter or NIC has ("+h.name+" has it)")
+		}
+	}
+}
+
+// StartVM runs a VM with QEMU. Its adapters come up first, so that
+// vswitchd listens on their sockets before QEMU connects.
+func (c *Controller) StartVM(name string) (api.VMStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg, _, err := c.deps.Store.Load()
+	if err != nil {
+		return api.VMStatus{}, err
+	}
+	vm := cfg.VM(name)
+	if vm == nil {
+		return api.VMStatus{}, fmt.Errorf("VM %q: %w", name, config.ErrNotFound)
+	}
+	var ads []config.Adapter
+	for _, a := range cfg.Adapters {
+		if a.VM == vm.Name {
+			ads = append(ads, a)
+		}
+	}
+	if _, err := vmrun.Args(*vm, ads, "tcg"); err != nil {
+		return api.VMStatus{}, err // say what is missing before anything comes up
+	}
+	wasUp := c.up[vm.Name]
+	c.up[vm.Name] = true
+	c.convergeLocked()
+	st, err := c.deps.Runner.Start(*vm, ads)
+	if err != nil {
+		if !wasUp {
+			delete(c.up, vm.Name)
+			c.convergeLocked()
+		}
+		return api.VMStatus{}, err
+	}
+	return st, nil
+}
+
+// StopVM stops QEMU; the exit takes the VM's adapters down (OnExit).
+func (c *Controller) StopVM(name string, timeout time.Duration) (api.VMStatus, error) {
+	return c.deps.Runner.Stop(name, timeout)
+}
+
+// VMStatus says whether a VM runs.
+func (c *Controller) VMStatus(name string) api.VMStatus { return c.deps.Runner.Status(name) }
+
+// VMConsole returns the tail of a VM's console.
+func (c *Controller) VMConsole(name string) string { return c.deps.Runner.Console(name) }

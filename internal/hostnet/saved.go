@@ -1,0 +1,183 @@
+package hostnet
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Saved is a NIC's identity as vswitchd keeps it in its store before an
+// external switch takes it over: plain values that encode as JSON, so that
+// a daemon restarted after a crash at any step can finish the move or give
+// the NIC back what it had.
+type Saved struct {
+	MAC     string       `json:"mac"`
+	MTU     int          `json:"mtu"`
+	IPv6Off bool         `json:"ipv6Off"`
+	Addrs   []SavedAddr  `json:"addrs,omitempty"`
+	Routes  []SavedRoute `json:"routes,omitempty"`
+}
+
+// SavedAddr is one address with its prefix ("192.0.2.5/24").
+type SavedAddr struct {
+	CIDR  string `json:"cidr"`
+	Flags int    `json:"flags,omitempty"`
+	Scope int    `json:"scope,omitempty"`
+}
+
+// SavedRoute is one route; Dst "" is the default route.
+type SavedRoute struct {
+	Family   int    `json:"family"`
+	Dst      string `json:"dst,omitempty"`
+	Gw       string `json:"gw,omitempty"`
+	Src      string `json:"src,omitempty"`
+	Priority int    `json:"priority,omitempty"`
+	Table    int    `json:"table,omitempty"`
+	Scope    int    `json:"scope,omitempty"`
+	Protocol int    `json:"protocol,omitempty"`
+}
+
+// Save reads what a NIC has now, to keep before a move.
+func (m *Mover) Save(nic string) (Saved, error) {
+	id, err := m.Snapshot(nic)
+	if err != nil {
+		return Saved{}, err
+	}
+	off, err := m.IPv6Off(nic)
+	if err != nil {
+		off = true // no IPv6 in this kernel or namespace
+	}
+	s := Saved{MAC: id.MAC.String(), MTU: id.MTU, IPv6Off: off}
+	for _, a := range id.Addrs {
+		s.Addrs = append(s.Addrs, SavedAddr{CIDR: a.IPNet.String(), Flags: a.Flags, Scope: a.Scope})
+	}
+	for _, r := range id.Routes {
+		sr := SavedRoute{Family: r.Family, Priority: r.Priority, Table: r.Table, Scope: int(r.Scope), Protocol: int(r.Protocol)}
+		if r.Dst != nil {
+			sr.Dst = r.Dst.String()
+		}
+		if r.Gw != nil {
+			sr.Gw = r.Gw.String()
+		}
+		if r.Src != nil {
+			sr.Src = r.Src.String()
+		}
+		s.Routes = append(s.Routes, sr)
+	}
+	return s, nil
+}
+
+// identity turns a saved identity back into netlink values.
+func (s Saved) identity() (Identity, error) {
+	mac, err := net.ParseMAC(s.MAC)
+	if err != nil {
+		return Identity{}, err
+	}
+	id := Identity{MAC: mac, MTU: s.MTU}
+	for _, a := range s.Addrs {
+		na, err := netlink.ParseAddr(a.CIDR)
+		if err != nil {
+			return Identity{}, err
+		}
+		na.Flags, na.Scope = a.Flags, a.Scope
+		id.Addrs = append(id.Addrs, *na)
+	}
+	for _, r := range s.Routes {
+		nr := netlink.Route{Family: r.Family, Priority: r.Priority, Table: r.Table, Scope: netlink.Scope(r.Scope),
+			Protocol: netlink.RouteProtocol(r.Protocol)}
+		if r.Dst != "" {
+			if _, nr.Dst, err = net.ParseCIDR(r.Dst); err != nil {
+				return Identity{}, err
+			}
+		}
+		nr.Gw, nr.Src = net.ParseIP(r.Gw), net.ParseIP(r.Src)
+		id.Routes = append(id.Routes, nr)
+	}
+	return id, nil
+}
+
+// GiveBackSaved returns a NIC its identity when its switch goes: the host
+// adapter's identity as it is now if the adapter is still there, then the
+// NIC's own MAC, MTU and IPv6 setting as saved. If the adapter is gone (a
+// crash took the daemon after it deleted it), the saved addresses and
+// routes are put back. Every step may be repeated.
+func (m *Mover) GiveBackSaved(adapter, nic string, saved Saved) error {
+	h, err := m.handle()
+	if err != nil {
+		return &StepError{"open netlink", err}
+	}
+	defer h.Close()
+	_, err = h.LinkByName(adapter)
+	var nf netlink.LinkNotFoundError
+	switch {
+	case errors.As(err, &nf):
+		return m.restore(h, nic, saved, true)
+	case err != nil:
+		return &StepError{"find " + adapter, err}
+	}
+	if _, err := m.move(adapter, nic, false, nil); err != nil {
+		return err
+	}
+	return m.restore(h, nic, saved, false)
+}
+
+// restore sets a NIC's MAC, MTU, IPv6 and (with addrs) addresses and
+// routes as saved, skipping what is already so.
+func (m *Mover) restore(h *netlink.Handle, nic string, saved Saved, addrs bool) error {
+	id, err := saved.identity()
+	if err != nil {
+		return &StepError{"read the saved identity of " + nic, err}
+	}
+	l, err := h.LinkByName(nic)
+	if err != nil {
+		return &StepError{"find " + nic, err}
+	}
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"set MAC and MTU of " + nic, func() error {
+			if l.Attrs().HardwareAddr.String() != id.MAC.String() {
+				if err := h.LinkSetHardwareAddr(l, id.MAC); err != nil {
+					return err
+				}
+			}
+			return h.LinkSetMTU(l, id.MTU)
+		}},
+		{fmt.Sprintf("set IPv6 off=%v at %s", saved.IPv6Off, nic), func() error { return m.setIPv6(nic, !saved.IPv6Off) }},
+		{"bring " + nic + " up", func() error { return h.LinkSetUp(l) }},
+	}
+	for _, s := range steps {
+		if m.Step != nil {
+			m.Step(s.name)
+		}
+		if err := s.do(); err != nil {
+			return &StepError{s.name, err}
+		}
+	}
+	if !addrs {
+		return nil
+	}
+	for _, a := range id.Addrs {
+		if m.Step != nil {
+			m.Step("add " + a.IPNet.String() + " to " + nic)
+		}
+		a.Label = ""
+		if err := h.AddrAdd(l, &a); err != nil && !errors.Is(err, unix.EEXIST) {
+			return &StepError{"add " + a.IPNet.String() + " to " + nic, err}
+		}
+	}
+	for _, r := range id.Routes {
+		if m.Step != nil {
+			m.Step("add route " + routeString(r) + " to " + nic)
+		}
+		r.LinkIndex = l.Attrs().Index
+		if err := h.RouteReplace(&r); err != nil {
+			return &StepError{"add route " + routeString(r) + " to " + nic, err}
+		}
+	}
+	return nil
+}
