@@ -36,8 +36,7 @@ func newFake() *fakeBackend {
 func (f *fakeBackend) step() {
 	f.steps++
 	if f.steps == f.crashAt {
-		f.mu.Unlock()
-		panic(errCrash)
+		panic(errCrash) // the caller's deferred Unlock runs
 	}
 }
 

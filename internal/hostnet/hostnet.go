@@ -87,6 +87,10 @@ func snapshot(h *netlink.Handle, name string) (Identity, error) {
 			r.Dst != nil && r.Dst.IP.To4() == nil && r.Dst.IP.IsLinkLocalUnicast() {
 			continue
 		}
+		// Only "onlink" is the route's own; "linkdown" and "dead" are the
+		// kernel's word on the link now (a TAP whose reader is gone), and
+		// the kernel refuses them in a new route.
+		r.Flags &= unix.RTNH_F_ONLINK
 		id.Routes = append(id.Routes, r)
 	}
 	// Direct routes first, then those through a gateway.

@@ -38,6 +38,7 @@ type SavedRoute struct {
 	Table    int    `json:"table,omitempty"`
 	Scope    int    `json:"scope,omitempty"`
 	Protocol int    `json:"protocol,omitempty"`
+	Flags    int    `json:"flags,omitempty"` // onlink only
 }
 
 // Save reads what a NIC has now, to keep before a move.
@@ -55,7 +56,7 @@ func (m *Mover) Save(nic string) (Saved, error) {
 		s.Addrs = append(s.Addrs, SavedAddr{CIDR: a.IPNet.String(), Flags: a.Flags, Scope: a.Scope})
 	}
 	for _, r := range id.Routes {
-		sr := SavedRoute{Family: r.Family, Priority: r.Priority, Table: r.Table, Scope: int(r.Scope), Protocol: int(r.Protocol)}
+		sr := SavedRoute{Family: r.Family, Flags: r.Flags, Priority: r.Priority, Table: r.Table, Scope: int(r.Scope), Protocol: int(r.Protocol)}
 		if r.Dst != nil {
 			sr.Dst = r.Dst.String()
 		}
@@ -87,7 +88,7 @@ func (s Saved) identity() (Identity, error) {
 	}
 	for _, r := range s.Routes {
 		nr := netlink.Route{Family: r.Family, Priority: r.Priority, Table: r.Table, Scope: netlink.Scope(r.Scope),
-			Protocol: netlink.RouteProtocol(r.Protocol)}
+			Protocol: netlink.RouteProtocol(r.Protocol), Flags: r.Flags}
 		if r.Dst != "" {
 			if _, nr.Dst, err = net.ParseCIDR(r.Dst); err != nil {
 				return Identity{}, err
@@ -101,9 +102,9 @@ func (s Saved) identity() (Identity, error) {
 
 // GiveBackSaved returns a NIC its identity when its switch goes: the host
 // adapter's identity as it is now if the adapter is still there, then the
-// NIC's own MAC, MTU and IPv6 setting as saved. If the adapter is gone (a
-// crash took the daemon after it deleted it), the saved addresses and
-// routes are put back. Every step may be repeated.
+// NIC's own MAC, MTU and IPv6 setting and every address and route it had
+// when it was saved (a move cut short by a crash may have left them on
+// neither link). Every step may be repeated.
 func (m *Mover) GiveBackSaved(adapter, nic string, saved Saved) error {
 	h, err := m.handle()
 	if err != nil {
@@ -114,19 +115,19 @@ func (m *Mover) GiveBackSaved(adapter, nic string, saved Saved) error {
 	var nf netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &nf):
-		return m.restore(h, nic, saved, true)
 	case err != nil:
 		return &StepError{"find " + adapter, err}
+	default:
+		if _, err := m.move(adapter, nic, false, nil); err != nil {
+			return err
+		}
 	}
-	if _, err := m.move(adapter, nic, false, nil); err != nil {
-		return err
-	}
-	return m.restore(h, nic, saved, false)
+	return m.restore(h, nic, saved)
 }
 
-// restore sets a NIC's MAC, MTU, IPv6 and (with addrs) addresses and
-// routes as saved, skipping what is already so.
-func (m *Mover) restore(h *netlink.Handle, nic string, saved Saved, addrs bool) error {
+// restore sets a NIC's MAC, MTU, IPv6, addresses and routes as saved,
+// skipping what is already so.
+func (m *Mover) restore(h *netlink.Handle, nic string, saved Saved) error {
 	id, err := saved.identity()
 	if err != nil {
 		return &StepError{"read the saved identity of " + nic, err}
@@ -157,9 +158,6 @@ func (m *Mover) restore(h *netlink.Handle, nic string, saved Saved, addrs bool) 
 		if err := s.do(); err != nil {
 			return &StepError{s.name, err}
 		}
-	}
-	if !addrs {
-		return nil
 	}
 	for _, a := range id.Addrs {
 		if m.Step != nil {

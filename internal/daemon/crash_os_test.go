@@ -1,0 +1,229 @@
+package daemon_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+type noVMs struct{}
+
+func (noVMs) Start(config.VM, []config.Adapter) (api.VMStatus, error) {
+	return api.VMStatus{}, errors.New("no VMs here")
+}
+func (noVMs) Stop(string, time.Duration) (api.VMStatus, error) { return api.VMStatus{}, nil }
+func (noVMs) Status(string) api.VMStatus                       { return api.VMStatus{} }
+func (noVMs) Console(string) string                            { return "" }
+func (noVMs) OnExit(func(string))                              {}
+
+var errKilled = errors.New("killed")
+
+func js(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// hostView renders what a user checks after a crash: in each namespace,
+// every link (type, alias, MAC, MTU, up), its addresses and routes, the
+// NIC's IPv6 setting; and the socket files in dir.
+func hostView(t *testing.T, dir string, nss ...*netnstest.NS) string {
+	t.Helper()
+	var lines []string
+	for _, ns := range nss {
+		h, err := nsrun.Netlink(ns.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		links, _ := h.LinkList()
+		names := map[int]string{}
+		for _, l := range links {
+			a := l.Attrs()
+			names[a.Index] = a.Name
+			if a.Name == "lo" {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s link %s %s alias=%q mac=%s mtu=%d up=%v", ns.Name, a.Name, l.Type(), a.Alias,
+				a.HardwareAddr, a.MTU, a.Flags&1 != 0))
+			addrs, _ := h.AddrList(l, netlink.FAMILY_ALL)
+			for _, ad := range addrs {
+				if ad.IP.IsLinkLocalUnicast() {
+					continue
+				}
+				lines = append(lines, fmt.Sprintf("%s addr %s %s", ns.Name, a.Name, ad.IPNet))
+			}
+		}
+		routes, _ := h.RouteList(nil, netlink.FAMILY_ALL)
+		for _, r := range routes {
+			if r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s route %v via %v dev %s metric %d proto %d", ns.Name, r.Dst, r.Gw, names[r.LinkIndex], r.Priority, r.Protocol))
+		}
+		h.Close()
+		ns.Do(func() error {
+			if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/nic0/disable_ipv6"); err == nil {
+				lines = append(lines, ns.Name+" nic0 disable_ipv6="+strings.TrimSpace(string(b)))
+			}
+			return nil
+		})
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	for _, f := range files {
+		lines = append(lines, "socket "+filepath.Base(f))
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestCrashAtEveryHostStep is the crash test on a real host: a daemon in a
+// namespace of the test, with a NIC (a veth to a "LAN" namespace) that has
+// an address, a default route and a route with a metric. Each change is
+// cut before every host step it takes (every TAP, socket, identity move
+// and each address and route of a move) by a panic, the daemon is
+// dropped as a kill would drop it, and a new one starts on the same store:
+// the host's links, addresses, routes and sockets must then be exactly
+// those of the stored state, which must be the state before or after.
+func TestCrashAtEveryHostStep(t *testing.T) {
+	host, lan, a, b := netnstest.New(t), netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	netnstest.Veth(t, host, "nic0", lan, "eth0")
+	host.AddAddr(t, "nic0", "10.94.0.5/24")
+	host.Do(func() error {
+		l, err := netlink.LinkByName("nic0")
+		if err != nil {
+			return err
+		}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: []byte{10, 94, 0, 1}}); err != nil {
+			return err
+		}
+		_, dst, _ := net.ParseCIDR("10.95.0.0/16")
+		return netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: []byte{10, 94, 0, 1}, Priority: 50})
+	})
+	dir := t.TempDir()
+	steps, crashAt := 0, 0
+	be := daemon.OSBackend{Namespace: host.Name, Step: func(string) {
+		steps++
+		if steps == crashAt {
+			panic(errKilled)
+		}
+	}}
+	dbPath := filepath.Join(dir, "v.db")
+	open := func() (*store.Store, *daemon.Controller) {
+		st, err := store.Open(dbPath, &config.Config{Host: config.DefaultHost("t")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Log: slog.New(slog.DiscardHandler),
+			SocketDirs: []string{dir}, RetryEvery: time.Hour})
+		if _, err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return st, c
+	}
+	st, ctl := open()
+	t.Cleanup(func() {
+		crashAt = 0
+		ctl.Change(func(c *config.Config) error { *c = config.Config{Host: c.Host}; return nil })
+		ctl.Close()
+		st.Close()
+	})
+	set := func(c *config.Config) func(*config.Config) error {
+		return func(cur *config.Config) error { *cur = *c.Clone(); return nil }
+	}
+	view := func() string { return hostView(t, dir, host, a, b) }
+	netnsAdapter := func(name string, ns *netnstest.NS, mac byte) config.Adapter {
+		return config.Adapter{VM: "vm", Name: name, Switch: "int0", MAC: [6]byte{2, 0x56, 0x53, 9, 0, mac},
+			Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: ns.Name}}
+	}
+	sockAdapter := func(name string, mac byte) config.Adapter {
+		return config.Adapter{VM: "vm", Name: name, Switch: "int0", MAC: [6]byte{2, 0x56, 0x53, 9, 0, mac},
+			Attachment: config.Attachment{Kind: config.AttachQEMUStream, Socket: filepath.Join(dir, name+".sock")}}
+	}
+	base, _, _ := st.Load()
+	withVM := func(ads ...config.Adapter) *config.Config {
+		c := base.Clone()
+		c.Switches = append(c.Switches, config.Switch{Name: "int0", Type: config.Internal})
+		c.VMs = []config.VM{{Name: "vm"}}
+		c.Adapters = ads
+		return c
+	}
+	ext := base.Clone()
+	ext.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "nic0"}}
+	cases := []struct {
+		name         string
+		before, next *config.Config
+	}{
+		{"external switch create", base, ext},
+		{"external switch delete", ext, base},
+		{"adapter add", withVM(netnsAdapter("a", a, 1)), withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2))},
+		{"adapter remove", withVM(netnsAdapter("a", a, 1), sockAdapter("s", 3)), withVM(netnsAdapter("a", a, 1))},
+		{"VM removal", withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2), sockAdapter("s", 3), sockAdapter("t", 4)), withVM()},
+	}
+	for _, tc := range cases {
+		crashAt = 0
+		if _, err := ctl.Change(set(tc.before)); err != nil {
+			t.Fatalf("%s: before: %v", tc.name, err)
+		}
+		before := view()
+		start := steps
+		if _, err := ctl.Change(set(tc.next)); err != nil {
+			t.Fatalf("%s: the change: %v", tc.name, err)
+		}
+		n, after := steps-start, view()
+		if before == after {
+			t.Fatalf("%s: the change changed nothing on the host", tc.name)
+		}
+		for k := 1; k <= n; k++ {
+			if _, err := ctl.Change(set(tc.before)); err != nil {
+				t.Fatalf("%s: back to before: %v", tc.name, err)
+			}
+			if got := view(); got != before {
+				t.Fatalf("%s: going back did not give the host back:\n%s\nwant\n%s", tc.name, got, before)
+			}
+			crashAt = steps + k
+			func() {
+				defer func() {
+					if r := recover(); r != nil && r != errKilled {
+						panic(r)
+					}
+				}()
+				ctl.Change(set(tc.next))
+				t.Fatalf("%s: no crash at step %d of %d", tc.name, k, n)
+			}()
+			crashAt = 0
+			ctl.Close() // what a kill leaves: descriptors closed, nothing undone
+			st.Close()
+			st, ctl = open()
+			stored, _, _ := st.Load()
+			var want string
+			switch js(stored) {
+			case js(tc.before):
+				want = before
+			case js(tc.next):
+				want = after
+			default:
+				t.Fatalf("%s: killed before host step %d: the stored state is neither the one before nor the one after:\n%s", tc.name, k, js(stored))
+			}
+			if got := view(); got != want {
+				t.Fatalf("%s: killed before host step %d of %d; after the restart the host has\n%s\nwant\n%s", tc.name, k, n, got, want)
+			}
+		}
+		t.Logf("%s: %d host steps, each cut once", tc.name, n)
+	}
+}

@@ -1,0 +1,203 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+type nopRunner struct{}
+
+func (nopRunner) Start(vm config.VM, _ []config.Adapter) (api.VMStatus, error) {
+	return api.VMStatus{}, errors.New("no VMs here")
+}
+func (nopRunner) Stop(string, time.Duration) (api.VMStatus, error) { return api.VMStatus{}, nil }
+func (nopRunner) Status(string) api.VMStatus                       { return api.VMStatus{} }
+func (nopRunner) Console(string) string                            { return "" }
+func (nopRunner) OnExit(func(string))                              {}
+
+type nicsHost map[string]bool
+
+func (h nicsHost) CheckNIC(name string) error {
+	if !h[name] {
+		return errors.New("no such device")
+	}
+	return nil
+}
+func (h nicsHost) MAC(string) (frame.MAC, error) { return frame.MAC{}, errors.New("no MACs here") }
+
+func newController(t *testing.T, st *store.Store, fb *fakeBackend) *Controller {
+	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{"eth1": true}, Runner: nopRunner{},
+		Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+	return c
+}
+
+// persistent renders what outlives a crashed daemon: TAPs, socket files
+// and a NIC's identity (an uplink's packet socket dies with the process).
+func (f *fakeBackend) persistent() string {
+	var keep []string
+	for _, l := range strings.Split(f.String(), "\n") {
+		if l != "" && !strings.Contains(l, " uplink dev=") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// crash drops what a killed process loses: its open uplink sockets.
+func (f *fakeBackend) crash() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, s := range f.devices {
+		if s.Kind == KindUplink {
+			delete(f.devices, k)
+		}
+	}
+}
+
+// crashCase is a change from a state: the crash tests cut it at every host step.
+type crashCase struct {
+	name   string
+	before func(c *config.Config) error
+	change func(c *config.Config) error
+}
+
+func vmWith(n int) func(c *config.Config) error {
+	return func(c *config.Config) error {
+		c.AddSwitch(config.Switch{Name: "int0", Type: config.Internal})
+		c.AddVM(config.VM{Name: "big"})
+		for i := range n {
+			kind := config.AttachNetns
+			if i%2 == 1 {
+				kind = config.AttachQEMUStream
+			}
+			a := config.Adapter{VM: "big", Name: fmt.Sprintf("n%d", i), Switch: "int0", DynamicMAC: true,
+				Attachment: config.Attachment{Kind: kind}}
+			if kind == config.AttachNetns {
+				a.Attachment.Namespace = fmt.Sprintf("ns%d", i)
+			}
+			if _, _, err := c.AddAdapter(a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+var crashCases = []crashCase{
+	{"external switch create", func(*config.Config) error { return nil }, func(c *config.Config) error {
+		c.AddSwitch(config.Switch{Name: "ext0", Type: config.External, Uplink: "eth1"})
+		return nil
+	}},
+	{"external switch delete", func(c *config.Config) error {
+		c.AddSwitch(config.Switch{Name: "ext0", Type: config.External, Uplink: "eth1"})
+		return nil
+	}, func(c *config.Config) error { return c.RemoveSwitch("ext0", false) }},
+	{"adapter add", vmWith(1), func(c *config.Config) error {
+		_, _, err := c.AddAdapter(config.Adapter{VM: "big", Name: "new", Switch: "int0", DynamicMAC: true,
+			Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "newns"}})
+		return err
+	}},
+	{"adapter remove", vmWith(2), func(c *config.Config) error { return c.RemoveAdapter("big", "n0") }},
+	{"VM removal with 7 adapters", vmWith(7), func(c *config.Config) error { return c.RemoveVM("big", true) }},
+	{"switch type change internal to external", vmWith(1), func(c *config.Config) error {
+		s := *c.Switch("int0")
+		s.Type, s.Uplink = config.External, "eth1"
+		return c.SetSwitch(s)
+	}},
+}
+
+// cleanHost is what the host looks like after a clean start on c.
+func cleanHost(t *testing.T, c *config.Config) string {
+	st, err := store.Open(filepath.Join(t.TempDir(), "ref.db"), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fb := newFake()
+	ctl := newController(t, st, fb)
+	if _, err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	fb.crash()
+	return fb.persistent()
+}
+
+// TestCrashAtEveryStep cuts each change at every host step it takes (a
+// panic, the daemon dropped as a kill would drop it), starts a new daemon
+// on the same store and host, and checks that the host is exactly what
+// the stored state asks for, and that the stored state is the one before
+// the change or the one after it.
+func TestCrashAtEveryStep(t *testing.T) {
+	for _, tc := range crashCases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k := 1; ; k++ {
+				st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+				if err != nil {
+					t.Fatal(err)
+				}
+				fb := newFake()
+				ctl := newController(t, st, fb)
+				ctl.Start()
+				if _, err := ctl.Change(tc.before); err != nil {
+					t.Fatal(err)
+				}
+				prev, _, _ := st.Load()
+				fb.mu.Lock()
+				fb.crashAt = fb.steps + k
+				fb.mu.Unlock()
+				crashed := func() (crashed bool) {
+					defer func() {
+						if r := recover(); r != nil {
+							if r != errCrash {
+								panic(r)
+							}
+							crashed = true
+						}
+					}()
+					if _, err := ctl.Change(tc.change); err != nil {
+						t.Fatalf("step %d: the change failed: %v", k, err)
+					}
+					return false
+				}()
+				ctl.Close()
+				fb.crash()
+				fb.crashAt = 0
+				if !crashed {
+					if k == 1 {
+						t.Fatal("the change took no host step")
+					}
+					st.Close()
+					t.Logf("%d host steps, each cut once", k-1)
+					return
+				}
+				ctl = newController(t, st, fb)
+				if _, err := ctl.Start(); err != nil {
+					t.Fatalf("crash before step %d: restart: %v", k, err)
+				}
+				stored, _, _ := st.Load()
+				want := prev.Clone()
+				tc.change(want)
+				if jsonOf(stored) != jsonOf(prev) && jsonOf(stored) != jsonOf(want) {
+					t.Fatalf("crash before step %d: the stored state is neither the one before nor the one after the change:\n%s", k, jsonOf(stored))
+				}
+				ctl.Close()
+				fb.crash()
+				if got, exp := fb.persistent(), cleanHost(t, stored); got != exp {
+					t.Fatalf("crash before step %d: after the restart the host has\n%s\nwant (as the stored state asks)\n%s", k, got, exp)
+				}
+				st.Close()
+			}
+		})
+	}
+}
