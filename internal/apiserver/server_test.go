@@ -17,6 +17,7 @@ import (
 	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/store"
 )
 
@@ -26,21 +27,27 @@ type env struct {
 	st  *store.Store
 	d   *daemon.Controller
 	be  *apitest.Backend
+	dir string // the API socket's directory: QEMU sockets may be there
 }
 
+// nicMAC is eth1's MAC in the test host.
+var nicMAC = frame.MustParseMAC("02:aa:bb:cc:dd:01")
+
 func newEnv(t *testing.T) *env {
-	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("test")})
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "v.db"), &config.Config{Host: config.DefaultHost("test")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	be := &apitest.Backend{FailOpen: map[string]bool{}}
-	d := apitest.Controller(st, be, apitest.Host{"eth1": {}, "eth2": {}}, &apitest.Runner{})
+	d := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: apitest.Host{"eth1": nicMAC, "eth2": {}}, Runner: &apitest.Runner{},
+		Log: slog.New(slog.DiscardHandler), APISocket: filepath.Join(dir, "api.sock")})
 	if _, err := d.Start(); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(New(d, slog.New(slog.DiscardHandler)).Handler())
 	t.Cleanup(func() { srv.Close(); d.Close(); st.Close() })
-	return &env{t: t, url: srv.URL, st: st, d: d, be: be}
+	return &env{t: t, url: srv.URL, st: st, d: d, be: be, dir: dir}
 }
 
 // do sends a request and decodes the answer into out (if not nil).
