@@ -154,12 +154,19 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"switch", "frobnicate"}, ExitUsage, `unknown command "frobnicate"`},
 		{[]string{"switch", "add", "y", "--type", "private", "--colour", "red"}, ExitUsage, "unknown flag: --colour"},
 		{[]string{"-o", "yaml", "switch", "ls"}, ExitUsage, "want table or json"},
+		{[]string{"adapter", "vlan", "web/eth0", "--untagged", "10"}, ExitUsage, "--untagged takes no VLAN"},
+		{[]string{"adapter", "vlan", "web/eth0", "--hybrid", "--pvid", "10", "--untagged", "10"}, ExitUsage, "--hybrid needs --pvid VID, --untagged SET and --tagged SET"},
+		{[]string{"adapter", "vlan", "web/eth0", "--access", "10", "--tagged", "20"}, ExitUsage, "--tagged goes with --hybrid"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(sock, tt.args...)
 		if code != tt.code || !strings.Contains(errOut, tt.want) {
 			t.Errorf("vswitchctl %s: exit %d, stderr %q (stdout %q); want exit %d naming %q", strings.Join(tt.args, " "), code, errOut, out, tt.code, tt.want)
 		}
+	}
+	// A refused write names each problem once.
+	if _, _, errOut := run(sock, "switch", "add", "ext0", "--type", "external", "--uplink", "eth9"); strings.Count(errOut, "existing network interface") != 1 {
+		t.Errorf("a validation error printed other than once:\n%s", errOut)
 	}
 	if code, _, errOut := run(filepath.Join(t.TempDir(), "none.sock"), "switch", "ls"); code != ExitUnreachable || !strings.Contains(errOut, "is vswitchd running?") {
 		t.Errorf("no daemon: exit %d %q", code, errOut)

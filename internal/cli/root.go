@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -91,7 +92,11 @@ func (a *app) report(err error) int {
 	var ue usageError
 	switch {
 	case errors.As(err, &ae):
-		fmt.Fprintf(a.errOut, "error: %s\n", ae.Message)
+		if len(ae.Problems) == 0 {
+			fmt.Fprintf(a.errOut, "error: %s\n", ae.Message)
+		} else {
+			fmt.Fprintln(a.errOut, "error: refused, nothing was changed:")
+		}
 		for _, p := range ae.Problems {
 			fmt.Fprintf(a.errOut, "  %s %q: %s\n", p.Field, p.Value, p.Allowed)
 		}
@@ -102,6 +107,9 @@ func (a *app) report(err error) int {
 			return ExitNotFound
 		}
 		return ExitFailed
+	case errors.Is(err, client.ErrUnreachable) && errors.Is(err, os.ErrPermission):
+		fmt.Fprintf(a.errOut, "error: permission denied on %s: the API socket is for root (run vswitchctl as root, or start vswitchd with a wider --socket-mode)\n", a.socket)
+		return ExitUnreachable
 	case errors.Is(err, client.ErrUnreachable):
 		fmt.Fprintf(a.errOut, "error: %v\n  is vswitchd running? (--socket %s)\n", err, a.socket)
 		return ExitUnreachable

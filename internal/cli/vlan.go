@@ -41,6 +41,18 @@ func (f *vlanFlags) parse(c *cobra.Command) (config.VLAN, error) {
 		}
 		return v, nil
 	}
+	if ch("untagged") && !f.hybrid && f.untagged != "" {
+		return config.VLAN{}, usagef("--untagged %q: --untagged takes no VLAN (it puts the port untagged on the switch's default VLAN); for VLAN %s untagged use --access %s, or --hybrid --pvid %s --untagged %s --tagged SET",
+			f.untagged, f.untagged, f.untagged, f.untagged, f.untagged)
+	}
+	for _, fl := range []string{"pvid", "tagged"} {
+		if ch(fl) && !f.hybrid {
+			return config.VLAN{}, usagef("--%s goes with --hybrid", fl)
+		}
+	}
+	if f.hybrid && (!ch("pvid") || !ch("untagged") || !ch("tagged")) {
+		return config.VLAN{}, usagef("--hybrid needs --pvid VID, --untagged SET and --tagged SET (an empty set is \"\")")
+	}
 	var v config.VLAN
 	var err error
 	switch {
@@ -54,9 +66,6 @@ func (f *vlanFlags) parse(c *cobra.Command) (config.VLAN, error) {
 		}
 	case f.hybrid:
 		v.Mode = config.ModeHybrid
-		if !ch("pvid") {
-			return v, usagef("--hybrid needs --pvid VID")
-		}
 		if v.PVID, err = vid("pvid", f.pvid); err == nil {
 			if v.Untagged, err = set("untagged", f.untagged); err == nil {
 				v.Tagged, err = set("tagged", f.tagged)

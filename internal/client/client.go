@@ -52,7 +52,7 @@ func (c *Client) do(method, path string, body, out any) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.socket, err)
+		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

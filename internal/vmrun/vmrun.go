@@ -31,10 +31,15 @@ var (
 // and is an ordinary KVM; on a nested "PVM" KVM (/sys/module/kvm_pvm) it
 // cannot run ordinary guests, so TCG.
 func Accel() (accel, why string) {
-	if _, err := os.Stat("/dev/kvm"); err != nil {
+	return accelWith(func(p string) bool { _, err := os.Stat(p); return err == nil })
+}
+
+// accelWith is Accel on a host where exists says which files are there.
+func accelWith(exists func(path string) bool) (accel, why string) {
+	if !exists("/dev/kvm") {
 		return "tcg", "no /dev/kvm: TCG (software emulation)"
 	}
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+	if exists("/sys/module/kvm_pvm") {
 		return "tcg", "/dev/kvm is a nested PVM KVM that cannot run ordinary guests: TCG (software emulation)"
 	}
 	return "kvm", "KVM"

@@ -3,7 +3,6 @@ package vmrun
 import (
 	"encoding/base64"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,11 +59,27 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestAccel covers every kind of machine, not the one it runs on: a
+// nested PVM /dev/kvm, the kvm_pvm module with no /dev/kvm, plain KVM,
+// neither.
 func TestAccel(t *testing.T) {
-	accel, why := Accel()
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil && (accel != "tcg" || !strings.Contains(why, "PVM")) {
-		t.Fatalf("on a nested PVM KVM: %s (%s), want TCG saying why", accel, why)
+	for _, tt := range []struct {
+		kvm, pvm  bool
+		accel, in string
+	}{
+		{true, true, "tcg", "PVM"},
+		{false, true, "tcg", "no /dev/kvm"},
+		{true, false, "kvm", "KVM"},
+		{false, false, "tcg", "no /dev/kvm"},
+	} {
+		accel, why := accelWith(func(p string) bool {
+			return p == "/dev/kvm" && tt.kvm || p == "/sys/module/kvm_pvm" && tt.pvm
+		})
+		if accel != tt.accel || !strings.Contains(why, tt.in) {
+			t.Errorf("/dev/kvm %v, kvm_pvm %v: %s (%s), want %s saying %q", tt.kvm, tt.pvm, accel, why, tt.accel, tt.in)
+		}
 	}
+	accel, why := Accel()
 	t.Logf("accelerator here: %s (%s)", accel, why)
 }
 
