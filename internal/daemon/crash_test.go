@@ -201,3 +201,37 @@ func TestCrashAtEveryStep(t *testing.T) {
 		})
 	}
 }
+
+// An adapter whose namespace does not exist yet is stored with a warning
+// and comes up on the retry timer, without another write.
+func TestWaitingPortComesUpOnItsOwn(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fb := newFake()
+	fb.notYet = map[string]bool{"web/eth0": true}
+	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{}, Runner: nopRunner{}, Log: slog.New(slog.DiscardHandler),
+		RetryEvery: 20 * time.Millisecond})
+	c.Start()
+	defer c.Close()
+	out, err := c.Change(func(cfg *config.Config) error { withInternal(cfg); return nil })
+	if err != nil || len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "not there yet") {
+		t.Fatalf("Change = %+v, %v; want it stored with one warning", out, err)
+	}
+	if p := c.PortProblem("int0", "web/eth0"); !strings.Contains(p, "not there yet") {
+		t.Fatalf("PortProblem = %q", p)
+	}
+	fb.mu.Lock()
+	fb.notYet = nil
+	fb.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); c.PortProblem("int0", "web/eth0") != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the port did not come up once its namespace was there")
+		}
+	}
+	if !strings.Contains(fb.String(), "int0/web/eth0 netns") {
+		t.Fatalf("devices:\n%s", fb)
+	}
+}

@@ -24,6 +24,7 @@ type fakeBackend struct {
 	devices  map[string]PortSpec
 	removed  []string
 	failOpen map[string]bool
+	notYet   map[string]bool // ports whose namespace is not there yet
 	identity map[string]string // NIC → who holds its identity
 	failBack bool
 }
@@ -80,6 +81,9 @@ func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
 	f.step()
 	if f.failOpen[s.Name] {
 		return nil, errors.New("no such device")
+	}
+	if f.notYet[s.Name] {
+		return nil, fmt.Errorf("namespace %s: %w", s.Namespace, ErrNotYet)
 	}
 	f.devices[s.Switch+"/"+s.Name] = s
 	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
