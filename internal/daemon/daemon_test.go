@@ -24,7 +24,7 @@ type fakeBackend struct {
 	devices  map[string]PortSpec
 	removed  []string
 	failOpen map[string]bool
-	notYet   map[string]bool // ports whose namespace is not there yet
+	notYet   map[string]bool   // ports whose namespace is not there yet
 	identity map[string]string // NIC → who holds its identity
 	failBack bool
 }
