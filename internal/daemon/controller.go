@@ -242,7 +242,9 @@ func refusal(prev, next *config.Config, aerr error) error {
 			continue
 		}
 		before, after := prev.Switch(se.Switch), next.Switch(se.Switch)
-		touched := before == nil || after == nil || jsonOf(before) != jsonOf(after)
+		// A switch in neither state is something an earlier run left,
+		// which the sweep keeps trying to remove: not this change's.
+		touched := (before != nil || after != nil) && jsonOf(before) != jsonOf(after)
 		if vm, name, ok := strings.Cut(se.Port, "/"); ok {
 			touched = touched || jsonOf(prev.Adapter(vm, name)) != jsonOf(next.Adapter(vm, name))
 		}

@@ -25,7 +25,7 @@ func TestArgs(t *testing.T) {
 	}{
 		{"kernel", config.VM{Name: "v", Kernel: "/k", Initrd: "/i", Append: "console=ttyS0", Memory: 512, CPUs: 2}, []config.Adapter{stream},
 			[]string{"-name v -machine q35,accel=tcg -m 512 -smp 2", "-kernel /k -initrd /i -append console=ttyS0",
-				"-netdev stream,id=vs-eth0,server=off,addr.type=unix,addr.path=/run/vswitch/v-eth0.sock", "virtio-net-pci,netdev=vs-eth0,mac=02:56:53:00:00:09,romfile="}, ""},
+				"-netdev stream,id=vs-eth0,server=off,addr.type=unix,addr.path=/run/vswitch/v+eth0.sock", "virtio-net-pci,netdev=vs-eth0,mac=02:56:53:00:00:09,romfile="}, ""},
 		{"disk", config.VM{Name: "v", Disk: "/d.img"}, nil, []string{"-m 256 -smp 1", "-drive file=/d.img,if=virtio"}, ""},
 		{"legacy network boot", config.VM{Name: "v", NetworkBoot: "eth1"}, []config.Adapter{legacyTAP},
 			[]string{"-kernel /usr/lib/ipxe/ipxe.lkrn", "-device tulip,netdev=vs-eth1,mac=02:56:53:00:00:09"}, ""},

@@ -318,6 +318,9 @@ func removeIf(nsPath, name, mark string) error {
 			}
 			return fmt.Errorf("tap %s: find link: %w", name, err)
 		}
+		if l.Type() != "tuntap" && mark != "" {
+			return fmt.Errorf("tap %s: a %s device: %w", name, l.Type(), ErrNotMarked)
+		}
 		if l.Type() != "tuntap" {
 			return fmt.Errorf("tap %s: is a %s device, not a TAP: left alone", name, l.Type())
 		}
