@@ -152,24 +152,11 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 			undo.run()
 		}
 	}()
-	step := func(name string, f func() error) error {
-		if m.Step != nil {
-			m.Step(name)
-		}
-		if m.failAt == name {
-			return &StepError{name, errors.New("injected failure")}
-		}
-		if err := f(); err != nil {
-			return &StepError{name, err}
-		}
-		return nil
-	}
-	id, err := snapshot(h, from)
-	if err != nil {
-		return 0, &StepError{"read " + from, err}
-	}
+	var id Identity
 	if given != nil {
 		id = *given
+	} else if id, err = snapshot(h, from); err != nil {
+		return 0, &StepError{"read " + from, err}
 	}
 	src, err := h.LinkByName(from)
 	if err != nil {
@@ -181,7 +168,7 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 	}
 	if takeOver {
 		old := dst.Attrs()
-		if err := step("set MAC and MTU of "+to, func() error {
+		if err := m.step("set MAC and MTU of "+to, func() error {
 			if err := h.LinkSetHardwareAddr(dst, id.MAC); err != nil {
 				return err
 			}
@@ -191,12 +178,12 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 		}
 		undo.push(func() { h.LinkSetHardwareAddr(dst, old.HardwareAddr); h.LinkSetMTU(dst, old.MTU) })
 	} else {
-		if err := step("turn IPv6 on at "+to, func() error { return m.setIPv6(to, true) }); err != nil {
+		if err := m.step("turn IPv6 on at "+to, func() error { return m.setIPv6(to, true) }); err != nil {
 			return 0, err
 		}
 		undo.push(func() { m.setIPv6(to, false) })
 	}
-	if err := step("bring "+to+" up", func() error { return h.LinkSetUp(dst) }); err != nil {
+	if err := m.step("bring "+to+" up", func() error { return h.LinkSetUp(dst) }); err != nil {
 		return 0, err
 	}
 	start := time.Now()
@@ -210,7 +197,7 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 	})
 	for _, a := range id.Addrs {
 		gone := false
-		if err := step("remove "+a.IPNet.String()+" from "+from, func() error {
+		if err := m.step("remove "+a.IPNet.String()+" from "+from, func() error {
 			err := h.AddrDel(src, &a)
 			gone = errors.Is(err, unix.EADDRNOTAVAIL) // a move cut short had taken it already
 			if gone {
@@ -231,7 +218,7 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 			na.Flags |= unix.IFA_F_NODAD // usable at once: the move must be short
 		}
 		there := false
-		if err := step("add "+a.IPNet.String()+" to "+to, func() error {
+		if err := m.step("add "+a.IPNet.String()+" to "+to, func() error {
 			err := h.AddrAdd(dst, &na)
 			there = errors.Is(err, unix.EEXIST)
 			if there {
@@ -248,18 +235,33 @@ func (m *Mover) move(from, to string, takeOver bool, given *Identity) (gap time.
 	for _, r := range id.Routes {
 		nr := r
 		nr.LinkIndex = dst.Attrs().Index
-		if err := step("add route "+routeString(r)+" to "+to, func() error { return h.RouteReplace(&nr) }); err != nil {
+		if err := m.step("add route "+routeString(r)+" to "+to, func() error { return h.RouteReplace(&nr) }); err != nil {
 			return 0, err
 		}
 		undo.push(func() { h.RouteDel(&nr) })
 	}
 	gap = time.Since(start)
 	if takeOver {
-		if err := step("turn IPv6 off at "+from, func() error { return m.setIPv6(from, false) }); err != nil {
+		if err := m.step("turn IPv6 off at "+from, func() error { return m.setIPv6(from, false) }); err != nil {
 			return 0, err
 		}
 	}
 	return gap, nil
+}
+
+// step runs one named step of a move: the Step hook first, then f (or
+// the failure injected at it); an error comes back as a *StepError.
+func (m *Mover) step(name string, f func() error) error {
+	if m.Step != nil {
+		m.Step(name)
+	}
+	if m.failAt == name {
+		return &StepError{name, errors.New("injected failure")}
+	}
+	if err := f(); err != nil {
+		return &StepError{name, err}
+	}
+	return nil
 }
 
 func routeString(r netlink.Route) string {

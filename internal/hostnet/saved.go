@@ -136,45 +136,37 @@ func (m *Mover) restore(h *netlink.Handle, nic string, saved Saved) error {
 	if err != nil {
 		return &StepError{"find " + nic, err}
 	}
-	steps := []struct {
-		name string
-		do   func() error
-	}{
-		{"set MAC and MTU of " + nic, func() error {
-			if l.Attrs().HardwareAddr.String() != id.MAC.String() {
-				if err := h.LinkSetHardwareAddr(l, id.MAC); err != nil {
-					return err
-				}
+	if err := m.step("set MAC and MTU of "+nic, func() error {
+		if l.Attrs().HardwareAddr.String() != id.MAC.String() {
+			if err := h.LinkSetHardwareAddr(l, id.MAC); err != nil {
+				return err
 			}
-			return h.LinkSetMTU(l, id.MTU)
-		}},
-		{fmt.Sprintf("set IPv6 off=%v at %s", saved.IPv6Off, nic), func() error { return m.setIPv6(nic, !saved.IPv6Off) }},
-		{"bring " + nic + " up", func() error { return h.LinkSetUp(l) }},
+		}
+		return h.LinkSetMTU(l, id.MTU)
+	}); err != nil {
+		return err
 	}
-	for _, s := range steps {
-		if m.Step != nil {
-			m.Step(s.name)
-		}
-		if err := s.do(); err != nil {
-			return &StepError{s.name, err}
-		}
+	if err := m.step(fmt.Sprintf("set IPv6 off=%v at %s", saved.IPv6Off, nic), func() error { return m.setIPv6(nic, !saved.IPv6Off) }); err != nil {
+		return err
+	}
+	if err := m.step("bring "+nic+" up", func() error { return h.LinkSetUp(l) }); err != nil {
+		return err
 	}
 	for _, a := range id.Addrs {
-		if m.Step != nil {
-			m.Step("add " + a.IPNet.String() + " to " + nic)
-		}
 		a.Label = ""
-		if err := h.AddrAdd(l, &a); err != nil && !errors.Is(err, unix.EEXIST) {
-			return &StepError{"add " + a.IPNet.String() + " to " + nic, err}
+		if err := m.step("add "+a.IPNet.String()+" to "+nic, func() error {
+			if err := h.AddrAdd(l, &a); !errors.Is(err, unix.EEXIST) {
+				return err
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
 	}
 	for _, r := range id.Routes {
-		if m.Step != nil {
-			m.Step("add route " + routeString(r) + " to " + nic)
-		}
 		r.LinkIndex = l.Attrs().Index
-		if err := h.RouteReplace(&r); err != nil {
-			return &StepError{"add route " + routeString(r) + " to " + nic, err}
+		if err := m.step("add route "+routeString(r)+" to "+nic, func() error { return h.RouteReplace(&r) }); err != nil {
+			return err
 		}
 	}
 	return nil
