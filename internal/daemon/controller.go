@@ -1,12 +1,12 @@
 package daemon
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -67,16 +67,17 @@ type Deps struct {
 // the host is recorded before it is made (Records), so that after a crash
 // at any step Start brings the host back to exactly the stored state.
 type Controller struct {
-	deps Deps
-	d    *Daemon
-	log  *slog.Logger
+	deps       Deps
+	d          *Daemon
+	log        *slog.Logger
+	socketDirs []string // where QEMU sockets may be
 
 	mu      sync.Mutex      // one write or converge at a time
 	up      map[string]bool // VMs started here and not exited, under mu
 	pending error           // what the last converge could not do, under mu
 
 	stop chan struct{}
-	done chan struct{}
+	done chan struct{} // closed when the retry loop ends; nil until Start runs it
 }
 
 // Outcome is what a committed change did.
@@ -106,7 +107,10 @@ func NewController(deps Deps) *Controller {
 		deps.RetryEvery = 2 * time.Second
 	}
 	c := &Controller{deps: deps, log: log, up: map[string]bool{}, d: New(deps.Backend, deps.Store, log),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		socketDirs: append([]string{config.SocketDir}, deps.SocketDirs...), stop: make(chan struct{})}
+	if deps.APISocket != "" {
+		c.socketDirs = append(c.socketDirs, filepath.Dir(deps.APISocket))
+	}
 	c.d.SetPoller(deps.Poller)
 	c.d.SetRunning(func(vm string) bool { return c.up[vm] }) // called by Apply, which c.mu serialises
 	deps.Runner.OnExit(func(vm string) {
@@ -127,9 +131,9 @@ func (c *Controller) Start() ([]string, error) {
 	changes, err := c.convergeLocked()
 	c.mu.Unlock()
 	if errors.Is(err, store.ErrCorrupt) {
-		close(c.done)
 		return changes, err
 	}
+	c.done = make(chan struct{})
 	go c.retry()
 	return changes, err
 }
@@ -159,7 +163,9 @@ func (c *Controller) Close() {
 	default:
 		close(c.stop)
 	}
-	<-c.done
+	if c.done != nil {
+		<-c.done
+	}
 	c.d.Close()
 }
 
@@ -211,7 +217,7 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	if err := c.checkHost(prev, next); err != nil {
 		return Outcome{}, err
 	}
-	if jsonOf(prev) == jsonOf(next) {
+	if reflect.DeepEqual(prev, next) {
 		return Outcome{Revision: rev, Changes: []string{}}, nil
 	}
 	changes, aerr := c.d.Apply(next)
@@ -244,20 +250,15 @@ func refusal(prev, next *config.Config, aerr error) error {
 		before, after := prev.Switch(se.Switch), next.Switch(se.Switch)
 		// A switch in neither state is something an earlier run left,
 		// which the sweep keeps trying to remove: not this change's.
-		touched := (before != nil || after != nil) && jsonOf(before) != jsonOf(after)
+		touched := (before != nil || after != nil) && !reflect.DeepEqual(before, after)
 		if vm, name, ok := strings.Cut(se.Port, "/"); ok {
-			touched = touched || jsonOf(prev.Adapter(vm, name)) != jsonOf(next.Adapter(vm, name))
+			touched = touched || !reflect.DeepEqual(prev.Adapter(vm, name), next.Adapter(vm, name))
 		}
 		if touched {
 			return &RefusedError{Step: se.Step, Err: se}
 		}
 	}
 	return nil
-}
-
-func jsonOf(v any) string {
-	b, _ := json.Marshal(v)
-	return string(b)
 }
 
 // checkHost verifies, before anything is applied, what only the host can
@@ -279,7 +280,7 @@ func (c *Controller) checkHost(prev, next *config.Config) error {
 	}
 	for i := range next.Adapters {
 		a := &next.Adapters[i]
-		if old := prev.Adapter(a.VM, a.Name); old != nil && jsonOf(old) == jsonOf(a) {
+		if old := prev.Adapter(a.VM, a.Name); old != nil && reflect.DeepEqual(old, a) {
 			continue
 		}
 		p := fmt.Sprintf("adapters[%s].attachment", a.ID())
@@ -300,20 +301,16 @@ func (c *Controller) checkHost(prev, next *config.Config) error {
 // API's, and not a file that exists unless it is the daemon's own or a
 // stale socket.
 func (c *Controller) checkSocket(l *field.List, path, sock string) {
-	dirs := append([]string{config.SocketDir}, c.deps.SocketDirs...)
-	if c.deps.APISocket != "" {
-		dirs = append(dirs, filepath.Dir(c.deps.APISocket))
-	}
 	in := false
-	for _, d := range dirs {
+	for _, d := range c.socketDirs {
 		in = in || filepath.Dir(filepath.Clean(sock)) == filepath.Clean(d)
 	}
 	switch {
 	case c.deps.APISocket != "" && filepath.Clean(sock) == filepath.Clean(c.deps.APISocket):
 		l.Add(path, sock, "a path other than the API's own socket")
 	case !in:
-		l.Add(path, sock, "a path in "+strings.Join(dirs, " or ")+" (vswitchd --socket-dir allows others)")
-	case c.d.owns(PortSpec{Kind: string(config.AttachQEMUStream), Socket: sock}.key()):
+		l.Add(path, sock, "a path in "+strings.Join(c.socketDirs, " or ")+" (vswitchd --socket-dir allows others)")
+	case c.d.owns(socketKey(sock)):
 	default:
 		fi, err := os.Lstat(sock)
 		switch {
@@ -349,7 +346,7 @@ func (c *Controller) checkMACs(l *field.List, prev, next *config.Config) {
 			continue
 		}
 		old := prev.Adapter(a.VM, a.Name)
-		if old == nil || old.MAC != a.MAC || jsonOf(prev.Switch(h.sw)) != jsonOf(next.Switch(h.sw)) {
+		if old == nil || old.MAC != a.MAC || !reflect.DeepEqual(prev.Switch(h.sw), next.Switch(h.sw)) {
 			l.Add(fmt.Sprintf("adapters[%s].mac", a.ID()), a.MAC.String(), "an address no host adapter or NIC has ("+h.name+" has it)")
 		}
 	}

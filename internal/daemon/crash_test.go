@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -234,4 +235,9 @@ func TestWaitingPortComesUpOnItsOwn(t *testing.T) {
 	if !strings.Contains(fb.String(), "int0/web/eth0 netns") {
 		t.Fatalf("devices:\n%s", fb)
 	}
+}
+
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

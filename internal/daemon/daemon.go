@@ -70,8 +70,8 @@ type Daemon struct {
 	mu       sync.Mutex
 	backend  Backend
 	rec      Records
-	recs     map[string][]byte // the records, as last read or written; nil until the first Apply
-	problems map[string]string // switch NUL port → what the last Apply could not do
+	recs     map[string][]byte    // the records, as last read or written; nil until the first Apply
+	problems map[[2]string]string // {switch, port} → what the last Apply could not do
 	log      *slog.Logger
 	switches map[string]*liveSwitch
 	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
@@ -193,9 +193,9 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	}
 	errs = append(errs, d.sweep(want, note)...)
 	err = errors.Join(errs...)
-	d.problems = map[string]string{}
+	d.problems = map[[2]string]string{}
 	for _, se := range StepErrors(err) {
-		d.problems[se.Switch+"\x00"+se.Port] = se.Step + ": " + se.Err.Error()
+		d.problems[[2]string{se.Switch, se.Port}] = se.Step + ": " + se.Err.Error()
 	}
 	return changes, err
 }
@@ -204,7 +204,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 func (d *Daemon) problem(sw, port string) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.problems[sw+"\x00"+port]
+	return d.problems[[2]string{sw, port}]
 }
 
 // takeOver moves the host's identity to the host adapter once both the

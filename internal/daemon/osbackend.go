@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/hostnet"
@@ -149,12 +151,7 @@ func (b OSBackend) GiveBack(hostAdapter, nic string, saved []byte) error {
 // lives: an existing interface that is not the loopback and not one that
 // vswitchd made (a host adapter or a TAP of its own).
 func (b OSBackend) CheckNIC(name string) error {
-	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
+	l, err := b.link(name)
 	switch {
 	case err != nil:
 		return fmt.Errorf("no such interface")
@@ -168,16 +165,21 @@ func (b OSBackend) CheckNIC(name string) error {
 
 // MAC returns a link's MAC address where the host side lives.
 func (b OSBackend) MAC(name string) (frame.MAC, error) {
-	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
-	if err != nil {
-		return frame.MAC{}, err
-	}
-	defer h.Close()
-	l, err := h.LinkByName(name)
+	l, err := b.link(name)
 	if err != nil {
 		return frame.MAC{}, err
 	}
 	var m frame.MAC
 	copy(m[:], l.Attrs().HardwareAddr)
 	return m, nil
+}
+
+// link looks a link up where the host side lives.
+func (b OSBackend) link(name string) (netlink.Link, error) {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	return h.LinkByName(name)
 }

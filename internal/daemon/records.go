@@ -6,6 +6,8 @@ import (
 	"maps"
 	"strings"
 	"sync"
+
+	"github.com/vswitch/vswitch/internal/config"
 )
 
 // Records is where the daemon keeps what it has made on the host (the
@@ -60,13 +62,16 @@ func (s PortSpec) key() string {
 	switch s.Kind {
 	case KindUplink:
 		return ""
-	case KindHost, "tap":
+	case KindHost, string(config.AttachTAP):
 		return portPrefix + "link//" + s.Device
-	case "netns":
+	case string(config.AttachNetns):
 		return portPrefix + "link/" + s.Namespace + "/" + s.Device
 	}
-	return portPrefix + "socket/" + s.Socket
+	return socketKey(s.Socket)
 }
+
+// socketKey is the record key of a QEMU socket (stream or dgram).
+func socketKey(path string) string { return portPrefix + "socket/" + path }
 
 // identityRecord is a NIC's identity as it was before a switch took it.
 type identityRecord struct {
@@ -121,19 +126,30 @@ func (d *Daemon) disown(key string) error {
 	return nil
 }
 
+// identity returns the record of a NIC's identity, if there is one.
+func (d *Daemon) identity(nic string) (identityRecord, bool, error) {
+	var r identityRecord
+	b := d.recs[identityPrefix+nic]
+	if b == nil {
+		return r, false, nil
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, true, fmt.Errorf("record of the identity of %s: %w", nic, err)
+	}
+	return r, true, nil
+}
+
 // saveIdentity returns the NIC's identity as recorded before the first
 // move (a crash may have cut that move short), recording it now if not.
 func (d *Daemon) saveIdentity(sw, nic, host string) ([]byte, error) {
-	k := identityPrefix + nic
-	if b := d.recs[k]; b != nil {
-		var r identityRecord
-		if err := json.Unmarshal(b, &r); err != nil {
-			return nil, fmt.Errorf("record %s: %w", k, err)
-		}
-		if r.Host == host {
-			return r.Saved, nil
-		}
-		// Another host adapter held it: give it back to the NIC first.
+	r, ok, err := d.identity(nic)
+	if err != nil {
+		return nil, err
+	}
+	if ok && r.Host == host {
+		return r.Saved, nil
+	}
+	if ok { // another host adapter held it: give it back to the NIC first
 		if err := d.giveBackTo(r.Switch, r.Host, nic); err != nil {
 			return nil, err
 		}
@@ -146,6 +162,7 @@ func (d *Daemon) saveIdentity(sw, nic, host string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	k := identityPrefix + nic
 	if err := d.rec.SetRecords(map[string][]byte{k: b}, nil); err != nil {
 		return nil, err
 	}
@@ -155,17 +172,14 @@ func (d *Daemon) saveIdentity(sw, nic, host string) ([]byte, error) {
 
 // giveBackTo returns the NIC its identity from the host adapter and forgets the record.
 func (d *Daemon) giveBackTo(sw, host, nic string) error {
-	k := identityPrefix + nic
-	var r identityRecord
-	if b := d.recs[k]; b != nil {
-		if err := json.Unmarshal(b, &r); err != nil {
-			return &StepError{Switch: sw, Port: KindHost, Step: "read the record of " + nic, Err: err}
-		}
+	r, _, err := d.identity(nic)
+	if err != nil {
+		return &StepError{Switch: sw, Port: KindHost, Step: "read the record of " + nic, Err: err}
 	}
 	if err := d.backend.GiveBack(host, nic, r.Saved); err != nil {
 		return &StepError{Switch: sw, Port: KindHost, Step: "move host identity back to " + nic, Err: err}
 	}
-	if err := d.disown(k); err != nil {
+	if err := d.disown(identityPrefix + nic); err != nil {
 		return &StepError{Switch: sw, Port: KindHost, Step: "forget the identity of " + nic, Err: err}
 	}
 	return nil
@@ -195,9 +209,9 @@ func (d *Daemon) sweep(want map[string]*switchPlan, note func(string, ...any)) [
 		if !ok || held[nic] {
 			continue
 		}
-		var r identityRecord
-		if err := json.Unmarshal(d.recs[k], &r); err != nil {
-			errs = append(errs, &StepError{Switch: r.Switch, Port: KindHost, Step: "read the record of " + nic, Err: err})
+		r, _, err := d.identity(nic)
+		if err != nil {
+			errs = append(errs, &StepError{Port: KindHost, Step: "read the record of " + nic, Err: err})
 			continue
 		}
 		if err := d.giveBackTo(r.Switch, r.Host, nic); err != nil {

@@ -318,14 +318,11 @@ func removeIf(nsPath, name, mark string) error {
 			}
 			return fmt.Errorf("tap %s: find link: %w", name, err)
 		}
-		if l.Type() != "tuntap" && mark != "" {
-			return fmt.Errorf("tap %s: a %s device: %w", name, l.Type(), ErrNotMarked)
-		}
-		if l.Type() != "tuntap" {
+		switch {
+		case mark != "" && (l.Type() != "tuntap" || l.Attrs().Alias != mark):
+			return fmt.Errorf("tap %s: a %s device with alias %q: %w", name, l.Type(), l.Attrs().Alias, ErrNotMarked)
+		case l.Type() != "tuntap":
 			return fmt.Errorf("tap %s: is a %s device, not a TAP: left alone", name, l.Type())
-		}
-		if mark != "" && l.Attrs().Alias != mark {
-			return fmt.Errorf("tap %s: %w", name, ErrNotMarked)
 		}
 		return h.LinkDel(l)
 	})
