@@ -1,18 +1,13 @@
 package apiserver
 
 import (
-	"encoding/json"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vswitch/vswitch/internal/api"
 )
 
 // TestNoObjectTakesAnothersName: no switch, adapter or socket may claim a
@@ -70,28 +65,8 @@ func TestNoObjectTakesAnothersName(t *testing.T) {
 			[]string{"adapters[web/m1].mac", "NIC eth1 (uplink of switch ext0) has it"}},
 	}
 	for _, tt := range tests {
-		before := e.rev()
 		start := time.Now()
-		req, _ := http.NewRequest(tt.method, e.url+tt.path, strings.NewReader(tt.body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var eb api.ErrorBody
-		json.Unmarshal(b, &eb)
-		if resp.StatusCode != 400 || eb.Error.Code != "invalid" {
-			t.Errorf("%s: %d %s, want 400 invalid: %s", tt.name, resp.StatusCode, eb.Error.Code, b)
-		}
-		for _, w := range tt.want {
-			if !strings.Contains(string(b), w) {
-				t.Errorf("%s: answer does not name %q: %s", tt.name, w, b)
-			}
-		}
-		if e.rev() != before {
-			t.Errorf("%s: the rejected write changed the state", tt.name)
-		}
+		e.refused(tt.name, tt.method, tt.path, tt.body, 400, "invalid", tt.want)
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("%s: took %v", tt.name, d)
 		}

@@ -79,6 +79,33 @@ func (e *env) ok(method, path, body string) api.Result {
 	return r
 }
 
+// refused sends a request that must fail with status and code, naming
+// each of want, and checks that the stored state did not change.
+func (e *env) refused(name, method, path, body string, status int, code string, want []string) {
+	e.t.Helper()
+	before := e.rev()
+	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var eb api.ErrorBody
+	json.Unmarshal(b, &eb)
+	if resp.StatusCode != status || eb.Error.Code != code {
+		e.t.Errorf("%s: %d %s, want %d %s: %s", name, resp.StatusCode, eb.Error.Code, status, code, b)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(b), w) {
+			e.t.Errorf("%s: answer does not name %q: %s", name, w, b)
+		}
+	}
+	if e.rev() != before {
+		e.t.Errorf("%s: the rejected write changed the state (revision %d → %d)", name, before, e.rev())
+	}
+}
+
 func (e *env) rev() uint64 {
 	_, rev, err := e.st.Load()
 	if err != nil {
@@ -159,27 +186,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown route", "GET", "/v1/nothing", "", 404, "not_found", nil},
 	}
 	for _, tt := range tests {
-		before := e.rev()
-		req, _ := http.NewRequest(tt.method, e.url+tt.path, strings.NewReader(tt.body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		var eb api.ErrorBody
-		json.Unmarshal(b, &eb)
-		if resp.StatusCode != tt.status || eb.Error.Code != tt.code {
-			t.Errorf("%s: %d %s, want %d %s: %s", tt.name, resp.StatusCode, eb.Error.Code, tt.status, tt.code, b)
-		}
-		for _, w := range tt.want {
-			if !strings.Contains(string(b), w) {
-				t.Errorf("%s: answer does not name %q: %s", tt.name, w, b)
-			}
-		}
-		if e.rev() != before {
-			t.Errorf("%s: the rejected write changed the state (revision %d → %d)", tt.name, before, e.rev())
-		}
+		e.refused(tt.name, tt.method, tt.path, tt.body, tt.status, tt.code, tt.want)
 	}
 	e.ok("DELETE", "/v1/switches/int0?force=true", "")
 }
