@@ -248,9 +248,9 @@ func refusal(prev, next *config.Config, aerr error) error {
 			continue
 		}
 		before, after := prev.Switch(se.Switch), next.Switch(se.Switch)
-		// A switch in neither state is something an earlier run left,
-		// which the sweep keeps trying to remove: not this change's.
-		touched := (before != nil || after != nil) && !reflect.DeepEqual(before, after)
+		// Equal when in neither state: something an earlier run left,
+		// which the sweep keeps trying to remove, is not this change's.
+		touched := !reflect.DeepEqual(before, after)
 		if vm, name, ok := strings.Cut(se.Port, "/"); ok {
 			touched = touched || !reflect.DeepEqual(prev.Adapter(vm, name), next.Adapter(vm, name))
 		}
