@@ -200,6 +200,38 @@ func (c *Config) Clone() *Config {
 	return out
 }
 
+// Equal reports whether two states are the same (an empty list and no
+// list are the same).
+func (c *Config) Equal(d *Config) bool {
+	return c.Host == d.Host && slices.EqualFunc(c.Switches, d.Switches, func(a, b Switch) bool { return a.Equal(&b) }) &&
+		slices.Equal(c.VMs, d.VMs) && slices.EqualFunc(c.Adapters, d.Adapters, func(a, b Adapter) bool { return a.Equal(&b) })
+}
+
+// Equal reports whether two adapters (either may be nil) are the same:
+// field by field, the spoofing guard by value. Adapters are compared once
+// per adapter on every write, so this is a memory compare, not reflection
+// (TestCloneKnowsEveryField fails when a field needs more than ==).
+func (a *Adapter) Equal(b *Adapter) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	x.MACSpoofGuard, y.MACSpoofGuard = nil, nil
+	return x == y && boolEqual(a.MACSpoofGuard, b.MACSpoofGuard)
+}
+
+// Equal reports whether two switches (either may be nil) are the same.
+func (s *Switch) Equal(t *Switch) bool {
+	if s == nil || t == nil {
+		return s == t
+	}
+	x, y := *s, *t
+	x.AllowManagementOS, y.AllowManagementOS = nil, nil
+	return x == y && boolEqual(s.AllowManagementOS, t.AllowManagementOS)
+}
+
+func boolEqual(a, b *bool) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+
 func cloneBool(p *bool) *bool {
 	if p == nil {
 		return nil

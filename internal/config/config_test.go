@@ -283,3 +283,44 @@ func TestCloneKnowsEveryField(t *testing.T) {
 		t.Fatal("changing the clone changed the original")
 	}
 }
+
+func TestEqual(t *testing.T) {
+	yes, yes2, no := true, true, false
+	a := Adapter{VM: "v", Name: "n", Switch: "s", MACSpoofGuard: &yes}
+	b := a
+	b.MACSpoofGuard = &yes2
+	c := a
+	c.VLAN = VLAN{Mode: ModeAccess, Access: 10}
+	d := a
+	d.MACSpoofGuard = &no
+	for _, tt := range []struct {
+		name string
+		x, y *Adapter
+		want bool
+	}{
+		{"same values, other pointers", &a, &b, true},
+		{"other VLAN", &a, &c, false},
+		{"other guard", &a, &d, false},
+		{"nil and one", nil, &a, false},
+		{"both nil", nil, nil, true},
+	} {
+		if got := tt.x.Equal(tt.y); got != tt.want {
+			t.Errorf("%s: Equal = %v", tt.name, got)
+		}
+	}
+	s := Switch{Name: "e", Type: External, AllowManagementOS: &yes}
+	s2 := s
+	s2.AllowManagementOS = &no
+	if !s.Equal(&Switch{Name: "e", Type: External, AllowManagementOS: &yes2}) || s.Equal(&s2) || (*Switch)(nil).Equal(&s) {
+		t.Error("Switch.Equal")
+	}
+	c1 := &Config{Adapters: []Adapter{a}}
+	c2 := c1.Clone()
+	if !c1.Equal(c2) || !(&Config{}).Equal(&Config{Adapters: []Adapter{}}) {
+		t.Error("Config.Equal of copies, or of no list and an empty one")
+	}
+	c2.Adapters[0].Name = "m"
+	if c1.Equal(c2) {
+		t.Error("Config.Equal missed a renamed adapter")
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -217,7 +216,7 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	if err := c.checkHost(prev, next); err != nil {
 		return Outcome{}, err
 	}
-	if reflect.DeepEqual(prev, next) {
+	if prev.Equal(next) {
 		return Outcome{Revision: rev, Changes: []string{}}, nil
 	}
 	changes, aerr := c.d.Apply(next)
@@ -227,7 +226,7 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 		}
 		return Outcome{}, refused
 	}
-	rev, _, err = c.deps.Store.Update(func(cur *config.Config) error { *cur = *next; return nil })
+	rev, err = c.deps.Store.Replace(next, rev) // validated above; c.mu keeps rev current
 	if err != nil {
 		c.d.Apply(prev)
 		return Outcome{}, err
@@ -250,9 +249,9 @@ func refusal(prev, next *config.Config, aerr error) error {
 		before, after := prev.Switch(se.Switch), next.Switch(se.Switch)
 		// Equal when in neither state: something an earlier run left,
 		// which the sweep keeps trying to remove, is not this change's.
-		touched := !reflect.DeepEqual(before, after)
+		touched := !before.Equal(after)
 		if vm, name, ok := strings.Cut(se.Port, "/"); ok {
-			touched = touched || !reflect.DeepEqual(prev.Adapter(vm, name), next.Adapter(vm, name))
+			touched = touched || !prev.Adapter(vm, name).Equal(next.Adapter(vm, name))
 		}
 		if touched {
 			return &RefusedError{Step: se.Step, Err: se}
@@ -278,9 +277,13 @@ func (c *Controller) checkHost(prev, next *config.Config) error {
 			l.Add(fmt.Sprintf("switches[%s].uplink", sw.Name), sw.Uplink, "an existing network interface of the host, not the loopback or one of vswitch's own ("+err.Error()+")")
 		}
 	}
+	before := make(map[string]*config.Adapter, len(prev.Adapters))
+	for i := range prev.Adapters {
+		before[prev.Adapters[i].ID()] = &prev.Adapters[i]
+	}
 	for i := range next.Adapters {
 		a := &next.Adapters[i]
-		if old := prev.Adapter(a.VM, a.Name); old != nil && reflect.DeepEqual(old, a) {
+		if a.Equal(before[a.ID()]) {
 			continue
 		}
 		p := fmt.Sprintf("adapters[%s].attachment", a.ID())
@@ -346,7 +349,7 @@ func (c *Controller) checkMACs(l *field.List, prev, next *config.Config) {
 			continue
 		}
 		old := prev.Adapter(a.VM, a.Name)
-		if old == nil || old.MAC != a.MAC || !reflect.DeepEqual(prev.Switch(h.sw), next.Switch(h.sw)) {
+		if old == nil || old.MAC != a.MAC || !prev.Switch(h.sw).Equal(next.Switch(h.sw)) {
 			l.Add(fmt.Sprintf("adapters[%s].mac", a.ID()), a.MAC.String(), "an address no host adapter or NIC has ("+h.name+" has it)")
 		}
 	}

@@ -139,6 +139,33 @@ func (s *Store) Update(edit func(*config.Config) error) (rev uint64, changed boo
 	return rev, changed, nil
 }
 
+// ErrStale: the state changed since the revision a Replace was based on.
+var ErrStale = errors.New("stored state changed meanwhile")
+
+// Replace stores next as the revision after rev, for a caller that read
+// revision rev, made next from it and validated it (config.Validate) and
+// hands it over: the store keeps next itself, so the caller must not
+// change it afterwards. It fails with ErrStale if the stored revision is
+// no longer rev. Update is the same for an edit the store validates.
+func (s *Store) Replace(next *config.Config, rev uint64) (uint64, error) {
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return 0, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		if rv := b.Get(keyRev); len(rv) != 8 || binary.BigEndian.Uint64(rv) != rev {
+			return fmt.Errorf("%w (revision %d was read)", ErrStale, rev)
+		}
+		return putRaw(b, raw, rev+1)
+	})
+	if err != nil {
+		return 0, err
+	}
+	s.remember(next, raw, rev+1)
+	return rev + 1, nil
+}
+
 // get returns a copy of the stored state, its revision and its JSON: from
 // the cache when the revision is the one cached, else decoded and checked.
 func (s *Store) get(b *bolt.Bucket) (*config.Config, uint64, []byte, error) {

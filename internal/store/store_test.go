@@ -161,3 +161,25 @@ func TestCachedStateIsNotShared(t *testing.T) {
 		t.Fatalf("no-op Update on the cached state = changed %v, %v", changed, err)
 	}
 }
+
+// Replace stores a state made from a revision, and refuses when the
+// stored revision moved since.
+func TestReplace(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, rev, _ := s.Load()
+	c.AddVM(config.VM{Name: "a"})
+	got, err := s.Replace(c, rev)
+	if err != nil || got != rev+1 {
+		t.Fatalf("Replace = %d, %v", got, err)
+	}
+	if now, r, _ := s.Load(); r != rev+1 || now.VM("a") == nil {
+		t.Fatalf("after Replace: revision %d, VM a %v", r, now.VM("a") != nil)
+	}
+	if _, err := s.Replace(&config.Config{Host: c.Host}, rev); !errors.Is(err, ErrStale) {
+		t.Fatalf("Replace from an old revision = %v, want ErrStale", err)
+	}
+}
