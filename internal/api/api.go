@@ -60,6 +60,21 @@ type FDBEntry struct {
 	AgeSeconds float64 `json:"ageSeconds"`
 }
 
+// FDBPage is one page of a switch's MAC table, sorted by VLAN and then MAC
+// (GET /v1/switches/{name}/fdb?limit=&after=&vlan=&mac=&port=).
+type FDBPage struct {
+	Entries []FDBEntry `json:"entries"`
+	// Next is the cursor of the next page ("VLAN/MAC" of this page's last
+	// row, for the after parameter); "" on the last page.
+	Next string `json:"next"`
+}
+
+// FDB page sizes: the limit parameter's default and maximum.
+const (
+	FDBPageDefault = 1000
+	FDBPageMax     = 10000
+)
+
 // PortStats are one port's counters.
 type PortStats struct {
 	Switch       string            `json:"switch"`
@@ -73,6 +88,19 @@ type PortStats struct {
 	Moves        uint64            `json:"moves"`
 	Segmented    uint64            `json:"segmented"` // super-frames cut in software for this port (it takes no TSO/USO)
 	Drops        map[string]uint64 `json:"drops"`
+	// Backend are the port backend's own counters, by name: a QEMU peer's
+	// "bad-peers", "oversize", a packet socket's "ring-drops" and so on.
+	Backend map[string]uint64 `json:"backend,omitempty"`
+}
+
+// SwitchStats are a running switch's counters: its own and its ports'
+// (GET /v1/switches/{name}/stats; GET /v1/stats/switches lists them all).
+type SwitchStats struct {
+	Switch string `json:"switch"`
+	// SuppressedMoves counts the station moves not reported (logged)
+	// because of the rate limit on move reports.
+	SuppressedMoves uint64      `json:"suppressedMoves"`
+	Ports           []PortStats `json:"ports"`
 }
 
 // Topology is the tree vswitchctl topology prints.
@@ -98,6 +126,7 @@ type TopologyPort struct {
 	MAC        string `json:"mac,omitempty"`
 	Type       string `json:"type,omitempty"`
 	Attachment string `json:"attachment,omitempty"`
+	State      string `json:"state,omitempty"` // PortUp, PortWaiting, PortFailed or PortDown
 }
 
 // VMStatus is a VM that vswitchd runs with QEMU.
@@ -108,4 +137,20 @@ type VMStatus struct {
 	PID      int    `json:"pid,omitempty"`
 	Accel    string `json:"accel,omitempty"` // kvm or tcg
 	Note     string `json:"note,omitempty"`  // why this accelerator, or why it exited
+}
+
+// Port states (PortState.State).
+const (
+	PortUp      = "up"      // the port is on its switch
+	PortWaiting = "waiting" // its place (a namespace) does not exist yet: retried
+	PortFailed  = "failed"  // the host refused a step: Reason says which; retried
+	PortDown    = "down"    // not meant to be up now: its VM is not running
+)
+
+// PortState is one port of the state as it is on the host (GET /v1/ports).
+type PortState struct {
+	Switch string `json:"switch"`
+	Port   string `json:"port"` // "uplink", "host", or the adapter's VM/NAME
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/field"
 )
 
@@ -163,19 +164,6 @@ func (s *Server) removeAdapter(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
-	sw := s.c.Switch(r.PathValue("name"))
-	if sw == nil {
-		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
-		return
-	}
-	out := []api.FDBEntry{}
-	for _, e := range sw.MACTable() {
-		out = append(out, api.FDBEntry{VLAN: uint16(e.VID), MAC: e.MAC.String(), Port: e.PortName, Static: e.Static, AgeSeconds: e.Age.Seconds()})
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 func (s *Server) portStats(name string) []api.PortStats {
 	sw := s.c.Switch(name)
 	if sw == nil {
@@ -186,9 +174,41 @@ func (s *Server) portStats(name string) []api.PortStats {
 		c := p.Counters
 		out = append(out, api.PortStats{Switch: name, Port: p.Name, RxPackets: c.RxPackets, RxBytes: c.RxBytes,
 			TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods, LearnRefused: c.LearnRefused, Moves: c.Moves,
-			Segmented: c.Segmented, Drops: c.DropsByReason()})
+			Segmented: c.Segmented, Drops: c.DropsByReason(), Backend: p.Backend})
 	}
 	return out
+}
+
+// switchStats returns a running switch's counters; false if it is not running.
+func (s *Server) switchStats(name string) (api.SwitchStats, bool) {
+	sw := s.c.Switch(name)
+	if sw == nil {
+		return api.SwitchStats{}, false
+	}
+	return api.SwitchStats{Switch: name, SuppressedMoves: sw.SuppressedMoves(), Ports: orEmpty(s.portStats(name))}, true
+}
+
+func (s *Server) getSwitchStats(w http.ResponseWriter, r *http.Request) {
+	st, ok := s.switchStats(r.PathValue("name"))
+	if !ok {
+		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) listSwitchStats(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := s.load(w)
+	if !ok {
+		return
+	}
+	out := []api.SwitchStats{}
+	for _, sw := range c.Switches {
+		if st, ok := s.switchStats(sw.Name); ok {
+			out = append(out, st)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getPorts(w http.ResponseWriter, r *http.Request) {
@@ -211,12 +231,36 @@ func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// getPortStates answers whether each port of the state is up on the host.
+func (s *Server) getPortStates(w http.ResponseWriter, r *http.Request) {
+	if c, _, ok := s.load(w); ok {
+		writeJSON(w, http.StatusOK, orEmpty(s.c.PortStates(c)))
+	}
+}
+
 func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 	c, _, ok := s.load(w)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, Topology(c, func(name string) bool { return s.c.Switch(name) != nil }))
+	states := map[[2]string]string{}
+	for _, ps := range s.c.PortStates(c) {
+		states[[2]string{ps.Switch, ps.Port}] = ps.State
+	}
+	t := Topology(c, func(name string) bool { return s.c.Switch(name) != nil })
+	for i := range t.Switches {
+		ts := &t.Switches[i]
+		if ts.Uplink != nil {
+			ts.Uplink.State = states[[2]string{ts.Name, daemon.KindUplink}]
+		}
+		if ts.HostAdapter != nil {
+			ts.HostAdapter.State = states[[2]string{ts.Name, daemon.KindHost}]
+		}
+		for j := range ts.Adapters {
+			ts.Adapters[j].State = states[[2]string{ts.Name, ts.Adapters[j].Name}]
+		}
+	}
+	writeJSON(w, http.StatusOK, t)
 }
 
 // Topology builds the tree of switches, uplinks, host adapters and adapters.

@@ -80,6 +80,7 @@ var routeTable = []struct {
 	{"DELETE", "/v1/switches/{name}", func(s *Server) http.HandlerFunc { return s.removeSwitch }},
 	{"GET", "/v1/switches/{name}/fdb", func(s *Server) http.HandlerFunc { return s.getFDB }},
 	{"GET", "/v1/switches/{name}/ports", func(s *Server) http.HandlerFunc { return s.getPorts }},
+	{"GET", "/v1/switches/{name}/stats", func(s *Server) http.HandlerFunc { return s.getSwitchStats }},
 	{"GET", "/v1/vms", func(s *Server) http.HandlerFunc { return s.listVMs }},
 	{"POST", "/v1/vms", func(s *Server) http.HandlerFunc { return s.addVM }},
 	{"DELETE", "/v1/vms/{name}", func(s *Server) http.HandlerFunc { return s.removeVM }},
@@ -93,7 +94,9 @@ var routeTable = []struct {
 	{"GET", "/v1/vms/{vm}/adapters/{name}", func(s *Server) http.HandlerFunc { return s.getAdapter }},
 	{"PUT", "/v1/vms/{vm}/adapters/{name}", func(s *Server) http.HandlerFunc { return s.setAdapter }},
 	{"DELETE", "/v1/vms/{vm}/adapters/{name}", func(s *Server) http.HandlerFunc { return s.removeAdapter }},
+	{"GET", "/v1/ports", func(s *Server) http.HandlerFunc { return s.getPortStates }},
 	{"GET", "/v1/stats", func(s *Server) http.HandlerFunc { return s.getStats }},
+	{"GET", "/v1/stats/switches", func(s *Server) http.HandlerFunc { return s.listSwitchStats }},
 	{"GET", "/v1/topology", func(s *Server) http.HandlerFunc { return s.getTopology }},
 	{"GET", "/v1/openapi.json", func(s *Server) http.HandlerFunc { return s.getOpenAPI }},
 }

@@ -140,8 +140,9 @@ func TestWritesAndReads(t *testing.T) {
 		topo.Switches[1].Adapters[0].VLAN != "access 10" || !topo.Switches[1].Running {
 		t.Fatalf("topology %+v", topo)
 	}
-	var fdb []api.FDBEntry
-	if code := e.do("GET", "/v1/switches/int0/fdb", "", &fdb); code != 200 || len(fdb) != 1 || !fdb[0].Static || fdb[0].Port != "web/eth0" {
+	var fdb api.FDBPage
+	if code := e.do("GET", "/v1/switches/int0/fdb", "", &fdb); code != 200 || len(fdb.Entries) != 1 || !fdb.Entries[0].Static ||
+		fdb.Entries[0].Port != "web/eth0" || fdb.Next != "" {
 		t.Fatalf("fdb %d %+v", code, fdb)
 	}
 	var stats []api.PortStats

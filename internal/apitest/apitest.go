@@ -5,6 +5,7 @@ package apitest
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,11 +21,19 @@ import (
 )
 
 // Backend opens in-memory ports. FailOpen ("switch/port") and FailBack
-// make those steps fail.
+// make those steps fail; NotYet names namespaces that do not exist yet.
 type Backend struct {
 	mu       sync.Mutex
 	FailOpen map[string]bool
 	FailBack bool
+	NotYet   map[string]bool
+}
+
+// SetNotYet replaces NotYet while the daemon runs.
+func (b *Backend) SetNotYet(ns map[string]bool) {
+	b.mu.Lock()
+	b.NotYet = ns
+	b.mu.Unlock()
 }
 
 // Open implements daemon.Backend.
@@ -33,6 +42,9 @@ func (b *Backend) Open(s daemon.PortSpec) (l2.Port, error) {
 	defer b.mu.Unlock()
 	if b.FailOpen[s.Switch+"/"+s.Name] {
 		return nil, errors.New("no such device")
+	}
+	if b.NotYet[s.Namespace] {
+		return nil, fmt.Errorf("namespace %s: %w", s.Namespace, daemon.ErrNotYet)
 	}
 	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
 	return p, nil
@@ -123,6 +135,12 @@ func (f *Runner) Stop(name string, _ time.Duration) (api.VMStatus, error) {
 	}
 	return api.VMStatus{Name: name, State: "exited"}, nil
 }
+
+// Adopt implements daemon.Runner: no VM outlives a test's daemon.
+func (f *Runner) Adopt(string, string) (api.VMStatus, bool) { return api.VMStatus{}, false }
+
+// Leftovers implements daemon.Runner.
+func (f *Runner) Leftovers() []string { return nil }
 
 // Status implements daemon.Runner.
 func (f *Runner) Status(name string) api.VMStatus {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/qemuargs"
@@ -164,16 +165,35 @@ func (a *app) listAdapters(args []string) error {
 	if a.output == "json" {
 		return a.json(orEmpty(ads))
 	}
+	states, err := a.client().PortStates()
+	if err != nil {
+		return err
+	}
+	state := map[string]api.PortState{}
+	for _, ps := range states {
+		state[ps.Port] = ps
+	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADAPTER\tSWITCH\tMAC\tTYPE\tVLAN\tATTACHMENT")
+	fmt.Fprintln(tw, "ADAPTER\tSWITCH\tMAC\tTYPE\tVLAN\tATTACHMENT\tSTATE")
+	var why []string
 	for _, ad := range ads {
 		mac := ad.MAC.String()
 		if ad.DynamicMAC {
 			mac += " (dynamic)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ad.ID(), ad.Switch, mac, ad.TypeOrDefault(), ad.VLAN.String(), attachment(ad.Attachment))
+		ps := state[ad.ID()]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ad.ID(), ad.Switch, mac, ad.TypeOrDefault(), ad.VLAN.String(), attachment(ad.Attachment), dash(ps.State))
+		if ps.Reason != "" {
+			why = append(why, fmt.Sprintf("%s %s: %s", ad.ID(), ps.State, ps.Reason))
+		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, w := range why {
+		fmt.Fprintln(a.out, w)
+	}
+	return nil
 }
 
 func attachment(t config.Attachment) string {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/apitest"
@@ -18,7 +19,10 @@ import (
 )
 
 // serve runs an API server on a unix socket and returns the socket path.
-func serve(t *testing.T) string {
+func serve(t *testing.T) string { return serveWith(t, &apitest.Backend{}) }
+
+// serveWith is serve with the given host double.
+func serveWith(t *testing.T, b *apitest.Backend) string {
 	dir := t.TempDir()
 	h := config.DefaultHost("cli-test")
 	h.MACMin[3], h.MACMax[3] = 0x42, 0x42
@@ -26,7 +30,7 @@ func serve(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := apitest.Controller(st, &apitest.Backend{}, apitest.Host{"eth1": {}}, &apitest.Runner{})
+	ctl := apitest.Controller(st, b, apitest.Host{"eth1": {}}, &apitest.Runner{})
 	ctl.Start()
 	sock := filepath.Join(dir, "vswitchd.sock")
 	l, err := apiserver.Listen(sock, 0o600)
@@ -98,6 +102,9 @@ priv0 (private, default VLAN 1)
 	if err := json.Unmarshal([]byte(mustRun(t, sock, "-o", "json", "adapter", "ls")), &ads); err != nil || len(ads) != 2 {
 		t.Fatalf("adapter ls -o json: %v %+v", err, ads)
 	}
+	if out := mustRun(t, sock, "adapter", "ls"); !strings.Contains(out, "STATE") || strings.Count(out, "  up\n") != 2 {
+		t.Fatalf("adapter ls, both up:\n%s", out)
+	}
 	mustRun(t, sock, "adapter", "vlan", "web/eth0", "--untagged")
 	mustRun(t, sock, "host", "set", "--mac-min", "02:56:53:42:00:00", "--mac-max", "02:56:53:42:00:0f")
 	if out := mustRun(t, sock, "host", "show"); !strings.Contains(out, "(1 of 16 in use)") {
@@ -120,6 +127,28 @@ priv0 (private, default VLAN 1)
 	mustRun(t, sock, "switch", "set", "int0", "--type", "private")
 	if out := mustRun(t, sock, "switch", "show", "int0"); !strings.Contains(out, "type:               private") {
 		t.Fatalf("switch show after a type change:\n%s", out)
+	}
+}
+
+// An adapter whose namespace is not made yet is stored with a warning,
+// shown as waiting (with why) in adapter ls, and up once it is there.
+func TestWaitingAdapterShown(t *testing.T) {
+	b := &apitest.Backend{NotYet: map[string]bool{"later": true}}
+	sock := serveWith(t, b)
+	mustRun(t, sock, "switch", "add", "int0", "--type", "internal")
+	mustRun(t, sock, "vm", "add", "web")
+	if code, out, errOut := run(sock, "adapter", "add", "web/eth0", "--switch", "int0", "--netns", "later"); code != 0 || !strings.Contains(out+errOut, "not up yet") {
+		t.Fatalf("adapter add in a namespace not made yet: exit %d\n%s%s", code, out, errOut)
+	}
+	out := mustRun(t, sock, "adapter", "ls")
+	if !strings.Contains(out, "netns later  waiting") || !strings.Contains(out, "web/eth0 waiting: ") || !strings.Contains(out, "not there yet") {
+		t.Fatalf("adapter ls:\n%s", out)
+	}
+	b.SetNotYet(nil)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(mustRun(t, sock, "adapter", "ls"), "netns later  up"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the adapter did not come up once its namespace was there:\n%s", mustRun(t, sock, "adapter", "ls"))
+		}
 	}
 }
 

@@ -146,10 +146,53 @@ func (c *Client) RemoveAdapter(vm, name string) (api.Result, error) {
 	return r, c.do("DELETE", "/v1/vms/"+esc(vm)+"/adapters/"+esc(name), nil, &r)
 }
 
-// FDB returns a running switch's MAC table.
-func (c *Client) FDB(sw string) ([]api.FDBEntry, error) {
-	var out []api.FDBEntry
-	return out, c.do("GET", "/v1/switches/"+esc(sw)+"/fdb", nil, &out)
+// FDBQuery selects rows of a MAC table; zero fields select all. The
+// daemon checks the values: a bad one is an *api.Error naming it.
+type FDBQuery struct {
+	VLAN  string // a VLAN ID; "0" selects the static entries that hold on every VLAN
+	MAC   string
+	Port  string
+	Limit int    // rows per page: api.FDBPageDefault if 0, at most api.FDBPageMax
+	After string // where the page starts: the previous page's Next; "" for the first
+}
+
+func (q FDBQuery) values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"vlan": q.VLAN, "mac": q.MAC, "port": q.Port, "after": q.After} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit != 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	return v
+}
+
+// FDBPage returns one page of a running switch's MAC table.
+func (c *Client) FDBPage(sw string, q FDBQuery) (api.FDBPage, error) {
+	var p api.FDBPage
+	path := "/v1/switches/" + esc(sw) + "/fdb"
+	if v := q.values(); len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	return p, c.do("GET", path, nil, &p)
+}
+
+// WalkFDB reads a running switch's MAC table page by page from q.After,
+// calling fn with each page's rows (never more than one page is held),
+// until the last page or until fn returns false.
+func (c *Client) WalkFDB(sw string, q FDBQuery, fn func(rows []api.FDBEntry) bool) error {
+	for {
+		p, err := c.FDBPage(sw, q)
+		if err != nil {
+			return err
+		}
+		if !fn(p.Entries) || p.Next == "" {
+			return nil
+		}
+		q.After = p.Next
+	}
 }
 
 // Stats returns the counters of every port (of one switch if sw is set).
@@ -161,7 +204,28 @@ func (c *Client) Stats(sw string) ([]api.PortStats, error) {
 	return out, c.do("GET", "/v1/stats", nil, &out)
 }
 
+// SwitchStats returns the counters of every running switch with its
+// ports' (of one switch if sw is set).
+func (c *Client) SwitchStats(sw string) ([]api.SwitchStats, error) {
+	if sw != "" {
+		var one api.SwitchStats
+		if err := c.do("GET", "/v1/switches/"+esc(sw)+"/stats", nil, &one); err != nil {
+			return nil, err
+		}
+		return []api.SwitchStats{one}, nil
+	}
+	var out []api.SwitchStats
+	return out, c.do("GET", "/v1/stats/switches", nil, &out)
+}
+
 // Topology returns the switch tree.
+// PortStates says whether each port of the state is up on the host.
+func (c *Client) PortStates() ([]api.PortState, error) {
+	var out []api.PortState
+	return out, c.do("GET", "/v1/ports", nil, &out)
+}
+
+// Topology returns the tree of switches and their ports.
 func (c *Client) Topology() (api.Topology, error) {
 	var t api.Topology
 	return t, c.do("GET", "/v1/topology", nil, &t)

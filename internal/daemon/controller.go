@@ -37,6 +37,11 @@ type Runner interface {
 	Console(name string) string
 	// OnExit sets what is called (on another goroutine) when a VM exits.
 	OnExit(func(vm string))
+	// Adopt finds a VM that an earlier vswitchd started and that still
+	// runs, and supervises it from now on; note goes into its status.
+	Adopt(name, note string) (api.VMStatus, bool)
+	// Leftovers names the VMs an earlier vswitchd started that may still run.
+	Leftovers() []string
 }
 
 // Deps are what a Controller works with.
@@ -56,6 +61,9 @@ type Deps struct {
 	// RetryEvery is how often ports that could not come up (a namespace
 	// not made yet) are tried again; 2 s if 0.
 	RetryEvery time.Duration
+	// HostTimeout bounds each host step (DefaultHostTimeout if 0): a
+	// step that takes longer fails, and a write that needed it is refused.
+	HostTimeout time.Duration
 }
 
 // Controller is the one owner of convergence: it holds the desired state
@@ -111,6 +119,9 @@ func NewController(deps Deps) *Controller {
 		c.socketDirs = append(c.socketDirs, filepath.Dir(deps.APISocket))
 	}
 	c.d.SetPoller(deps.Poller)
+	if deps.HostTimeout != 0 {
+		c.d.SetHostTimeout(deps.HostTimeout)
+	}
 	c.d.SetRunning(func(vm string) bool { return c.up[vm] }) // called by Apply, which c.mu serialises
 	deps.Runner.OnExit(func(vm string) {
 		c.mu.Lock()
@@ -127,6 +138,7 @@ func NewController(deps Deps) *Controller {
 // failures are logged, returned and retried.
 func (c *Controller) Start() ([]string, error) {
 	c.mu.Lock()
+	c.adoptLocked()
 	changes, err := c.convergeLocked()
 	c.mu.Unlock()
 	if errors.Is(err, store.ErrCorrupt) {
@@ -135,6 +147,41 @@ func (c *Controller) Start() ([]string, error) {
 	c.done = make(chan struct{})
 	go c.retry()
 	return changes, err
+}
+
+// adoptLocked takes back the VMs that an earlier vswitchd started and that
+// still run, so that their adapters come up again and vm ls is true; one
+// that the state no longer names is stopped. The caller holds c.mu.
+func (c *Controller) adoptLocked() {
+	cfg, _, err := c.deps.Store.Load()
+	if err != nil {
+		return
+	}
+	for _, name := range c.deps.Runner.Leftovers() {
+		vm := cfg.VM(name)
+		if vm == nil || !vm.Managed() {
+			if _, ok := c.deps.Runner.Adopt(name, "(not in the state: stopped)"); ok {
+				c.log.Warn("stopping a VM that an earlier vswitchd started and the state no longer names", "vm", name)
+				go c.deps.Runner.Stop(name, 10*time.Second)
+			}
+			continue
+		}
+		var lost []string
+		for _, a := range cfg.Adapters {
+			if a.VM == name && a.Attachment.Kind == config.AttachQEMUStream {
+				lost = append(lost, a.Name)
+			}
+		}
+		note := ""
+		if len(lost) > 0 {
+			note = fmt.Sprintf("; its stream adapters (%s) cannot reconnect (QEMU's stream client never does): restart the VM to reconnect them",
+				strings.Join(lost, ", "))
+		}
+		if st, ok := c.deps.Runner.Adopt(name, note); ok {
+			c.up[name] = true
+			c.log.Info("adopted a VM that an earlier vswitchd started", "vm", name, "pid", st.PID, "note", st.Note)
+		}
+	}
 }
 
 func (c *Controller) retry() {
@@ -170,7 +217,7 @@ func (c *Controller) Close() {
 
 // convergeLocked applies the stored state; the caller holds c.mu.
 func (c *Controller) convergeLocked() ([]string, error) {
-	cfg, _, err := c.deps.Store.Load()
+	cfg, _, err := c.deps.Store.LoadShared()
 	if err != nil {
 		c.log.Error("reading the stored state", "err", err)
 		return nil, err
@@ -189,9 +236,44 @@ func (c *Controller) State() (*config.Config, uint64, error) { return c.deps.Sto
 // Switch returns a running switch, or nil.
 func (c *Controller) Switch(name string) *l2.Switch { return c.d.Switch(name) }
 
-// PortProblem returns why a port of the state is not up ("" if it is, or
-// is not meant to be).
-func (c *Controller) PortProblem(sw, port string) string { return c.d.problem(sw, port) }
+// PortStates says, for every port the state names (uplinks, host
+// adapters, adapters), whether it is up on the host and if not, why. It
+// does not wait for a write in progress.
+func (c *Controller) PortStates(cfg *config.Config) []api.PortState {
+	var out []api.PortState
+	add := func(sw, port, vm string) {
+		ps := api.PortState{Switch: sw, Port: port, State: api.PortUp}
+		up, problem := c.d.PortState(sw, port)
+		switch {
+		case problem != nil && errors.Is(problem, ErrNotYet):
+			ps.State, ps.Reason = api.PortWaiting, problem.Error()
+		case problem != nil:
+			ps.State, ps.Reason = api.PortFailed, problem.Error()
+		case up:
+		case vm != "":
+			ps.State, ps.Reason = api.PortDown, "VM "+vm+" is not running"
+		default:
+			ps.State = api.PortDown
+		}
+		out = append(out, ps)
+	}
+	for _, sw := range cfg.Switches {
+		if sw.Type == config.External {
+			add(sw.Name, KindUplink, "")
+		}
+		if sw.ManagementOS() {
+			add(sw.Name, KindHost, "")
+		}
+	}
+	for _, a := range cfg.Adapters {
+		vm := ""
+		if v := cfg.VM(a.VM); v != nil && v.Managed() {
+			vm = v.Name
+		}
+		add(a.Switch, a.ID(), vm)
+	}
+	return out
+}
 
 // Change runs one write: edit a copy of the state, validate it, check it
 // against the host, apply it, and store it if the host took it. If a
@@ -202,7 +284,7 @@ func (c *Controller) PortProblem(sw, port string) string { return c.d.problem(sw
 func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	prev, rev, err := c.deps.Store.Load()
+	prev, rev, err := c.deps.Store.LoadShared() // read-only: the edit is made on a clone
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -221,9 +303,11 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	}
 	changes, aerr := c.d.Apply(next)
 	if refused := refusal(prev, next, aerr); refused != nil {
-		if _, err := c.d.Apply(prev); err != nil {
+		_, err := c.d.Apply(prev)
+		if err != nil {
 			c.log.Warn("undoing a refused change", "err", err)
 		}
+		c.pending = err // what the undo left (a step still running late) is retried
 		return Outcome{}, refused
 	}
 	rev, err = c.deps.Store.Replace(next, rev) // validated above; c.mu keeps rev current
@@ -233,8 +317,23 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	}
 	c.pending = aerr
 	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
+	for vm := range c.up {
+		if v := next.VM(vm); v == nil || !v.Managed() { // removed (or no longer run by vswitchd): stopped
+			out.Changes = append(out.Changes, "stop VM "+vm+" (no longer in the state)")
+			go c.deps.Runner.Stop(vm, 10*time.Second)
+		}
+	}
 	for _, se := range StepErrors(aerr) {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("not up yet (retried every %v): %v", c.deps.RetryEvery, se))
+	}
+	for _, sw := range next.Switches {
+		old := prev.Switch(sw.Name)
+		if sw.Type == config.External && !sw.ManagementOS() &&
+			(old == nil || old.Type != config.External || old.ManagementOS() || old.Uplink != sw.Uplink) {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s does not allow the management OS: %s is the switch's alone, "+
+				"its addresses and routes are taken off it and the host has no network path through it "+
+				"(they are kept and given back when the switch goes or allows the management OS)", sw.Name, sw.Uplink))
+		}
 	}
 	return out, nil
 }

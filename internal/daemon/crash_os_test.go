@@ -20,6 +20,7 @@ import (
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/netnstest"
 	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/port/tap"
 	"github.com/vswitch/vswitch/internal/store"
 )
 
@@ -32,6 +33,8 @@ func (noVMs) Stop(string, time.Duration) (api.VMStatus, error) { return api.VMSt
 func (noVMs) Status(string) api.VMStatus                       { return api.VMStatus{} }
 func (noVMs) Console(string) string                            { return "" }
 func (noVMs) OnExit(func(string))                              {}
+func (noVMs) Adopt(string, string) (api.VMStatus, bool)        { return api.VMStatus{}, false }
+func (noVMs) Leftovers() []string                              { return nil }
 
 var errKilled = errors.New("killed")
 
@@ -165,15 +168,23 @@ func TestCrashAtEveryHostStep(t *testing.T) {
 	}
 	ext := base.Clone()
 	ext.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "nic0"}}
+	no := false
+	extOff := base.Clone() // the NIC is the switch's alone: its identity is taken off it
+	extOff.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "nic0", AllowManagementOS: &no}}
 	cases := []struct {
 		name         string
 		before, next *config.Config
+		notAfter     string // what the host must not have after the change
 	}{
-		{"external switch create", base, ext},
-		{"external switch delete", ext, base},
-		{"adapter add", withVM(netnsAdapter("a", a, 1)), withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2))},
-		{"adapter remove", withVM(netnsAdapter("a", a, 1), sockAdapter("s", 3)), withVM(netnsAdapter("a", a, 1))},
-		{"VM removal", withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2), sockAdapter("s", 3), sockAdapter("t", 4)), withVM()},
+		{"external switch create", base, ext, ""},
+		{"external switch delete", ext, base, ""},
+		{"external switch without the management OS create", base, extOff, "addr nic0 10.94.0.5/24"},
+		{"management OS allowed", extOff, ext, ""},
+		{"management OS disallowed", ext, extOff, "10.94.0.5/24"},
+		{"external switch without the management OS delete", extOff, base, ""},
+		{"adapter add", withVM(netnsAdapter("a", a, 1)), withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2)), ""},
+		{"adapter remove", withVM(netnsAdapter("a", a, 1), sockAdapter("s", 3)), withVM(netnsAdapter("a", a, 1)), ""},
+		{"VM removal", withVM(netnsAdapter("a", a, 1), netnsAdapter("b", b, 2), sockAdapter("s", 3), sockAdapter("t", 4)), withVM(), ""},
 	}
 	for _, tc := range cases {
 		crashAt = 0
@@ -188,6 +199,9 @@ func TestCrashAtEveryHostStep(t *testing.T) {
 		n, after := steps-start, view()
 		if before == after {
 			t.Fatalf("%s: the change changed nothing on the host", tc.name)
+		}
+		if tc.notAfter != "" && strings.Contains(after, tc.notAfter) {
+			t.Fatalf("%s: after the change the host still has %s:\n%s", tc.name, tc.notAfter, after)
 		}
 		for k := 1; k <= n; k++ {
 			if _, err := ctl.Change(set(tc.before)); err != nil {
@@ -225,5 +239,49 @@ func TestCrashAtEveryHostStep(t *testing.T) {
 			}
 		}
 		t.Logf("%s: %d host steps, each cut once", tc.name, n)
+	}
+}
+
+// A TAP adapter whose TAP another process holds (a QEMU that vswitch did
+// not start, a second user of the name) is refused with the step that
+// failed: nothing is stored, and the other process's TAP is left alone.
+func TestBusyTAPRefused(t *testing.T) {
+	host := netnstest.New(t)
+	held, err := tap.Open(tap.Config{Name: "busy0", Namespace: host.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	be := daemon.OSBackend{Namespace: host.Name}
+	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+	c.Start()
+	defer c.Close()
+	if _, err := c.Change(func(cfg *config.Config) error {
+		cfg.Switches = append(cfg.Switches, config.Switch{Name: "int0", Type: config.Internal})
+		cfg.VMs = append(cfg.VMs, config.VM{Name: "vm"})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, rev, _ := st.Load()
+	_, err = c.Change(func(cfg *config.Config) error {
+		cfg.Adapters = append(cfg.Adapters, config.Adapter{VM: "vm", Name: "eth0", Switch: "int0", MAC: [6]byte{2, 0x56, 0x53, 9, 0, 1},
+			Attachment: config.Attachment{Kind: config.AttachTAP, Device: "busy0"}})
+		return nil
+	})
+	var refused *daemon.RefusedError
+	if !errors.As(err, &refused) || !strings.Contains(refused.Step, "open tap") || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("adapter on a busy TAP: %v; want refused at its open step", err)
+	}
+	if cfg, now, _ := st.Load(); now != rev || cfg.Adapter("vm", "eth0") != nil {
+		t.Fatalf("the refused adapter was stored (revision %d -> %d)", rev, now)
+	}
+	if l := host.Link(t, "busy0"); l == nil || l.Attrs().Alias != "" {
+		t.Fatalf("the other process's TAP was touched: %v", l)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,8 @@ func (nopRunner) Stop(string, time.Duration) (api.VMStatus, error) { return api.
 func (nopRunner) Status(string) api.VMStatus                       { return api.VMStatus{} }
 func (nopRunner) Console(string) string                            { return "" }
 func (nopRunner) OnExit(func(string))                              {}
+func (nopRunner) Adopt(string, string) (api.VMStatus, bool)        { return api.VMStatus{}, false }
+func (nopRunner) Leftovers() []string                              { return nil }
 
 type nicsHost map[string]bool
 
@@ -221,13 +224,13 @@ func TestWaitingPortComesUpOnItsOwn(t *testing.T) {
 	if err != nil || len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "not there yet") {
 		t.Fatalf("Change = %+v, %v; want it stored with one warning", out, err)
 	}
-	if p := c.PortProblem("int0", "web/eth0"); !strings.Contains(p, "not there yet") {
-		t.Fatalf("PortProblem = %q", p)
+	if ps := portState(t, c, "web/eth0"); ps.State != api.PortWaiting || !strings.Contains(ps.Reason, "not there yet") {
+		t.Fatalf("port state = %+v, want waiting", ps)
 	}
 	fb.mu.Lock()
 	fb.notYet = nil
 	fb.mu.Unlock()
-	for deadline := time.Now().Add(5 * time.Second); c.PortProblem("int0", "web/eth0") != ""; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); portState(t, c, "web/eth0").State != api.PortUp; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the port did not come up once its namespace was there")
 		}
@@ -237,7 +240,103 @@ func TestWaitingPortComesUpOnItsOwn(t *testing.T) {
 	}
 }
 
+// portState returns the state of one port, as GET /v1/ports shows it.
+func portState(t *testing.T, c *Controller, port string) api.PortState {
+	t.Helper()
+	cfg, _, err := c.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range c.PortStates(cfg) {
+		if ps.Port == port {
+			return ps
+		}
+	}
+	t.Fatalf("no port %s in %+v", port, c.PortStates(cfg))
+	return api.PortState{}
+}
+
 func jsonOf(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// A host step that hangs neither stalls reads nor stores the write that
+// needed it: the write is refused once the step's deadline passes, and
+// what the step made when it finally returns is removed.
+func TestHungHostStep(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fb := newFake()
+	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{}, Runner: nopRunner{}, Log: slog.New(slog.DiscardHandler),
+		RetryEvery: 20 * time.Millisecond, HostTimeout: 300 * time.Millisecond})
+	c.Start()
+	defer c.Close()
+	if _, err := c.Change(func(cfg *config.Config) error { withInternal(cfg); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	fb.mu.Lock()
+	fb.hang, fb.hung = map[string]chan struct{}{"web/eth1": release}, make(chan string, 1)
+	fb.mu.Unlock()
+	type result struct {
+		out Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := c.Change(func(cfg *config.Config) error {
+			cfg.Adapters = append(cfg.Adapters, config.Adapter{VM: "web", Name: "eth1", Switch: "int0", MAC: macB,
+				Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "webns", Device: "eth1"}})
+			return nil
+		})
+		done <- result{out, err}
+	}()
+	<-fb.hung
+	// While the write waits on the host: the MAC table, counters, state
+	// and port states are all readable.
+	if sw := c.Switch("int0"); sw == nil || len(sw.Ports()) != 2 {
+		t.Fatalf("switch int0 while a write hangs: %v", sw)
+	}
+	if _, _, err := c.State(); err != nil {
+		t.Fatal(err)
+	}
+	if ps := portState(t, c, "web/eth0"); ps.State != api.PortUp {
+		t.Fatalf("web/eth0 while a write hangs: %+v", ps)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the write returned before its host step did (%+v, %v): the reads above did not run during it", r.out, r.err)
+	default:
+	}
+	r := <-done
+	var refused *RefusedError
+	if !errors.As(r.err, &refused) || !errors.Is(r.err, ErrTimeout) {
+		t.Fatalf("Change = %+v, %v; want refused, timed out", r.out, r.err)
+	}
+	cfg, _, _ := c.State()
+	if cfg.Adapter("web", "eth1") != nil {
+		t.Fatal("the refused adapter was stored")
+	}
+	close(release)
+	removed := func() bool {
+		fb.mu.Lock()
+		defer fb.mu.Unlock()
+		return slices.Contains(fb.removed, "int0/web/eth1")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !removed() || strings.Contains(fb.String(), "web/eth1"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("what the late step made stayed:\n%s", fb)
+		}
+	}
+	if _, err := c.Change(func(cfg *config.Config) error {
+		cfg.Adapters = append(cfg.Adapters, config.Adapter{VM: "web", Name: "eth1", Switch: "int0", MAC: macB,
+			Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "webns", Device: "eth1"}})
+		return nil
+	}); err != nil {
+		t.Fatalf("the same write once the host answers: %v", err)
+	}
 }

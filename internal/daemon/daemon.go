@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
@@ -33,12 +34,14 @@ type Backend interface {
 	// host adapter of an external switch takes it over.
 	SaveIdentity(nic string) ([]byte, error)
 	// TakeOver moves the saved identity from the NIC to the host adapter,
-	// all or nothing, and says how long the host had no address. Called
-	// again after a crash half-way, it finishes the move.
+	// all or nothing, and says how long the host had no address; with no
+	// host adapter ("": the management OS is not allowed) it takes the
+	// identity off the NIC. Called again after a crash half-way, it
+	// finishes the move.
 	TakeOver(nic, hostAdapter string, saved []byte) (time.Duration, error)
 	// GiveBack moves it from the host adapter back to the NIC, or, if the
-	// host adapter is gone, gives the NIC what was saved (nil: nothing
-	// saved, only a live move).
+	// host adapter is gone or was "", gives the NIC what was saved (nil:
+	// nothing saved, only a live move).
 	GiveBack(hostAdapter, nic string, saved []byte) error
 }
 
@@ -66,16 +69,34 @@ func (e *StepError) Unwrap() error { return e.Err }
 func StepErrors(err error) []*StepError { return errtree.All[*StepError](err) }
 
 // Daemon holds the live switches. Its methods are safe for concurrent use.
+//
+// Reads (Switch, PortState, Describe) never wait for an Apply: they see
+// the view the last Apply published, so a slow host step cannot stall a
+// MAC table or counter read.
 type Daemon struct {
-	mu       sync.Mutex
+	mu       sync.Mutex // one Apply at a time; guards everything below but view
 	backend  Backend
 	rec      Records
-	recs     map[string][]byte    // the records, as last read or written; nil until the first Apply
-	problems map[[2]string]string // {switch, port} → what the last Apply could not do
+	recs     map[string][]byte // the records, as last read or written; nil until the first Apply
 	log      *slog.Logger
 	switches map[string]*liveSwitch
 	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
 	poller   l2.Poller            // the switches' forwarding threads; nil: a goroutine per port
+	timeout  time.Duration        // the deadline of one host step
+	busy     map[string]bool      // host steps that timed out and have not returned yet
+
+	view atomic.Pointer[view] // what readers see
+}
+
+// view is what the last Apply left running, for readers.
+type view struct {
+	switches map[string]*viewSwitch
+	problems map[[2]string]*StepError // {switch, port} → what the last Apply could not do
+}
+
+type viewSwitch struct {
+	sw *l2.Switch
+	up map[string]bool // the ports that are up
 }
 
 // SetPoller gives the switches made from now on forwarding threads that
@@ -99,8 +120,9 @@ func (d *Daemon) SetRunning(f func(vm string) bool) {
 type liveSwitch struct {
 	opts     l2.Options
 	sw       *l2.Switch
-	ports    map[string]portPlan
-	tookOver string // the NIC whose identity the host adapter holds, if any
+	ports    map[string]*portPlan
+	tookOver string // the NIC whose identity was taken, if any
+	holder   string // the host adapter that holds it ("": taken off, held by none)
 }
 
 // New returns a daemon with nothing running that keeps its records of
@@ -112,7 +134,9 @@ func New(b Backend, rec Records, log *slog.Logger) *Daemon {
 	if rec == nil {
 		rec = &MemRecords{}
 	}
-	return &Daemon{backend: b, rec: rec, log: log, switches: map[string]*liveSwitch{}}
+	d := &Daemon{backend: b, rec: rec, log: log, switches: map[string]*liveSwitch{}, timeout: DefaultHostTimeout}
+	d.view.Store(&view{})
+	return d
 }
 
 // Apply converges to c, which must be valid, and returns what it changed
@@ -176,7 +200,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 				errs = append(errs, &StepError{Switch: name, Step: "create", Err: err})
 				continue
 			}
-			ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]portPlan{}}
+			ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]*portPlan{}}
 			d.switches[name] = ls
 			if !rebuilt[name] {
 				note("add switch %s", name)
@@ -193,58 +217,105 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	}
 	errs = append(errs, d.sweep(want, note)...)
 	err = errors.Join(errs...)
-	d.problems = map[[2]string]string{}
-	for _, se := range StepErrors(err) {
-		d.problems[[2]string{se.Switch, se.Port}] = se.Step + ": " + se.Err.Error()
-	}
+	d.publish(err)
 	return changes, err
 }
 
-// problem returns why a port did not come up in the last Apply, or "".
-func (d *Daemon) problem(sw, port string) string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.problems[[2]string{sw, port}]
+// publish makes what runs now, and what the last Apply could not do
+// (err), the view that readers see; d.mu is held.
+func (d *Daemon) publish(err error) {
+	v := &view{switches: make(map[string]*viewSwitch, len(d.switches)), problems: map[[2]string]*StepError{}}
+	for name, ls := range d.switches {
+		vs := &viewSwitch{sw: ls.sw, up: make(map[string]bool, len(ls.ports))}
+		for pn := range ls.ports {
+			vs.up[pn] = true
+		}
+		v.switches[name] = vs
+	}
+	for _, se := range StepErrors(err) {
+		if k := [2]string{se.Switch, se.Port}; v.problems[k] == nil {
+			v.problems[k] = se
+		}
+	}
+	d.view.Store(v)
 }
 
-// takeOver moves the host's identity to the host adapter once both the
-// uplink and the host port are up.
+// PortState says whether a port of a switch is up and, if the last Apply
+// could not bring it (or its switch) up, why.
+func (d *Daemon) PortState(sw, port string) (up bool, problem *StepError) {
+	v := d.view.Load()
+	if vs := v.switches[sw]; vs != nil {
+		up = vs.up[port]
+	}
+	if p := v.problems[[2]string{sw, port}]; p != nil {
+		return false, p
+	}
+	if p := v.problems[[2]string{sw, ""}]; p != nil && !up {
+		return false, p
+	}
+	return up, nil
+}
+
+// takeOver moves the host's identity from the uplink NIC to the host
+// adapter once both are up, or, when the switch does not allow the
+// management OS, takes it off the NIC (the NIC is the switch's alone).
 func (d *Daemon) takeOver(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) error {
 	_, up := ls.ports[KindUplink]
-	host, hostUp := ls.ports[KindHost]
-	if wp.takeOver == "" || ls.tookOver == wp.takeOver || !up || !hostUp {
+	holder := ""
+	if wp.hostHolds {
+		host, ok := ls.ports[KindHost]
+		if !ok {
+			return nil
+		}
+		holder = host.spec.Device
+	}
+	if wp.takeOver == "" || !up || ls.tookOver == wp.takeOver && ls.holder == holder {
 		return nil
 	}
-	saved, err := d.saveIdentity(ls.opts.Name, wp.takeOver, host.spec.Device)
+	// A record held by another holder (the management OS was just
+	// allowed or disallowed) is given back to the NIC first.
+	saved, err := d.saveIdentity(ls.opts.Name, wp.takeOver, holder)
 	if err != nil {
 		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "keep the identity of " + wp.takeOver, Err: err}
 	}
-	gap, err := d.backend.TakeOver(wp.takeOver, host.spec.Device, saved)
+	ls.tookOver = ""
+	gap, err := hostStep(d, identityPrefix+wp.takeOver, func() (time.Duration, error) {
+		return d.backend.TakeOver(wp.takeOver, holder, saved)
+	}, nil)
 	if err != nil {
 		return &StepError{Switch: ls.opts.Name, Port: KindHost, Step: "move host identity from " + wp.takeOver, Err: err}
 	}
-	ls.tookOver = wp.takeOver
-	note("moved host identity %s -> %s (no address for %.2f ms)", wp.takeOver, host.spec.Device, float64(gap.Microseconds())/1000)
-	return nil
-}
-
-// giveBack returns the host's identity to the NIC before the host adapter goes.
-func (d *Daemon) giveBack(ls *liveSwitch, note func(string, ...any)) error {
-	host, ok := ls.ports[KindHost]
-	if ls.tookOver == "" || !ok {
+	ls.tookOver, ls.holder = wp.takeOver, holder
+	if holder == "" {
+		note("took host identity off %s: switch %s does not allow the management OS, so the host has no path through %s (kept, given back when the switch goes or allows it)",
+			wp.takeOver, ls.opts.Name, wp.takeOver)
 		return nil
 	}
-	if err := d.giveBackTo(ls.opts.Name, host.spec.Device, ls.tookOver); err != nil {
-		return err
-	}
-	note("moved host identity %s -> %s", host.spec.Device, ls.tookOver)
-	ls.tookOver = ""
+	note("moved host identity %s -> %s (no address for %.2f ms)", wp.takeOver, holder, float64(gap.Microseconds())/1000)
 	return nil
 }
 
-func (p *switchPlan) portIfAny(name string) (portPlan, bool) {
+// giveBack returns the host's identity to the NIC before the host adapter
+// or the uplink goes.
+func (d *Daemon) giveBack(ls *liveSwitch, note func(string, ...any)) error {
+	if ls.tookOver == "" {
+		return nil
+	}
+	if err := d.giveBackTo(ls.opts.Name, ls.holder, ls.tookOver); err != nil {
+		return err
+	}
+	if ls.holder == "" {
+		note("gave host identity back to %s", ls.tookOver)
+	} else {
+		note("moved host identity %s -> %s", ls.holder, ls.tookOver)
+	}
+	ls.tookOver, ls.holder = "", ""
+	return nil
+}
+
+func (p *switchPlan) portIfAny(name string) (*portPlan, bool) {
 	if p == nil {
-		return portPlan{}, false
+		return nil, false
 	}
 	pp, ok := p.ports[name]
 	return pp, ok
@@ -297,7 +368,8 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 			continue
 		}
 		want := wp.ports[pn]
-		p, err := d.backend.Open(want.spec)
+		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
+			func(p l2.Port) { p.Close() }) // still recorded: the next converge opens it again, or the sweep removes it
 		if err != nil {
 			errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err})
 			continue
@@ -313,7 +385,7 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 }
 
 func (d *Daemon) remove(spec PortSpec) error {
-	if err := d.backend.Remove(spec); err != nil {
+	if _, err := hostStep(d, portKey(spec), func() (struct{}, error) { return struct{}{}, d.backend.Remove(spec) }, nil); err != nil {
 		return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "remove " + spec.Kind, Err: err}
 	}
 	if err := d.disown(spec.key()); err != nil {
@@ -324,15 +396,14 @@ func (d *Daemon) remove(spec PortSpec) error {
 
 // Switch returns a running switch, or nil.
 func (d *Daemon) Switch(name string) *l2.Switch {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if ls := d.switches[name]; ls != nil {
-		return ls.sw
+	if vs := d.view.Load().switches[name]; vs != nil {
+		return vs.sw
 	}
 	return nil
 }
 
 // Describe renders the running switches and ports, one per line, sorted.
+// It waits for an Apply in progress.
 func (d *Daemon) Describe() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -355,4 +426,5 @@ func (d *Daemon) Close() {
 		ls.sw.Close()
 		delete(d.switches, name)
 	}
+	d.publish(nil)
 }

@@ -27,6 +27,8 @@ type fakeBackend struct {
 	notYet   map[string]bool   // ports whose namespace is not there yet
 	identity map[string]string // NIC → who holds its identity
 	failBack bool
+	hang     map[string]chan struct{} // Open of these ports waits until the channel is closed
+	hung     chan string              // told the port whose Open hangs
 }
 
 func newFake() *fakeBackend {
@@ -77,6 +79,13 @@ func (f *fakeBackend) GiveBack(host, nic string, saved []byte) error {
 
 func (f *fakeBackend) Open(s PortSpec) (l2.Port, error) {
 	f.mu.Lock()
+	wait := f.hang[s.Name]
+	f.mu.Unlock()
+	if wait != nil {
+		f.hung <- s.Name
+		<-wait
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.step()
 	if f.failOpen[s.Name] {
@@ -107,6 +116,9 @@ func (f *fakeBackend) String() string {
 		lines = append(lines, fmt.Sprintf("%s %s dev=%s ns=%s sock=%s", k, s.Kind, s.Device, s.Namespace, s.Socket))
 	}
 	for nic, holder := range f.identity {
+		if holder == "" {
+			holder = "nobody (taken off the NIC)"
+		}
 		lines = append(lines, fmt.Sprintf("identity of %s held by %s", nic, holder))
 	}
 	slices.Sort(lines)
@@ -181,9 +193,10 @@ func TestApplySequence(t *testing.T) {
 			return c
 		}, []string{"remove switch int0", "add switch ext0",
 			"add port ext0 db/n0 qemu-stream sock=/run/vswitch/db+n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]",
-			"add port ext0 uplink uplink dev=eth1 [trunk 1-4094 native 1]"},
+			"add port ext0 uplink uplink dev=eth1 [trunk 1-4094 native 1]",
+			"took host identity off eth1: switch ext0 does not allow the management OS, so the host has no path through eth1 (kept, given back when the switch goes or allows it)"},
 			"switch ext0 vlan=1\n  db/n0 qemu-stream sock=/run/vswitch/db+n0.sock mac=02:56:53:00:00:0b guard [untagged (VLAN 1)]\n  uplink uplink dev=eth1 [trunk 1-4094 native 1]",
-			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db+n0.sock\next0/uplink uplink dev=eth1 ns= sock="},
+			"ext0/db/n0 qemu-stream dev= ns= sock=/run/vswitch/db+n0.sock\next0/uplink uplink dev=eth1 ns= sock=\nidentity of eth1 held by nobody (taken off the NIC)"},
 		{"external with the management OS: the host adapter takes the NIC's identity", func() *config.Config {
 			c := base()
 			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}
@@ -196,8 +209,8 @@ func TestApplySequence(t *testing.T) {
 			no := false
 			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1", AllowManagementOS: &no}}
 			return c
-		}, []string{"moved host identity ext0 -> eth1", "remove port ext0 host"}, "",
-			"ext0/uplink uplink dev=eth1 ns= sock="},
+		}, []string{"moved host identity ext0 -> eth1", "remove port ext0 host", "took host identity off eth1: switch ext0 does not allow the management OS, so the host has no path through eth1 (kept, given back when the switch goes or allows it)"}, "",
+			"ext0/uplink uplink dev=eth1 ns= sock=\nidentity of eth1 held by nobody (taken off the NIC)"},
 		{"management OS on again", func() *config.Config {
 			c := base()
 			c.Switches = []config.Switch{{Name: "ext0", Type: config.External, Uplink: "eth1"}}

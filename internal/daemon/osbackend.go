@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
@@ -62,10 +63,14 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 		// side can be bound now and QEMU attaches to it by name whenever
 		// the VM runs.
 		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, Mark: Mark})
-		if err != nil {
+		switch {
+		case errors.Is(err, unix.EBUSY) && b.isOurs(s.Device):
+			// A QEMU holds our TAP: its VM runs (adopted after a restart).
+		case err != nil:
 			return nil, err
+		default:
+			t.Close()
 		}
-		t.Close()
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindHost:
 		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC, Mark: Mark, Adopt: true})
@@ -130,6 +135,9 @@ func (b OSBackend) TakeOver(nic, hostAdapter string, saved []byte) (time.Duratio
 		return 0, fmt.Errorf("saved identity of %s: %w", nic, err)
 	}
 	m := hostnet.Mover{Namespace: b.Namespace, Step: b.Step}
+	if hostAdapter == "" {
+		return 0, m.StripSaved(nic, s)
+	}
 	return m.TakeOverSaved(nic, hostAdapter, s)
 }
 
@@ -172,6 +180,12 @@ func (b OSBackend) MAC(name string) (frame.MAC, error) {
 	var m frame.MAC
 	copy(m[:], l.Attrs().HardwareAddr)
 	return m, nil
+}
+
+// isOurs reports whether a link where the host side lives carries Mark.
+func (b OSBackend) isOurs(name string) bool {
+	l, err := b.link(name)
+	return err == nil && l.Attrs().Alias == Mark
 }
 
 // link looks a link up where the host side lives.

@@ -40,9 +40,10 @@ type portPlan struct {
 
 // switchPlan is one desired switch.
 type switchPlan struct {
-	opts     l2.Options
-	ports    map[string]portPlan // by port name
-	takeOver string              // the NIC whose identity the host adapter takes (external with management OS)
+	opts      l2.Options
+	ports     map[string]*portPlan // by port name
+	takeOver  string               // the NIC whose identity is taken (external switches)
+	hostHolds bool                 // the host adapter takes it; false: it is only taken off the NIC
 }
 
 // plan turns a valid state into the switches and ports it asks for; the
@@ -54,25 +55,25 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 		sp := &switchPlan{
 			opts: l2.Options{Name: s.Name, DefaultVLAN: s.VLANOrDefault(), FDBSize: s.TableSize,
 				Ageing: time.Duration(s.MACAgeing)},
-			ports: map[string]portPlan{},
+			ports: map[string]*portPlan{},
 		}
 		if s.Type == config.External {
 			v, err := uplinkVLAN(s)
 			if err != nil {
 				return nil, err
 			}
-			sp.ports[KindUplink] = portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink},
+			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
-		if s.Type == config.External && s.ManagementOS() {
-			sp.takeOver = s.Uplink
+		if s.Type == config.External {
+			sp.takeOver, sp.hostHolds = s.Uplink, s.ManagementOS()
 		}
 		if s.ManagementOS() {
 			v, err := s.HostVLAN.Port(s.VLANOrDefault())
 			if err != nil {
 				return nil, fmt.Errorf("switch %s host VLAN: %w", s.Name, err)
 			}
-			sp.ports[KindHost] = portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name},
+			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
 		out[s.Name] = sp
@@ -96,7 +97,7 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 		default:
 			spec.Socket = a.SocketPath()
 		}
-		sp.ports[a.ID()] = portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
+		sp.ports[a.ID()] = &portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
 	}
 	return out, nil
 }
@@ -111,7 +112,7 @@ func uplinkVLAN(s *config.Switch) (vlan.Port, error) {
 }
 
 // describe renders ports of a switch plan for logs and tests.
-func (p portPlan) String() string {
+func (p *portPlan) String() string {
 	s := fmt.Sprintf("%s %s", p.spec.Name, p.spec.Kind)
 	for _, kv := range [][2]string{{"dev", p.spec.Device}, {"ns", p.spec.Namespace}, {"sock", p.spec.Socket}} {
 		if kv[1] != "" {

@@ -70,6 +70,15 @@ func (s PortSpec) key() string {
 	return socketKey(s.Socket)
 }
 
+// portKey names a port's host object for hostStep: its record key, or
+// the uplink NIC.
+func portKey(s PortSpec) string {
+	if k := s.key(); k != "" {
+		return k
+	}
+	return "uplink/" + s.Device
+}
+
 // socketKey is the record key of a QEMU socket (stream or dgram).
 func socketKey(path string) string { return portPrefix + "socket/" + path }
 
@@ -154,7 +163,7 @@ func (d *Daemon) saveIdentity(sw, nic, host string) ([]byte, error) {
 			return nil, err
 		}
 	}
-	saved, err := d.backend.SaveIdentity(nic)
+	saved, err := hostStep(d, identityPrefix+nic, func() ([]byte, error) { return d.backend.SaveIdentity(nic) }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +185,7 @@ func (d *Daemon) giveBackTo(sw, host, nic string) error {
 	if err != nil {
 		return &StepError{Switch: sw, Port: KindHost, Step: "read the record of " + nic, Err: err}
 	}
-	if err := d.backend.GiveBack(host, nic, r.Saved); err != nil {
+	if _, err := hostStep(d, identityPrefix+nic, func() (struct{}, error) { return struct{}{}, d.backend.GiveBack(host, nic, r.Saved) }, nil); err != nil {
 		return &StepError{Switch: sw, Port: KindHost, Step: "move host identity back to " + nic, Err: err}
 	}
 	if err := d.disown(identityPrefix + nic); err != nil {

@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -182,6 +184,25 @@ func TestProductEndToEnd(t *testing.T) {
 	})
 	p.start()
 
+	// A user who is not root is told that the API socket is root's, not
+	// that vswitchd is down.
+	binDir, err := os.MkdirTemp("", "vswitchctl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(binDir) })
+	ctlBin, _ := os.ReadFile(vswitchctl)
+	if err := errors.Join(os.Chmod(binDir, 0o755), os.WriteFile(filepath.Join(binDir, "vswitchctl"), ctlBin, 0o755)); err != nil {
+		t.Fatal(err)
+	}
+	var denied bytes.Buffer
+	asNobody := exec.Command(filepath.Join(binDir, "vswitchctl"), "--socket", p.sock(), "switch", "ls")
+	asNobody.Stderr = &denied
+	asNobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if err := asNobody.Run(); asNobody.ProcessState == nil || asNobody.ProcessState.ExitCode() != 4 || !strings.Contains(denied.String(), "permission denied") {
+		t.Fatalf("vswitchctl as a user who is not root: %v\n%s", err, &denied)
+	}
+
 	if out := p.must("switch", "add", "ext0", "--type", "external", "--uplink", "nic0"); !strings.Contains(out, "moved host identity nic0 -> ext0") {
 		t.Fatalf("creating the external switch did not move the host's identity:\n%s", out)
 	} else {
@@ -284,9 +305,61 @@ func TestProductEndToEnd(t *testing.T) {
 	}
 	p.must("vm", "rm", "h", "--force")
 
+	// A VM that runs while vswitchd is killed is adopted by the next
+	// vswitchd: vm ls shows it running (same QEMU), its TAP adapter comes
+	// back and the guest's pings go on; vm stop still stops it.
+	p.must("vm", "add", "r", "--kernel", lab.Kernel, "--initrd", lab.Initrd, "--memory", "192", "--append",
+		guestlab.Cmdline(guestlab.Guest{IP: "10.70.0.11/24",
+			Cmd: "i=0; while :; do i=$((i+1)); ping -c 1 -W 1 10.70.0.1 >/dev/null && echo PING-OK-$i; sleep 0.3; done"}))
+	p.must("adapter", "add", "r/eth0", "--switch", "int0")
+	p.must("adapter", "vlan", "r/eth0", "--access", "10")
+	p.must("vm", "start", "r")
+	pings := func() int { // the guest's last successful ping
+		n := 0
+		for _, f := range strings.Fields(p.must("vm", "console", "r")) {
+			if v, ok := strings.CutPrefix(f, "PING-OK-"); ok {
+				fmt.Sscan(v, &n)
+			}
+		}
+		return n
+	}
+	waitPings := func(after int, when string) int {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+			if n := pings(); n > after+2 {
+				return n
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("VM r's pings did not go on %s (last %d); console:\n%s\ndaemon log:\n%s", when, pings(), p.must("vm", "console", "r"), p.log)
+			}
+		}
+	}
+	before := waitPings(0, "after it started")
+	vmState := func(name string) api.VMStatus {
+		var all []api.VMStatus
+		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
+		for _, v := range all {
+			if v.Name == name {
+				return v
+			}
+		}
+		return api.VMStatus{}
+	}
+	running := vmState("r")
+
 	// kill -9 and start again: everything comes back, no address lost.
 	p.kill9()
 	p.start()
+	if st := vmState("r"); st.State != "running" || st.PID != running.PID || !strings.Contains(st.Note, "adopted") {
+		t.Fatalf("VM r after the restart: %+v; want running as PID %d, adopted", st, running.PID)
+	}
+	waitPings(before, "after vswitchd was killed and started again")
+	if code, out, errOut := p.ctl("vm", "stop", "r"); code != 0 || vmState("r").State != "exited" {
+		t.Fatalf("vm stop of the adopted VM: exit %d %s%s %+v", code, out, errOut, vmState("r"))
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", running.PID)); err == nil && !strings.Contains(string(b), ") Z ") {
+		t.Fatalf("QEMU of VM r (PID %d) still runs after vm stop: %s", running.PID, b)
+	}
+	p.must("vm", "rm", "r", "--force")
 	for _, name := range []string{"a", "b", "c", "d", "e"} {
 		if got := vms[name].ns.Addrs(t, "eth0"); len(got) == 0 || got[0] != vms[name].ip+"/24" {
 			t.Fatalf("VM %s lost its address over the restart: %v", name, got)

@@ -111,9 +111,12 @@ func (m *Mover) GiveBackSaved(adapter, nic string, saved Saved) error {
 		return &StepError{"open netlink", err}
 	}
 	defer h.Close()
-	_, err = h.LinkByName(adapter)
 	var nf netlink.LinkNotFoundError
+	if adapter != "" {
+		_, err = h.LinkByName(adapter)
+	}
 	switch {
+	case adapter == "": // the identity was taken off the NIC (StripSaved), not moved
 	case errors.As(err, &nf):
 	case err != nil:
 		return &StepError{"find " + adapter, err}
@@ -123,6 +126,54 @@ func (m *Mover) GiveBackSaved(adapter, nic string, saved Saved) error {
 		}
 	}
 	return m.restore(h, nic, saved)
+}
+
+// StripSaved takes the saved identity off a NIC without giving it to any
+// other link: the external switch that owns the NIC does not allow the
+// management OS, so the host must not use the NIC beside the switch. The
+// saved addresses and their routes go, and IPv6 is turned off there (its
+// link-local address with it); the NIC keeps its MAC and MTU, and stays up
+// for the switch. GiveBackSaved with no adapter undoes it. Every step may
+// be repeated.
+func (m *Mover) StripSaved(nic string, saved Saved) error {
+	id, err := saved.identity()
+	if err != nil {
+		return &StepError{"read the saved identity of " + nic, err}
+	}
+	h, err := m.handle()
+	if err != nil {
+		return &StepError{"open netlink", err}
+	}
+	defer h.Close()
+	l, err := h.LinkByName(nic)
+	if err != nil {
+		return &StepError{"find " + nic, err}
+	}
+	for _, r := range id.Routes {
+		r.LinkIndex = l.Attrs().Index
+		if err := m.step("remove route "+routeString(r)+" from "+nic, func() error {
+			if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	for _, a := range id.Addrs {
+		if err := m.step("remove "+a.IPNet.String()+" from "+nic, func() error {
+			if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return err
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	if err := m.step("turn IPv6 off at "+nic, func() error { return m.setIPv6(nic, false) }); err != nil {
+		return err
+	}
+	return m.step("bring "+nic+" up", func() error { return h.LinkSetUp(l) })
 }
 
 // restore sets a NIC's MAC, MTU, IPv6, addresses and routes as saved,

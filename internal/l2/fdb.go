@@ -1,8 +1,6 @@
 package l2
 
 import (
-	"cmp"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -426,29 +424,3 @@ func (f *FDB) Learned() int { return int(f.learned.Load()) }
 
 // PortLearned returns the number of learned entries of one port.
 func (f *FDB) PortLearned(port PortID) int { return int(f.perPort[port].Load()) }
-
-// Entries returns the live entries sorted by VLAN, then MAC.
-func (f *FDB) Entries(now int64) []FDBEntry {
-	u := units(now)
-	var out []FDBEntry
-	f.mu.Lock()
-	t := f.table.Load()
-	for i := range t.slots {
-		s := &t.slots[i]
-		k, v := s.key.Load(), s.val.Load()
-		if k&keyUsed == 0 || !f.live(v, u) {
-			continue
-		}
-		vid, m := keyParts(k)
-		e := FDBEntry{VID: vid, MAC: m, Port: valPort(v), Static: valStatic(v)}
-		if !e.Static {
-			e.Age = time.Duration((u - valSeen(v)) << timeShift)
-		}
-		out = append(out, e)
-	}
-	f.mu.Unlock()
-	slices.SortFunc(out, func(a, b FDBEntry) int {
-		return cmp.Or(cmp.Compare(a.VID, b.VID), slices.Compare(a.MAC[:], b.MAC[:]))
-	})
-	return out
-}

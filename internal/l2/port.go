@@ -83,6 +83,17 @@ type PollPort interface {
 	ReadNow(bufs [][]byte, sizes []int, offset int) (n int, err error)
 }
 
+// A CountingPort is a Port that keeps counters of its own, about what the
+// switch never sees: frames its backend dropped or cut off, peers it
+// refused. Switch.Ports reports them. Names are kebab-case ("bad-peers",
+// "ring-drops"). BackendCounters may be called at any time, also during
+// and after Close, from any goroutine; it may make a system call but must
+// not block.
+type CountingPort interface {
+	Port
+	BackendCounters() map[string]uint64
+}
+
 // A Poller runs the reads of PollPorts on forwarding threads of its own
 // (package poll implements it); a switch without one reads every port on
 // a goroutine of its own.

@@ -351,13 +351,18 @@ type PortInfo struct {
 	Name     string
 	Config   PortConfig
 	Counters Counters
+	Backend  map[string]uint64 // a CountingPort's own counters; nil for other ports
 }
 
-// Ports lists the ports sorted by name.
+// Ports lists the ports sorted by name, with their backends' counters.
 func (s *Switch) Ports() []PortInfo {
 	var out []PortInfo
 	for _, pe := range s.snap.Load().live {
-		out = append(out, PortInfo{ID: pe.id, Name: pe.name, Config: pe.cfg, Counters: pe.ctr.snapshot()})
+		pi := PortInfo{ID: pe.id, Name: pe.name, Config: pe.cfg, Counters: pe.ctr.snapshot()}
+		if cp, ok := pe.port.(CountingPort); ok {
+			pi.Backend = cp.BackendCounters()
+		}
+		out = append(out, pi)
 	}
 	slices.SortFunc(out, func(a, b PortInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -372,25 +377,6 @@ func (s *Switch) Counters(name string) (Counters, error) {
 		return Counters{}, fmt.Errorf("counters of %q: %w", name, ErrNotFound)
 	}
 	return pe.ctr.snapshot(), nil
-}
-
-// MACEntry is a MAC table row with the port's name.
-type MACEntry struct {
-	FDBEntry
-	PortName string
-}
-
-// MACTable lists the live MAC table sorted by VLAN and MAC.
-func (s *Switch) MACTable() []MACEntry {
-	snap := s.snap.Load()
-	entries := s.fdb.Entries(s.now())
-	out := make([]MACEntry, 0, len(entries))
-	for _, e := range entries {
-		if pe := snap.port(e.Port); pe != nil {
-			out = append(out, MACEntry{FDBEntry: e, PortName: pe.name})
-		}
-	}
-	return out
 }
 
 // moveLimiter allows perSecond reports a second and counts the rest.

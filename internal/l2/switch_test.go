@@ -78,7 +78,7 @@ func TestLearningAndFlooding(t *testing.T) {
 	if ca.RxPackets != 5 || ca.RxBytes != 5*60 || ca.TxPackets != 2 || ca.TxBytes != 2*60 || ca.Floods != 3 {
 		t.Fatalf("counters of a: %+v", ca)
 	}
-	macs := h.s.MACTable()
+	macs := macTable(t, h.s)
 	if len(macs) != 4 {
 		t.Fatalf("MAC table has %d entries, want 4: %+v", len(macs), macs)
 	}
@@ -118,7 +118,7 @@ func TestIngressChecks(t *testing.T) {
 			t.Errorf("%s: %s drops went %d → %d", c.name, c.reason, before, after)
 		}
 	}
-	if n := len(h.s.MACTable()); n != 0 {
+	if n := len(macTable(t, h.s)); n != 0 {
 		t.Errorf("invalid frames taught the table %d entries", n)
 	}
 	h.send("a", good)
@@ -229,7 +229,7 @@ func TestTableBoundsAndAgeing(t *testing.T) {
 	h.send("c", ethFrame(mac(1), mac(4), noTag, 0, 6))
 	expectIDs(t, h, "a", 6)
 	expectIDs(t, h, "b", 6)
-	if tbl := h.s.MACTable(); len(tbl) != 1 || tbl[0].MAC != mac(4) || tbl[0].PortName != "c" {
+	if tbl := macTable(t, h.s); len(tbl) != 1 || tbl[0].MAC != mac(4) || tbl[0].PortName != "c" {
 		t.Fatalf("table after ageing = %+v, want only mac(4) on c", tbl)
 	}
 }
@@ -245,7 +245,7 @@ func TestSetPortChangesVLANLive(t *testing.T) {
 	if err := h.s.SetPort("in", PortConfig{VLAN: mustVLAN(vlan.Access(20))}); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.s.MACTable()); n != 0 {
+	if n := len(macTable(t, h.s)); n != 0 {
 		t.Fatalf("%d MAC entries of the port survived its VLAN change", n)
 	}
 	h.send("in", ethFrame(frame.Broadcast, mac(1), noTag, 0, 2))
@@ -265,13 +265,13 @@ func TestRemovePortFlushes(t *testing.T) {
 	h.add("b", PortConfig{})
 	h.send("a", ethFrame(frame.Broadcast, mac(0x1a), noTag, 0, 1))
 	h.send("b", ethFrame(frame.Broadcast, mac(0xb), noTag, 0, 2))
-	if n := len(h.s.MACTable()); n != 3 {
+	if n := len(macTable(t, h.s)); n != 3 {
 		t.Fatalf("table has %d entries, want 3", n)
 	}
 	if err := h.s.RemovePort("a"); err != nil {
 		t.Fatal(err)
 	}
-	if tbl := h.s.MACTable(); len(tbl) != 1 || tbl[0].PortName != "b" {
+	if tbl := macTable(t, h.s); len(tbl) != 1 || tbl[0].PortName != "b" {
 		t.Fatalf("after removal the table is %+v", tbl)
 	}
 	if err := h.s.RemovePort("a"); !errors.Is(err, ErrNotFound) {

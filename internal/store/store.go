@@ -100,6 +100,33 @@ func (s *Store) Load() (*config.Config, uint64, error) {
 	return c, rev, err
 }
 
+// LoadShared is Load without the copy: the state it returns may be the
+// store's own cached one, which the caller must not change (clone it to
+// edit). It is for the one writer (daemon.Controller), which reads the
+// whole state on every write.
+func (s *Store) LoadShared() (*config.Config, uint64, error) {
+	var c *config.Config
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		rv := b.Get(keyRev)
+		if len(rv) == 8 {
+			s.mu.Lock()
+			if s.cached != nil && s.cachedRev == binary.BigEndian.Uint64(rv) {
+				c, rev = s.cached, s.cachedRev
+			}
+			s.mu.Unlock()
+		}
+		if c != nil {
+			return nil
+		}
+		var err error
+		c, rev, _, err = s.get(b)
+		return err
+	})
+	return c, rev, err
+}
+
 // Update applies edit to a copy of the state in one transaction. The
 // result is validated and stored with the next revision; if edit fails,
 // the result does not validate, or edit panics (the panic goes on after

@@ -1,19 +1,27 @@
 // Package vmrun runs VMs with QEMU for vswitchd: it builds the command line
 // from a VM and its adapters (each wired with its device model, MAC and
 // attachment), picks KVM when it really works and TCG otherwise, supervises
-// the process (state, exit code) and keeps the tail of its serial console.
+// the process (state, exit code) and keeps its serial console. QEMU writes
+// its PID file and console into the runner's directory, so that after a
+// vswitchd restart the VMs it ran are found and supervised again (Adopt).
 package vmrun
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
@@ -113,6 +121,7 @@ func anyExists(paths []string) bool {
 // Runner supervises the QEMU processes of VMs.
 type Runner struct {
 	QEMU   string // the binary; qemu-system-x86_64 if ""
+	dir    string
 	log    *slog.Logger
 	mu     sync.Mutex
 	vms    map[string]*proc
@@ -127,19 +136,25 @@ func (r *Runner) OnExit(f func(vm string)) {
 }
 
 type proc struct {
-	cmd     *exec.Cmd
-	status  api.VMStatus
-	console ring
-	done    chan struct{}
+	status api.VMStatus
+	signal func(syscall.Signal) error
+	done   chan struct{}
 }
 
-// New returns a runner with no VM running.
-func New(log *slog.Logger) *Runner {
+// ConsoleTail is how much of a VM's console Console returns.
+const ConsoleTail = 256 << 10
+
+// New returns a runner with no VM running that keeps each VM's PID file
+// (NAME.pid, written by QEMU) and serial console (NAME.console) in dir.
+func New(log *slog.Logger, dir string) *Runner {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Runner{log: log, vms: map[string]*proc{}}
+	return &Runner{log: log, dir: dir, vms: map[string]*proc{}}
 }
+
+func (r *Runner) pidFile(name string) string     { return filepath.Join(r.dir, name+".pid") }
+func (r *Runner) consoleFile(name string) string { return filepath.Join(r.dir, name+".console") }
 
 // Start runs vm. Its adapters' ports must exist already (vswitchd listens
 // on qemu-* sockets before QEMU starts: QEMU 7.2's stream client never
@@ -159,32 +174,102 @@ func (r *Runner) Start(vm config.VM, adapters []config.Adapter) (api.VMStatus, e
 	if bin == "" {
 		bin = "qemu-system-x86_64"
 	}
-	p := &proc{done: make(chan struct{})}
-	p.console.max = 256 << 10
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.console, &p.console
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		return api.VMStatus{Name: vm.Name, State: "stopped"}, fmt.Errorf("%w: %v", ErrCannotRun, err)
+	stopped := api.VMStatus{Name: vm.Name, State: "stopped"}
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return stopped, fmt.Errorf("%w: %v", ErrCannotRun, err)
 	}
-	p.status = api.VMStatus{Name: vm.Name, State: "running", PID: p.cmd.Process.Pid, Accel: accel, Note: why}
+	pid := r.pidFile(vm.Name)
+	os.Remove(pid)
+	// The console goes to a file, not a pipe: QEMU outlives a vswitchd
+	// that is killed or restarted, and a later one reads the same file.
+	con, err := os.OpenFile(r.consoleFile(vm.Name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return stopped, fmt.Errorf("%w: %v", ErrCannotRun, err)
+	}
+	defer con.Close()
+	cmd := exec.Command(bin, append(args, "-pidfile", pid)...)
+	cmd.Stdout, cmd.Stderr = con, con
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return stopped, fmt.Errorf("%w: %v", ErrCannotRun, err)
+	}
+	p := &proc{done: make(chan struct{}), signal: func(sig syscall.Signal) error { return cmd.Process.Signal(sig) },
+		status: api.VMStatus{Name: vm.Name, State: "running", PID: cmd.Process.Pid, Accel: accel, Note: why}}
 	r.vms[vm.Name] = p
 	r.log.Info("VM started", "vm", vm.Name, "pid", p.status.PID, "accel", accel)
-	go r.wait(vm.Name, p)
+	go func() {
+		err := cmd.Wait()
+		code, note := cmd.ProcessState.ExitCode(), ""
+		if err != nil && code < 0 {
+			note = err.Error()
+		}
+		r.exited(vm.Name, p, code, note)
+	}()
 	return p.status, nil
 }
 
-func (r *Runner) wait(name string, p *proc) {
-	err := p.cmd.Wait()
+// Adopt finds a VM that an earlier vswitchd started and that still runs
+// (its QEMU's PID file, checked against the process's command line, so a
+// reused PID is never taken for it) and supervises it as if started here.
+// Its exit code will not be known: it is not this process's child. note
+// is added to its status (e.g. what did not survive the restart).
+func (r *Runner) Adopt(name, note string) (api.VMStatus, bool) {
 	r.mu.Lock()
-	p.status.State, p.status.PID = "exited", 0
-	p.status.ExitCode = p.cmd.ProcessState.ExitCode()
-	if err != nil && p.status.ExitCode < 0 {
-		p.status.Note = err.Error()
+	defer r.mu.Unlock()
+	if p := r.vms[name]; p != nil && p.status.State == "running" {
+		return p.status, true
+	}
+	b, err := os.ReadFile(r.pidFile(name))
+	if err != nil {
+		return api.VMStatus{}, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return api.VMStatus{}, false
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return api.VMStatus{}, false
+	}
+	// Checked after the pidfd is open: the process it names cannot change.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(cmdline, []byte("\x00-pidfile\x00"+r.pidFile(name)+"\x00")) {
+		unix.Close(fd)
+		return api.VMStatus{}, false
+	}
+	accel := "tcg"
+	if bytes.Contains(cmdline, []byte("accel=kvm")) {
+		accel = "kvm"
+	}
+	p := &proc{done: make(chan struct{}), signal: func(sig syscall.Signal) error { return unix.PidfdSendSignal(fd, sig, nil, 0) },
+		status: api.VMStatus{Name: name, State: "running", PID: pid, Accel: accel,
+			Note: strings.TrimSpace("adopted after a vswitchd restart (its exit code will not be known) " + note)}}
+	r.vms[name] = p
+	r.log.Info("VM adopted", "vm", name, "pid", pid)
+	go func() {
+		for {
+			_, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, -1)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		unix.Close(fd)
+		r.exited(name, p, -1, "exited while adopted: exit code not known")
+	}()
+	return p.status, true
+}
+
+// exited records a VM's exit and tells OnExit.
+func (r *Runner) exited(name string, p *proc, code int, note string) {
+	r.mu.Lock()
+	p.status.State, p.status.PID, p.status.ExitCode = "exited", 0, code
+	if note != "" {
+		p.status.Note = note
 	}
 	onExit := r.onExit
 	r.mu.Unlock()
-	r.log.Info("VM exited", "vm", name, "code", p.status.ExitCode)
+	os.Remove(r.pidFile(name)) // QEMU removes it on a clean exit only
+	r.log.Info("VM exited", "vm", name, "code", code)
 	if onExit != nil {
 		onExit(name)
 	}
@@ -195,15 +280,16 @@ func (r *Runner) wait(name string, p *proc) {
 func (r *Runner) Stop(name string, timeout time.Duration) (api.VMStatus, error) {
 	r.mu.Lock()
 	p := r.vms[name]
+	running := p != nil && p.status.State == "running"
 	r.mu.Unlock()
-	if p == nil || p.status.State != "running" {
+	if !running {
 		return r.Status(name), fmt.Errorf("%s: %w", name, ErrNotRunning)
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(timeout):
-		p.cmd.Process.Kill()
+		p.signal(syscall.SIGKILL)
 		<-p.done
 	}
 	return r.Status(name), nil
@@ -233,15 +319,30 @@ func (r *Runner) Status(name string) api.VMStatus {
 	return api.VMStatus{Name: name, State: "stopped"}
 }
 
-// Console returns the tail of a VM's serial console.
+// Console returns the last ConsoleTail bytes of a VM's serial console, as
+// the last QEMU that ran it here wrote it.
 func (r *Runner) Console(name string) string {
-	r.mu.Lock()
-	p := r.vms[name]
-	r.mu.Unlock()
-	if p == nil {
+	f, err := os.Open(r.consoleFile(name))
+	if err != nil {
 		return ""
 	}
-	return p.console.String()
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > ConsoleTail {
+		f.Seek(-ConsoleTail, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, ConsoleTail))
+	return string(b)
+}
+
+// Leftovers returns the VMs whose QEMU, started by an earlier vswitchd,
+// may still run (they have a PID file here).
+func (r *Runner) Leftovers() []string {
+	files, _ := filepath.Glob(filepath.Join(r.dir, "*.pid"))
+	var out []string
+	for _, f := range files {
+		out = append(out, strings.TrimSuffix(filepath.Base(f), ".pid"))
+	}
+	return out
 }
 
 // StopAll stops every running VM (for tests and shutdown by request).
@@ -257,27 +358,4 @@ func (r *Runner) StopAll(timeout time.Duration) {
 	for _, n := range names {
 		r.Stop(n, timeout)
 	}
-}
-
-// ring keeps the last max bytes written to it.
-type ring struct {
-	mu  sync.Mutex
-	b   []byte
-	max int
-}
-
-func (r *ring) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.b = append(r.b, p...)
-	if len(r.b) > r.max {
-		r.b = append(r.b[:0], r.b[len(r.b)-r.max:]...)
-	}
-	return len(p), nil
-}
-
-func (r *ring) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return string(r.b)
 }

@@ -3,7 +3,12 @@ package vmrun
 import (
 	"encoding/base64"
 	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,7 +92,7 @@ func TestAccel(t *testing.T) {
 // second one is stopped while it sleeps.
 func TestRunAndStop(t *testing.T) {
 	lab := guestlab.Build(t)
-	r := New(nil)
+	r := New(nil, t.TempDir())
 	t.Cleanup(func() { r.StopAll(5 * time.Second) })
 	cmd := func(c string) string {
 		return "console=ttyS0 quiet panic=-1 vs.cmd=" + base64.StdEncoding.EncodeToString([]byte(c))
@@ -113,5 +118,81 @@ func TestRunAndStop(t *testing.T) {
 	}
 	if _, err := r.Stop("slow", time.Second); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("Stop of a stopped VM: %v", err)
+	}
+}
+
+// fakeQEMU is a stand-in for QEMU: it writes its PID file, prints on its
+// console and runs until it is signalled.
+const fakeQEMU = `#!/bin/bash
+while [ $# -gt 0 ]; do [ "$1" = -pidfile ] && pf=$2; shift; done
+echo $$ > "$pf"
+trap 'echo "fake qemu stopped"; exit 0' TERM
+echo "fake qemu up"
+while :; do sleep 0.05; done
+`
+
+// A VM that an earlier runner (an earlier vswitchd) started is found by
+// a new runner, supervised (status, console, stop, exit) as its own; a
+// PID file that names another process is not taken for the VM.
+func TestAdopt(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "qemu")
+	if err := os.WriteFile(bin, []byte(fakeQEMU), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first := New(slog.New(slog.DiscardHandler), dir)
+	first.QEMU = bin
+	st, err := first.Start(config.VM{Name: "v", Kernel: "/vmlinux"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(st.PID, syscall.SIGKILL) }) // by PID: the one this test started
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(first.Console("v"), "fake qemu up"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fake QEMU did not come up: %q", first.Console("v"))
+		}
+	}
+
+	second := New(slog.New(slog.DiscardHandler), dir)
+	exits := make(chan string, 1)
+	second.OnExit(func(vm string) { exits <- vm })
+	if got := second.Leftovers(); len(got) != 1 || got[0] != "v" {
+		t.Fatalf("Leftovers = %v", got)
+	}
+	got, ok := second.Adopt("v", "")
+	if !ok || got.State != "running" || got.PID != st.PID || !strings.Contains(got.Note, "adopted") {
+		t.Fatalf("Adopt = %+v, %v; want running with PID %d", got, ok, st.PID)
+	}
+	if s := second.Status("v"); s.PID != st.PID {
+		t.Fatalf("Status after Adopt = %+v", s)
+	}
+	if !strings.Contains(second.Console("v"), "fake qemu up") {
+		t.Fatalf("Console after Adopt = %q", second.Console("v"))
+	}
+	if _, ok := second.Adopt("w", ""); ok {
+		t.Fatal("adopted a VM that never ran")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "x.pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := second.Adopt("x", ""); ok {
+		t.Fatal("adopted a process whose command line is not that VM's QEMU")
+	}
+	if s, err := second.Stop("v", 5*time.Second); err != nil || s.State != "exited" {
+		t.Fatalf("Stop of the adopted VM = %+v, %v", s, err)
+	}
+	select {
+	case vm := <-exits:
+		if vm != "v" {
+			t.Fatalf("OnExit(%q)", vm)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnExit not called for the adopted VM")
+	}
+	if !strings.Contains(second.Console("v"), "fake qemu stopped") {
+		t.Fatalf("the adopted VM was not asked to quit: %q", second.Console("v"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "v.pid")); !os.IsNotExist(err) {
+		t.Fatalf("PID file left: %v", err)
 	}
 }

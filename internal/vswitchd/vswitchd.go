@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -74,7 +75,7 @@ func Run(ctx context.Context, o Options) error {
 	defer pool.Close() // after the switches (deferred calls run last first)
 	log.Info("forwarding threads", "threads", pc.Threads, "busy-poll", pc.BusyPoll)
 	be := daemon.OSBackend{}
-	ctl := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log), Poller: pool, Log: log,
+	ctl := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log, filepath.Join(filepath.Dir(o.Socket), "vm")), Poller: pool, Log: log,
 		APISocket: o.Socket, SocketDirs: o.SocketDirs})
 	changes, err := ctl.Start()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))

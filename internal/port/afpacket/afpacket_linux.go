@@ -191,6 +191,14 @@ func (p *Port) Stats() Stats {
 		PartialCsum: p.partialCsum.Load(), Drops: p.drops.Load()}
 }
 
+// BackendCounters implements l2.CountingPort: Stats by name, the kernel's
+// drops as "ring-drops".
+func (p *Port) BackendCounters() map[string]uint64 {
+	st := p.Stats()
+	return map[string]uint64{"truncated": st.Truncated, "ring-drops": st.Drops, "frames-in": st.FramesIn,
+		"super-frames": st.SuperFrames, "partial-csum": st.PartialCsum}
+}
+
 // Read implements l2.Port: one recvmmsg for as many frames as are queued,
 // up to the batch; each frame's tag is put back (and its virtio-net
 // header's offsets shifted to match).

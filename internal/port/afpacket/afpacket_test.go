@@ -18,7 +18,7 @@ import (
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
-var _ l2.Port = (*afpacket.Port)(nil)
+var _ l2.CountingPort = (*afpacket.Port)(nil)
 
 var neighMAC = frame.MustParseMAC("02:56:53:00:02:02") // a made-up host on the switch side
 
@@ -343,5 +343,8 @@ func TestTruncatedFrameDroppedInBatch(t *testing.T) {
 	}
 	if st := p.Stats(); st.Truncated != 1 {
 		t.Errorf("stats %+v: want the long frame counted as truncated", st)
+	}
+	if c := p.BackendCounters(); c["truncated"] != 1 || len(c) != 5 {
+		t.Errorf("backend counters %v: want truncated=1, and frames-in, ring-drops, super-frames and partial-csum", c)
 	}
 }

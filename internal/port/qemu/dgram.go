@@ -67,6 +67,14 @@ func (d *Dgram) Stats() Stats {
 	return s
 }
 
+// BackendCounters implements l2.CountingPort: the peer counters by name
+// ("connections" counts the peers learnt from their datagrams; a dgram
+// port has no bad peers, only oversize datagrams).
+func (d *Dgram) BackendCounters() map[string]uint64 {
+	st := d.Stats()
+	return map[string]uint64{"connections": st.Connections, "oversize": st.Oversize}
+}
+
 // Offloads implements l2.Port: QEMU's socket backends carry plain frames.
 func (d *Dgram) Offloads() offload.Features { return 0 }
 

@@ -17,8 +17,10 @@ import (
 )
 
 var (
-	_ l2.PollPort = (*qemu.Stream)(nil)
-	_ l2.PollPort = (*qemu.Dgram)(nil)
+	_ l2.PollPort     = (*qemu.Stream)(nil)
+	_ l2.PollPort     = (*qemu.Dgram)(nil)
+	_ l2.CountingPort = (*qemu.Stream)(nil)
+	_ l2.CountingPort = (*qemu.Dgram)(nil)
 )
 
 // A mode reads a port as a switch does: blocking in Read on a goroutine of
@@ -199,6 +201,10 @@ func testStreamBadPeers(t *testing.T, m mode) {
 		if st := s.Stats(); st.BadPeers != uint64(i+1) {
 			t.Fatalf("%s: bad peers = %d, want %d", c.name, st.BadPeers, i+1)
 		}
+		// The switch shows them as the port's backend counters.
+		if bc := s.BackendCounters(); bc["bad-peers"] != uint64(i+1) || bc["connections"] != uint64(2*i+1) {
+			t.Fatalf("%s: backend counters %v, want bad-peers=%d connections=%d", c.name, bc, i+1, 2*i+1)
+		}
 		// ...and serves the next one.
 		good := dial(t, s)
 		good.Write(framed(frameN(7, 60)))
@@ -306,6 +312,9 @@ func testDgram(t *testing.T, m mode) {
 	vm.WriteToUnix(frameN(4, 60), to)
 	if r := wait(t, ch); len(r.frames) != 1 || !bytes.Equal(r.frames[0], frameN(4, 60)) || d.Stats().Oversize != 1 {
 		t.Fatalf("after an oversize datagram: %d frames, stats %+v", len(r.frames), d.Stats())
+	}
+	if bc := d.BackendCounters(); bc["oversize"] != 1 || len(bc) != 2 {
+		t.Fatalf("backend counters %v, want oversize=1 and connections", bc)
 	}
 }
 

@@ -195,6 +195,12 @@ func (s *Stream) Addr() string { return s.cfg.Path }
 // Stats returns the peer counters.
 func (s *Stream) Stats() Stats { return s.st.get() }
 
+// BackendCounters implements l2.CountingPort: the peer counters by name.
+func (s *Stream) BackendCounters() map[string]uint64 {
+	st := s.Stats()
+	return map[string]uint64{"connections": st.Connections, "bad-peers": st.BadPeers, "oversize": st.Oversize}
+}
+
 // Offloads implements l2.Port: QEMU's socket backends carry plain frames.
 func (s *Stream) Offloads() offload.Features { return 0 }
 

@@ -209,6 +209,11 @@ func (p *Port) Created() bool { return p.created }
 // Truncated returns how many frames were dropped for not fitting a read buffer.
 func (p *Port) Truncated() uint64 { return p.r.Dropped() }
 
+// BackendCounters implements l2.CountingPort: "truncated".
+func (p *Port) BackendCounters() map[string]uint64 {
+	return map[string]uint64{"truncated": p.Truncated()}
+}
+
 // Offloads implements l2.Port: offload.All (or without USO on an older
 // kernel), or none for a TAP opened with NoOffloads.
 func (p *Port) Offloads() offload.Features { return p.feat }

@@ -17,7 +17,7 @@ import (
 	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
-var _ l2.Port = (*tap.Port)(nil)
+var _ l2.CountingPort = (*tap.Port)(nil)
 
 var (
 	wlMAC   = frame.MustParseMAC("02:56:53:00:01:01") // the workload's eth0
