@@ -42,6 +42,10 @@ type Options struct {
 	SocketDirs []string
 	// Ready is closed once the API is served (tests wait on it).
 	Ready chan struct{}
+	// HeaderTimeout is how long a client may take to send a request's
+	// headers (10 s if 0); the whole request may take 3 times as long, an
+	// idle connection is closed after 6 times as long.
+	HeaderTimeout time.Duration
 }
 
 // Run serves until ctx ends.
@@ -90,8 +94,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// A slow or idle client cannot hold a connection: headers within 10 s,
 	// a whole request within 30 s, an idle connection closed after 60 s.
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, IdleTimeout: time.Minute}
+	ht := o.HeaderTimeout
+	if ht == 0 {
+		ht = 10 * time.Second
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: ht, ReadTimeout: 3 * ht,
+		WriteTimeout: 2 * time.Minute, IdleTimeout: 6 * ht}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(l) }()
 	log.Info("vswitchd serving", "socket", o.Socket)
