@@ -3,7 +3,6 @@ package apiserver
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -11,51 +10,24 @@ import (
 	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/frame"
-	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
-	"github.com/vswitch/vswitch/internal/vlan"
 )
-
-// countingPort is an in-memory port whose backend keeps counters of its own.
-type countingPort struct {
-	*mem.Port
-	counters map[string]uint64
-}
-
-func (p countingPort) BackendCounters() map[string]uint64 { return maps.Clone(p.counters) }
 
 // probe attaches a port to the running switch sw behind the daemon's back,
 // in VLAN vid, and returns the test's end of it.
 func (e *env) probe(sw, name string, vid frame.VID, counters map[string]uint64) *mem.Port {
 	e.t.Helper()
-	v, err := vlan.Access(vid)
+	p, err := apitest.Probe(e.d, sw, name, vid, counters)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var p l2.Port
-	end, peer := mem.NewPair(mem.Config{})
-	p = end
-	if counters != nil {
-		p = countingPort{end, counters}
-	}
-	if err := e.d.Switch(sw).AddPort(name, p, l2.PortConfig{VLAN: v}); err != nil {
-		e.t.Fatal(err)
-	}
-	return peer
+	return p
 }
 
 // learn sends a broadcast from each source in turn into p.
-func (e *env) learn(p *mem.Port, srcs ...frame.MAC) {
-	e.t.Helper()
-	for _, src := range srcs {
-		f := append(append(append([]byte(nil), frame.Broadcast[:]...), src[:]...), 0x08, 0x00)
-		f = append(f, make([]byte, 46)...)
-		for n, _ := p.Write([][]byte{f}, []int{0}); n == 0; n, _ = p.Write([][]byte{f}, []int{0}) {
-			time.Sleep(time.Millisecond) // the switch's reader has not caught up
-		}
-	}
-}
+func (e *env) learn(p *mem.Port, srcs ...frame.MAC) { apitest.Learn(p, srcs...) }
 
 // walk reads the whole MAC table of sw in pages of limit rows.
 func (e *env) walk(sw string, limit int, filter url.Values) (rows []api.FDBEntry, pages int) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
+	"github.com/vswitch/vswitch/internal/vlan"
 	"github.com/vswitch/vswitch/internal/vmrun"
 )
 
@@ -155,3 +157,43 @@ func (f *Runner) Status(name string) api.VMStatus {
 
 // Console implements daemon.Runner.
 func (f *Runner) Console(name string) string { return "console of " + name }
+
+// countingPort is an in-memory port whose backend keeps counters of its own.
+type countingPort struct {
+	*mem.Port
+	counters map[string]uint64
+}
+
+func (p countingPort) BackendCounters() map[string]uint64 { return maps.Clone(p.counters) }
+
+// Probe attaches an in-memory port named name to the running switch sw
+// behind the daemon's back, an access port of VLAN vid whose backend
+// reports counters (none if nil), and returns the test's end of it.
+func Probe(ctl *daemon.Controller, sw, name string, vid frame.VID, counters map[string]uint64) (*mem.Port, error) {
+	v, err := vlan.Access(vid)
+	if err != nil {
+		return nil, err
+	}
+	end, peer := mem.NewPair(mem.Config{})
+	var p l2.Port = end
+	if counters != nil {
+		p = countingPort{end, counters}
+	}
+	s := ctl.Switch(sw)
+	if s == nil {
+		return nil, fmt.Errorf("no running switch %s", sw)
+	}
+	return peer, s.AddPort(name, p, l2.PortConfig{VLAN: v})
+}
+
+// Learn sends a broadcast from each source address in turn into p (a
+// Probe's end), so that the switch learns them.
+func Learn(p *mem.Port, srcs ...frame.MAC) {
+	for _, src := range srcs {
+		f := append(append(append([]byte(nil), frame.Broadcast[:]...), src[:]...), 0x08, 0x00)
+		f = append(f, make([]byte, 46)...)
+		for n, _ := p.Write([][]byte{f}, []int{0}); n == 0; n, _ = p.Write([][]byte{f}, []int{0}) {
+			time.Sleep(time.Millisecond) // the switch's reader has not caught up
+		}
+	}
+}

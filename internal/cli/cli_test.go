@@ -15,6 +15,7 @@ import (
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/store"
 )
 
@@ -23,6 +24,12 @@ func serve(t *testing.T) string { return serveWith(t, &apitest.Backend{}) }
 
 // serveWith is serve with the given host double.
 func serveWith(t *testing.T, b *apitest.Backend) string {
+	sock, _ := serveCtl(t, b)
+	return sock
+}
+
+// serveCtl is serveWith that also returns the daemon's controller.
+func serveCtl(t *testing.T, b *apitest.Backend) (string, *daemon.Controller) {
 	dir := t.TempDir()
 	h := config.DefaultHost("cli-test")
 	h.MACMin[3], h.MACMax[3] = 0x42, 0x42
@@ -40,7 +47,7 @@ func serveWith(t *testing.T, b *apitest.Backend) string {
 	hs := &http.Server{Handler: apiserver.New(ctl, slog.New(slog.DiscardHandler)).Handler()}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close(); ctl.Close(); st.Close() })
-	return sock
+	return sock, ctl
 }
 
 // run is vswitchctl with args against sock.

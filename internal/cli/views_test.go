@@ -3,45 +3,27 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"maps"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
-	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/apitest"
-	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/frame"
-	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
-	"github.com/vswitch/vswitch/internal/store"
-	"github.com/vswitch/vswitch/internal/vlan"
 )
-
-// countingPort is an in-memory port whose backend keeps counters of its own.
-type countingPort struct {
-	*mem.Port
-	counters map[string]uint64
-}
-
-func (p countingPort) BackendCounters() map[string]uint64 { return maps.Clone(p.counters) }
 
 // probe attaches a port to a running switch behind the daemon's back, in
 // VLAN vid, and sends a broadcast from each of n addresses into it (see
 // send); it returns the test's end of the port.
 func probe(t *testing.T, ctl *daemon.Controller, sw, name string, vid frame.VID, n int, counters map[string]uint64) *mem.Port {
 	t.Helper()
-	v, err := vlan.Access(vid)
-	if err != nil {
-		t.Fatal(err)
+	if counters == nil {
+		counters = map[string]uint64{}
 	}
-	end, peer := mem.NewPair(mem.Config{})
-	if err := ctl.Switch(sw).AddPort(name, countingPort{end, counters}, l2.PortConfig{VLAN: v}); err != nil {
+	peer, err := apitest.Probe(ctl, sw, name, vid, counters)
+	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range n {
@@ -51,35 +33,11 @@ func probe(t *testing.T, ctl *daemon.Controller, sw, name string, vid frame.VID,
 }
 
 // send writes a broadcast from 02:77:00:00:00:src into p.
-func send(p *mem.Port, src byte) {
-	f := append([]byte(nil), frame.Broadcast[:]...)
-	f = append(append(f, 0x02, 0x77, 0, 0, 0, src), 0x08, 0x00)
-	f = append(f, make([]byte, 46)...)
-	for k, _ := p.Write([][]byte{f}, []int{0}); k == 0; k, _ = p.Write([][]byte{f}, []int{0}) {
-		time.Sleep(time.Millisecond) // the switch's reader has not caught up
-	}
-}
+func send(p *mem.Port, src byte) { apitest.Learn(p, frame.MAC{0x02, 0x77, 0, 0, 0, src}) }
 
 // viewsServer runs an API server as serve does and also returns the
 // daemon's controller, whose running switches the tests attach probes to.
-func viewsServer(t *testing.T) (string, *daemon.Controller) {
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "v.db"), &config.Config{Host: config.DefaultHost("cli-test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctl := apitest.Controller(st, &apitest.Backend{}, apitest.Host{}, &apitest.Runner{})
-	ctl.Start()
-	sock := filepath.Join(dir, "vswitchd.sock")
-	l, err := apiserver.Listen(sock, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: apiserver.New(ctl, slog.New(slog.DiscardHandler)).Handler()}
-	go hs.Serve(l)
-	t.Cleanup(func() { hs.Close(); ctl.Close(); st.Close() })
-	return sock, ctl
-}
+func viewsServer(t *testing.T) (string, *daemon.Controller) { return serveCtl(t, &apitest.Backend{}) }
 
 func lines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
 

@@ -45,6 +45,20 @@ func newController(t *testing.T, st *store.Store, fb *fakeBackend) *Controller {
 	return c
 }
 
+// startedController is a started controller on a new store over fb that
+// retries every 20 ms, with the given host step deadline (0: the default).
+func startedController(t *testing.T, fb *fakeBackend, hostTimeout time.Duration) *Controller {
+	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{}, Runner: nopRunner{}, Log: slog.New(slog.DiscardHandler),
+		RetryEvery: 20 * time.Millisecond, HostTimeout: hostTimeout})
+	c.Start()
+	t.Cleanup(func() { c.Close(); st.Close() })
+	return c
+}
+
 // persistent renders what outlives a crashed daemon: TAPs, socket files
 // and a NIC's identity (an uplink's packet socket dies with the process).
 func (f *fakeBackend) persistent() string {
@@ -209,17 +223,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 // An adapter whose namespace does not exist yet is stored with a warning
 // and comes up on the retry timer, without another write.
 func TestWaitingPortComesUpOnItsOwn(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	fb := newFake()
 	fb.notYet = map[string]bool{"web/eth0": true}
-	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{}, Runner: nopRunner{}, Log: slog.New(slog.DiscardHandler),
-		RetryEvery: 20 * time.Millisecond})
-	c.Start()
-	defer c.Close()
+	c := startedController(t, fb, 0)
 	out, err := c.Change(func(cfg *config.Config) error { withInternal(cfg); return nil })
 	if err != nil || len(out.Warnings) != 1 || !strings.Contains(out.Warnings[0], "not there yet") {
 		t.Fatalf("Change = %+v, %v; want it stored with one warning", out, err)
@@ -265,16 +271,8 @@ func jsonOf(v any) string {
 // needed it: the write is refused once the step's deadline passes, and
 // what the step made when it finally returns is removed.
 func TestHungHostStep(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	fb := newFake()
-	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{}, Runner: nopRunner{}, Log: slog.New(slog.DiscardHandler),
-		RetryEvery: 20 * time.Millisecond, HostTimeout: 300 * time.Millisecond})
-	c.Start()
-	defer c.Close()
+	c := startedController(t, fb, 300*time.Millisecond)
 	if _, err := c.Change(func(cfg *config.Config) error { withInternal(cfg); return nil }); err != nil {
 		t.Fatal(err)
 	}
