@@ -2,7 +2,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check bench fuzz demo build lab
+.PHONY: test vet fmt-check bench fuzz demo build lab bpf
 
 ## test: gofmt check, go vet, the guest lab, and every test with the race detector (uncached)
 test: fmt-check vet lab
@@ -15,6 +15,14 @@ lab:
 ## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
 demo:
 	bash demo/demo.sh
+
+## bpf: rebuild the kernel data path's program after a change to internal/kdp/bpf/kdp.c
+## (the object and its Go are committed: a plain build needs no clang; as root installs clang, libbpf-dev)
+bpf:
+	@if ! command -v clang >/dev/null || [ ! -e /usr/include/bpf/bpf_helpers.h ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libbpf-dev; \
+	  else echo "need clang and libbpf-dev (apt-get install clang libbpf-dev)"; exit 1; fi; fi
+	cd internal/kdp && $(GO) generate ./...
 
 ## build: vswitchd and vswitchctl into bin/
 build:

@@ -85,6 +85,16 @@ var rules = []struct {
 		why:       "vswitchctl is a thin main over the CLI",
 	},
 	{
+		pkg:       module + "/internal/kdp",
+		forbidden: []string{module + "/internal/l2", module + "/internal/port/"},
+		why:       "the kernel data path is the core's peer, not built on it: the core is only the reference its tests compare with",
+	},
+	{
+		pkg:       module + "/internal/cli",
+		forbidden: []string{module + "/internal/kdp"},
+		why:       "the CLI never reaches the data plane",
+	},
+	{
 		pkg:       module + "/internal/offload",
 		forbidden: []string{"syscall", "golang.org/x/sys/", "os", "net"},
 		why:       "offload is pure frame arithmetic, shared by backends: no I/O",

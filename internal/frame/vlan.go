@@ -99,6 +99,10 @@ func (s *VLANSet) AddRange(lo, hi VID) {
 	}
 }
 
+// Words returns the set as 64 words of 64 bits, VLAN v at bit v%64 of
+// word v/64 (the layout of the kernel data path's maps).
+func (s *VLANSet) Words() [64]uint64 { return s.w }
+
 // Remove takes v out of the set.
 func (s *VLANSet) Remove(v VID) { s.w[(v&0xfff)>>6] &^= 1 << (v & 63) }
 

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+//
+// vswitch's kernel data path: one tc ingress program on every port that is
+// a kernel device (the host side of a workload's veth, a QEMU TAP, the host
+// adapter, the uplink NIC). It does what internal/l2 does for a frame, with
+// the same port model and rules (docs/design.md): classify the frame into
+// a VLAN, check its source, learn (VLAN, MAC) -> port, and send it to the
+// known port or flood it to every member of the VLAN but the ingress port,
+// pushing or popping the 802.1Q tag per egress port.
+//
+// At tc ingress the kernel has already moved the outer tag (0x8100 or
+// 0x88a8) out of the frame into skb->vlan_*; only 0x8100 is a tag to the
+// switch (an S-tag is payload), and a tag the program pushes or keeps
+// goes back into the frame when it is sent.
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_PORTS 64    /* ports of one switch on the kernel path */
+#define VLAN_WORDS 64   /* 4096 VLANs, one bit each */
+
+/* Counters of a port, in this order (kdp.Counter). */
+enum {
+	C_RX_PACKETS,
+	C_RX_BYTES,
+	C_TX_PACKETS,
+	C_TX_BYTES,
+	C_FLOODS,
+	C_LEARN_REFUSED,
+	C_MOVES,
+	C_DROPS, /* + drop reason, as l2.DropReason numbers them */
+	NCTR = C_DROPS + 16,
+};
+
+/* Drop reasons: l2.DropReason's numbers. */
+enum {
+	D_RUNT = 1,
+	D_BAD_TAG = 2,
+	D_VLAN_NOT_ALLOWED = 3,
+	D_TAGGED_ON_ACCESS = 4,
+	D_UNTAGGED_NOT_ALLOWED = 5,
+	D_INVALID_SOURCE = 6,
+	D_SPOOFED_SOURCE = 7,
+	D_RESERVED_ADDRESS = 8,
+	D_FILTERED = 9,
+	D_PORT_ERROR = 11,
+};
+
+/* Admit rules: vlan.Admit. */
+enum { ADMIT_ALL, ADMIT_TAGGED_ONLY, ADMIT_UNTAGGED_ONLY };
+
+struct port {
+	__u32 sw;    /* the switch's number */
+	__u32 id;    /* the port's counter slot */
+	__u16 pvid;  /* VLAN of untagged frames; 0: dropped */
+	__u8 admit;
+	__u8 guard;  /* drop frames whose source is not mac */
+	__u8 mac[6];
+	__u16 pad;
+	__u64 member[VLAN_WORDS];
+	__u64 untagged[VLAN_WORDS];
+};
+
+struct fdb_key {
+	__u32 sw;
+	__u16 vid; /* 0: a static entry on every VLAN of its port */
+	__u8 mac[6];
+};
+
+struct fdb_val {
+	__u32 ifindex;
+	__u32 is_static;
+	__u64 seen; /* bpf_ktime_get_ns of the last frame from it */
+};
+
+struct sw {
+	__u64 ageing; /* ns */
+	__u32 n;      /* ports in ifindex */
+	__u32 pad;
+	__u32 ifindex[MAX_PORTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* ifindex */
+	__type(value, struct port);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* switch number */
+	__type(value, struct sw);
+} switches SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144); /* set by the loader */
+	__type(key, struct fdb_key);
+	__type(value, struct fdb_val);
+} fdb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4096 * NCTR);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 id, __u32 c, __u64 n)
+{
+	__u32 k = id * NCTR + c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &k);
+	if (v)
+		*v += n;
+}
+
+static __always_inline int drop(__u32 id, __u32 reason)
+{
+	count(id, C_DROPS + reason, 1);
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int has(const __u64 *set, __u16 vid)
+{
+	return (set[(vid >> 6) & (VLAN_WORDS - 1)] >> (vid & 63)) & 1;
+}
+
+/* settag brings the frame's tag to what port q wants for VLAN tci's VID:
+ * tagged with tci, or untagged. *ours says whether the accelerated tag is
+ * the switch's 802.1Q tag (and not, say, an S-tag that is payload). */
+static __always_inline int settag(struct __sk_buff *skb, int *ours, __u16 tci, const struct port *q)
+{
+	int want = !has(q->untagged, tci & 0xfff);
+	if (want) {
+		if (*ours && skb->vlan_tci == tci)
+			return 0;
+		if (*ours && bpf_skb_vlan_pop(skb))
+			return -1;
+		if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), tci))
+			return -1;
+		*ours = 1;
+	} else if (*ours) {
+		if (bpf_skb_vlan_pop(skb))
+			return -1;
+		*ours = 0;
+	}
+	return 0;
+}
+
+static __always_inline int live(const struct fdb_val *v, __u64 now, __u64 ageing)
+{
+	return v->is_static || now - v->seen < ageing;
+}
+
+SEC("tc")
+int ingress(struct __sk_buff *skb)
+{
+	__u32 in = skb->ifindex;
+	struct port *p = bpf_map_lookup_elem(&ports, &in);
+	if (!p)
+		return TC_ACT_OK; /* not a port of ours */
+	__u32 id = p->id, swn = p->sw;
+	struct sw *s = bpf_map_lookup_elem(&switches, &swn);
+	if (!s)
+		return TC_ACT_SHOT;
+	int tagged = skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q);
+	count(id, C_RX_PACKETS, 1);
+	count(id, C_RX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+
+	__u8 eth[12];
+	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)))
+		return drop(id, D_RUNT);
+	__u8 *dst = eth, *src = eth + 6;
+
+	/* Classify into a VLAN (vlan.Port.Ingress). */
+	__u16 tci = tagged ? skb->vlan_tci : 0;
+	__u16 vid = tci & 0xfff;
+	if (!tagged || vid == 0) {
+		if (p->pvid == 0 || p->admit == ADMIT_TAGGED_ONLY)
+			return drop(id, D_UNTAGGED_NOT_ALLOWED);
+		vid = p->pvid;
+	} else if (vid == 4095) {
+		return drop(id, D_BAD_TAG);
+	} else if (p->admit == ADMIT_UNTAGGED_ONLY) {
+		return drop(id, D_TAGGED_ON_ACCESS);
+	} else if (!has(p->member, vid)) {
+		return drop(id, D_VLAN_NOT_ALLOWED);
+	}
+	tci = (tci & 0xf000) | vid; /* the ingress PCP and DEI, the frame's VLAN */
+
+	/* Check the source and the destination. */
+	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5]))
+		return drop(id, D_INVALID_SOURCE);
+	if (p->guard && (src[0] != p->mac[0] || src[1] != p->mac[1] || src[2] != p->mac[2] ||
+			 src[3] != p->mac[3] || src[4] != p->mac[4] || src[5] != p->mac[5]))
+		return drop(id, D_SPOOFED_SOURCE);
+	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && !(dst[5] & 0xf0))
+		return drop(id, D_RESERVED_ADDRESS);
+
+	/* Learn (FDB.Learn): a static entry of another port keeps its MAC. */
+	__u64 now = bpf_ktime_get_ns();
+	struct fdb_key k = {.sw = swn, .vid = 0};
+	__builtin_memcpy(k.mac, src, 6);
+	struct fdb_val *v = bpf_map_lookup_elem(&fdb, &k);
+	if (v && v->is_static) {
+		if (v->ifindex != in)
+			count(id, C_LEARN_REFUSED, 1);
+	} else {
+		k.vid = vid;
+		v = bpf_map_lookup_elem(&fdb, &k);
+		if (v && v->is_static) {
+			if (v->ifindex != in)
+				count(id, C_LEARN_REFUSED, 1);
+		} else if (v && live(v, now, s->ageing)) {
+			if (v->ifindex != in) {
+				v->ifindex = in;
+				v->seen = now;
+				count(id, C_MOVES, 1);
+			} else if (now - v->seen > 1000000000ULL) {
+				v->seen = now;
+			}
+		} else {
+			struct fdb_val nv = {.ifindex = in, .seen = now};
+			bpf_map_update_elem(&fdb, &k, &nv, BPF_ANY);
+		}
+	}
+
+	int ours = tagged;
+	/* Known unicast: to its port, if that port is a member of the VLAN. */
+	if (!(dst[0] & 1)) {
+		__u32 out = 0;
+		__builtin_memcpy(k.mac, dst, 6);
+		k.vid = vid;
+		v = bpf_map_lookup_elem(&fdb, &k);
+		if (v && live(v, now, s->ageing)) {
+			out = v->ifindex;
+		} else {
+			k.vid = 0;
+			v = bpf_map_lookup_elem(&fdb, &k);
+			if (v && v->is_static)
+				out = v->ifindex;
+		}
+		if (out == in)
+			return drop(id, D_FILTERED);
+		if (out) {
+			struct port *q = bpf_map_lookup_elem(&ports, &out);
+			if (q && q->sw == swn && has(q->member, vid)) {
+				if (settag(skb, &ours, tci, q))
+					return drop(id, D_PORT_ERROR);
+				count(q->id, C_TX_PACKETS, 1);
+				count(q->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+				return bpf_redirect(out, 0);
+			}
+		}
+	}
+
+	/* Flood to every member of the VLAN but the ingress port: a copy to
+	 * each but the last, which gets the frame itself. */
+	count(id, C_FLOODS, 1);
+	__u32 last = 0;
+	struct port *lastp = 0;
+	for (int i = 0; i < MAX_PORTS; i++) {
+		if (i >= s->n)
+			break;
+		__u32 out = s->ifindex[i];
+		if (out == in)
+			continue;
+		struct port *q = bpf_map_lookup_elem(&ports, &out);
+		if (!q || q->sw != swn || !has(q->member, vid))
+			continue;
+		if (lastp) {
+			if (settag(skb, &ours, tci, lastp) == 0 && bpf_clone_redirect(skb, last, 0) == 0) {
+				count(lastp->id, C_TX_PACKETS, 1);
+				count(lastp->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+			} else {
+				count(lastp->id, C_DROPS + D_PORT_ERROR, 1);
+			}
+		}
+		last = out;
+		lastp = q;
+	}
+	if (!lastp)
+		return TC_ACT_SHOT; /* no other member: nowhere to go */
+	if (settag(skb, &ours, tci, lastp))
+		return drop(id, D_PORT_ERROR);
+	count(lastp->id, C_TX_PACKETS, 1);
+	count(lastp->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+	return bpf_redirect(last, 0);
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,391 @@
+package kdp
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/vlan"
+)
+
+// A port of the switch under test: its model, and the adapter MAC it has
+// (a static entry; with guard, the only source it may send from).
+type testPort struct {
+	name  string
+	vlan  vlan.Port
+	mac   frame.MAC
+	guard bool
+}
+
+// dataPath is one switch that a test sends frames into and reads frames
+// from, port by port: the userspace core (the reference) or the kernel
+// data path.
+type dataPath interface {
+	send(t *testing.T, port string, f []byte)
+	// recv returns what reached each port since the last recv, waiting
+	// until want[port] frames have arrived at each (or a timeout) and a
+	// little longer for frames that should not come.
+	recv(t *testing.T, want map[string]int) map[string][][]byte
+	counters(t *testing.T, port string) Counters
+}
+
+// reference is the userspace core with in-memory ports.
+type reference struct {
+	sw    *l2.Switch
+	peers map[string]*mem.Port
+}
+
+func newReference(t *testing.T, ports []testPort) *reference {
+	sw, err := l2.New(l2.Options{Name: "ref", DefaultVLAN: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sw.Close() })
+	r := &reference{sw: sw, peers: map[string]*mem.Port{}}
+	for _, p := range ports {
+		end, peer := mem.NewPair(mem.Config{})
+		if err := sw.AddPort(p.name, end, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}); err != nil {
+			t.Fatal(err)
+		}
+		r.peers[p.name] = peer
+	}
+	return r
+}
+
+func (r *reference) send(t *testing.T, port string, f []byte) {
+	before, _ := r.sw.Counters(port)
+	if n, err := r.peers[port].Write([][]byte{f}, []int{0}); n != 1 || err != nil {
+		t.Fatalf("reference: write into %s: %v", port, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Microsecond) {
+		if c, _ := r.sw.Counters(port); c.RxPackets > before.RxPackets {
+			return // decided and written out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reference: the switch did not read from %s", port)
+		}
+	}
+}
+
+func (r *reference) recv(t *testing.T, _ map[string]int) map[string][][]byte {
+	out := map[string][][]byte{}
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	for name, p := range r.peers {
+		for p.Queued() > 0 {
+			if n, err := p.Read(bufs, sizes, 0); err != nil || n != 1 {
+				t.Fatalf("reference: read %s: %v", name, err)
+			}
+			out[name] = append(out[name], append([]byte(nil), bufs[0][:sizes[0]]...))
+		}
+	}
+	return out
+}
+
+func (r *reference) counters(t *testing.T, port string) Counters {
+	c, err := r.sw.Counters(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Counters{RxPackets: c.RxPackets, RxBytes: c.RxBytes, TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods,
+		LearnRefused: c.LearnRefused, Moves: c.Moves, Drops: [NumDropReasons]uint64(append(c.Drops[:], make([]uint64, NumDropReasons-len(c.Drops))...))}
+}
+
+// kernel is the kernel data path on veths: each port's workload end in a
+// namespace of its own, where a raw socket sends and captures frames.
+type kernel struct {
+	dp   *Datapath
+	raws map[string]*netnstest.Raw
+}
+
+func newKernel(t *testing.T, ports []testPort) *kernel {
+	netnstest.RequireRoot(t)
+	host := netnstest.New(t)
+	host.NoIPv6(t)
+	dp, err := Open(Options{Namespace: host.Name, FDBSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	if err := dp.SetSwitch(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	k := &kernel{dp: dp, raws: map[string]*netnstest.Raw{}}
+	for _, p := range ports {
+		wl := netnstest.New(t)
+		wl.NoIPv6(t)
+		netnstest.Veth(t, wl, "eth0", host, "p-"+p.name)
+		if err := dp.AddPort("p-"+p.name, PortConfig{Switch: 1, VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}); err != nil {
+			t.Fatal(err)
+		}
+		k.raws[p.name] = wl.Raw(t, "eth0")
+	}
+	return k
+}
+
+func (k *kernel) send(t *testing.T, port string, f []byte) { k.raws[port].Send(t, f) }
+
+func (k *kernel) recv(t *testing.T, want map[string]int) map[string][][]byte {
+	out := map[string][][]byte{}
+	for name, r := range k.raws {
+		for range want[name] {
+			f := r.Recv(2 * time.Second)
+			if f == nil {
+				break
+			}
+			out[name] = append(out[name], f)
+		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, r := range k.raws { // what should not have come, on every port at once
+		wg.Go(func() {
+			extra := r.RecvAll(15 * time.Millisecond)
+			mu.Lock()
+			out[name] = append(out[name], extra...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (k *kernel) counters(t *testing.T, port string) Counters {
+	c, err := k.dp.Counters("p-" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustVLAN(p vlan.Port, err error) vlan.Port {
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func stationMAC(i byte) frame.MAC { return frame.MAC{0x02, 0x56, 0x53, 0x77, 0, i} }
+
+// testFrame builds a 64-byte frame (66 tagged): tpid 0 for none, else a
+// tag of that TPID with pcp 5 and vid; the payload starts with id.
+func testFrame(dst, src frame.MAC, tpid uint16, vid frame.VID, id uint32) []byte {
+	b := append(append([]byte(nil), dst[:]...), src[:]...)
+	if tpid != 0 {
+		b = binary.BigEndian.AppendUint16(b, tpid)
+		b = binary.BigEndian.AppendUint16(b, uint16(frame.MakeTCI(5, false, vid)))
+	}
+	b = binary.BigEndian.AppendUint16(b, 0x0800)
+	b = binary.BigEndian.AppendUint32(b, id)
+	return append(b, make([]byte, 44)...)
+}
+
+// step is one frame into one port.
+type step struct {
+	name string
+	from string
+	f    []byte
+}
+
+// TestSameAsTheCore sends every kind of frame into every port mode of a
+// switch, then known unicast, moves, static and spoofed sources, reserved
+// and invalid addresses, through the userspace core and through the
+// kernel data path, and checks that every port receives the same frames
+// (bytes, tags and all) and that every counter agrees.
+func TestSameAsTheCore(t *testing.T) {
+	set := frame.MustParseVLANSet
+	guarded := stationMAC(0xaa)
+	ports := []testPort{
+		{name: "u", vlan: mustVLAN(vlan.Untagged(1))},
+		{name: "a10", vlan: mustVLAN(vlan.Access(10))},
+		{name: "t5", vlan: mustVLAN(vlan.Trunk(set("10,20"), 5))},
+		{name: "tn", vlan: mustVLAN(vlan.Trunk(set("10,20"), 0))},
+		{name: "h", vlan: mustVLAN(vlan.Hybrid(10, set("10,20"), set("30")))},
+		{name: "all", vlan: mustVLAN(vlan.Trunk(set("1-4094"), 0))},
+		{name: "g", vlan: mustVLAN(vlan.Access(10)), mac: guarded, guard: true},
+	}
+	var steps []step
+	id := uint32(0)
+	add := func(name, from string, f []byte) { steps = append(steps, step{name, from, f}) }
+	kinds := []struct {
+		name string
+		tpid uint16
+		vid  frame.VID
+	}{
+		{"untagged", 0, 0}, {"priority", frame.TPID8021Q, 0}, {"tagged5", frame.TPID8021Q, 5}, {"tagged10", frame.TPID8021Q, 10},
+		{"tagged20", frame.TPID8021Q, 20}, {"tagged30", frame.TPID8021Q, 30}, {"tagged40", frame.TPID8021Q, 40},
+		{"tagged4095", frame.TPID8021Q, 4095}, {"s-tag10", 0x88a8, 10},
+	}
+	for i, p := range ports {
+		src := stationMAC(byte(i + 1))
+		if p.guard {
+			src = guarded
+		}
+		for _, k := range kinds {
+			id++
+			add(p.name+"/broadcast/"+k.name, p.name, testFrame(frame.Broadcast, src, k.tpid, k.vid, id))
+		}
+	}
+	// Known unicast: every station was learned above, in its port's VLAN.
+	for i, p := range ports {
+		for j, q := range ports {
+			if i == j {
+				continue
+			}
+			dst := stationMAC(byte(j + 1))
+			if q.guard {
+				dst = guarded
+			}
+			src := stationMAC(byte(i + 1))
+			if p.guard {
+				src = guarded
+			}
+			id++
+			add(fmt.Sprintf("%s/unicast-to-%s/untagged", p.name, q.name), p.name, testFrame(dst, src, 0, 0, id))
+			id++
+			add(fmt.Sprintf("%s/unicast-to-%s/tagged10", p.name, q.name), p.name, testFrame(dst, src, frame.TPID8021Q, 10, id))
+		}
+	}
+	id++
+	add("a10/to-itself", "a10", testFrame(stationMAC(2), stationMAC(2), 0, 0, id))
+	id++
+	add("h/moves-a10's-station", "h", testFrame(frame.Broadcast, stationMAC(2), 0, 0, id))
+	id++
+	add("u/unicast-to-the-moved-station", "u", testFrame(stationMAC(2), stationMAC(1), 0, 0, id))
+	id++
+	add("a10/takes-the-guarded-MAC", "a10", testFrame(frame.Broadcast, guarded, 0, 0, id))
+	id++
+	add("g/spoofed", "g", testFrame(frame.Broadcast, stationMAC(0x99), 0, 0, id))
+	id++
+	add("h/multicast-source", "h", testFrame(frame.Broadcast, frame.MAC{0x03, 0, 0, 0, 0, 1}, 0, 0, id))
+	id++
+	add("h/zero-source", "h", testFrame(frame.Broadcast, frame.MAC{}, 0, 0, id))
+	id++
+	add("h/STP", "h", testFrame(frame.MAC{0x01, 0x80, 0xc2, 0, 0, 0}, stationMAC(5), 0, 0, id))
+	id++
+	add("h/LLDP", "h", testFrame(frame.MAC{0x01, 0x80, 0xc2, 0, 0, 0x0e}, stationMAC(5), 0, 0, id))
+	id++
+	add("h/multicast", "h", testFrame(frame.MAC{0x01, 0, 0x5e, 0, 0, 1}, stationMAC(5), 0, 0, id))
+	id++
+	add("all/unknown-unicast-vlan30", "all", testFrame(stationMAC(0x55), stationMAC(6), frame.TPID8021Q, 30, id))
+
+	ref, kern := newReference(t, ports), newKernel(t, ports)
+	for _, s := range steps {
+		ref.send(t, s.from, s.f)
+		want := ref.recv(t, nil)
+		n := map[string]int{}
+		for p, fs := range want {
+			n[p] = len(fs)
+		}
+		kern.send(t, s.from, s.f)
+		got := kern.recv(t, n)
+		if a, b := render(want), render(got); a != b {
+			t.Errorf("%s: the kernel data path delivered\n%s\nthe core\n%s", s.name, b, a)
+		}
+	}
+	for _, p := range ports {
+		if a, b := ref.counters(t, p.name), kern.counters(t, p.name); a != b {
+			t.Errorf("port %s counters: kernel %+v\ncore %+v", p.name, b, a)
+		}
+	}
+}
+
+// render lists what each port received, one line per frame, sorted.
+func render(m map[string][][]byte) string {
+	var lines []string
+	for p, fs := range m {
+		for _, f := range fs {
+			lines = append(lines, p+" "+hex.EncodeToString(f))
+		}
+	}
+	slices.Sort(lines)
+	if len(lines) == 0 {
+		return "  (nothing)"
+	}
+	return "  " + strings.Join(lines, "\n  ")
+}
+
+// The MAC table shows what the program learned and the adapters' static
+// entries; removing a port takes its entries and its program away, and
+// closing the data path leaves no program on any port.
+func TestTableAndDetach(t *testing.T) {
+	adapter := stationMAC(0xa1)
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10)), mac: adapter, guard: true},
+		{name: "b", vlan: mustVLAN(vlan.Access(10))},
+		{name: "c", vlan: mustVLAN(vlan.Access(10))},
+	}
+	k := newKernel(t, ports)
+	k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb1), 0, 0, 1))
+	if got := k.recv(t, map[string]int{"a": 1, "c": 1}); len(got["a"]) != 1 || len(got["c"]) != 1 {
+		t.Fatalf("broadcast from b: %s", render(got))
+	}
+	table := func() string {
+		es, err := k.dp.MACTable(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		for _, e := range es {
+			lines = append(lines, fmt.Sprintf("%d %s %s static=%v", e.VID, e.MAC, e.Port, e.Static))
+		}
+		return strings.Join(lines, "\n")
+	}
+	if got, want := table(), "0 02:56:53:77:00:a1 p-a static=true\n10 02:56:53:77:00:b1 p-b static=false"; got != want {
+		t.Fatalf("MAC table:\n%s\nwant\n%s", got, want)
+	}
+	attached := func(name string) int {
+		ifi, err := k.dp.ifindex(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = nsrun.In(nsrun.Path(k.dp.ns), func() error {
+			r, err := link.QueryPrograms(link.QueryOptions{Target: ifi, Attach: ebpf.AttachTCXIngress})
+			if err == nil {
+				n = len(r.Programs)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := attached("p-b"); n != 1 {
+		t.Fatalf("%d programs on p-b, want 1", n)
+	}
+	if err := k.dp.RemovePort("p-b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := table(), "0 02:56:53:77:00:a1 p-a static=true"; got != want {
+		t.Fatalf("MAC table after b went:\n%s\nwant\n%s", got, want)
+	}
+	if n := attached("p-b"); n != 0 {
+		t.Fatalf("%d programs left on p-b after RemovePort", n)
+	}
+	k.send(t, "c", testFrame(frame.Broadcast, stationMAC(0xc1), 0, 0, 2))
+	if got := k.recv(t, map[string]int{"a": 1}); len(got["a"]) != 1 || len(got["b"]) != 0 {
+		t.Fatalf("broadcast from c after b went: %s", render(got))
+	}
+	if err := k.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"p-a", "p-c"} {
+		if n := attached(p); n != 0 {
+			t.Fatalf("%d programs left on %s after Close", n, p)
+		}
+	}
+}
