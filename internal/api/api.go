@@ -117,6 +117,7 @@ type TopologySwitch struct {
 	HostAdapter *TopologyPort  `json:"hostAdapter,omitempty"`
 	Adapters    []TopologyPort `json:"adapters"`
 	Running     bool           `json:"running"`
+	Datapath    string         `json:"datapath"` // userspace or kernel
 }
 
 // TopologyPort is one port in the tree.

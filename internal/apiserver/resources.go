@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -269,7 +270,7 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 	for i := range c.Switches {
 		sw := &c.Switches[i]
 		ts := api.TopologySwitch{Name: sw.Name, Type: string(sw.Type), DefaultVLAN: uint16(sw.VLANOrDefault()),
-			Adapters: []api.TopologyPort{}, Running: running(sw.Name)}
+			Adapters: []api.TopologyPort{}, Running: running(sw.Name), Datapath: string(cmp.Or(sw.Datapath, config.Userspace))}
 		if sw.Type == config.External {
 			v := "trunk 1-4094 native " + sw.VLANOrDefault().String()
 			if sw.UplinkVLAN != (config.VLAN{}) {

@@ -15,6 +15,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/port/mem"
 	"github.com/vswitch/vswitch/internal/store"
@@ -50,6 +51,15 @@ func (b *Backend) Open(s daemon.PortSpec) (l2.Port, error) {
 	}
 	p, _ := mem.NewPair(mem.Config{QueueLen: 4, MaxFrame: 2048})
 	return p, nil
+}
+
+// OpenDevice implements daemon.Backend: a kernel data path port's device
+// is named after its switch and port.
+func (b *Backend) OpenDevice(s daemon.PortSpec) (string, error) {
+	if _, err := b.Open(s); err != nil {
+		return "", err
+	}
+	return "k-" + s.Switch + "-" + s.Name, nil
 }
 
 // Remove implements daemon.Backend.
@@ -179,7 +189,7 @@ func Probe(ctl *daemon.Controller, sw, name string, vid frame.VID, counters map[
 	if counters != nil {
 		p = countingPort{end, counters}
 	}
-	s := ctl.Switch(sw)
+	s := ctl.CoreSwitch(sw)
 	if s == nil {
 		return nil, fmt.Errorf("no running switch %s", sw)
 	}
@@ -196,4 +206,82 @@ func Learn(p *mem.Port, srcs ...frame.MAC) {
 			time.Sleep(time.Millisecond) // the switch's reader has not caught up
 		}
 	}
+}
+
+// Kernel is an in-memory kernel data path: it keeps the switches and
+// ports it is given; counters are zero and the MAC table holds the
+// adapters' static entries.
+type Kernel struct {
+	mu       sync.Mutex
+	switches map[uint32]bool
+	ports    map[string]kdp.PortConfig
+}
+
+// SetSwitch implements daemon.KernelPath.
+func (k *Kernel) SetSwitch(sw uint32, _ time.Duration) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.switches == nil {
+		k.switches, k.ports = map[uint32]bool{}, map[string]kdp.PortConfig{}
+	}
+	k.switches[sw] = true
+	return nil
+}
+
+// AddPort implements daemon.KernelPath.
+func (k *Kernel) AddPort(ifname string, cfg kdp.PortConfig) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.switches[cfg.Switch] {
+		return fmt.Errorf("no switch %d", cfg.Switch)
+	}
+	k.ports[ifname] = cfg
+	return nil
+}
+
+// SetPort implements daemon.KernelPath.
+func (k *Kernel) SetPort(ifname string, cfg kdp.PortConfig) error { return k.AddPort(ifname, cfg) }
+
+// RemovePort implements daemon.KernelPath.
+func (k *Kernel) RemovePort(ifname string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.ports, ifname)
+	return nil
+}
+
+// RemoveSwitch implements daemon.KernelPath.
+func (k *Kernel) RemoveSwitch(sw uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.switches, sw)
+	return nil
+}
+
+// Counters implements daemon.KernelPath.
+func (k *Kernel) Counters(ifname string) (kdp.Counters, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if _, ok := k.ports[ifname]; !ok {
+		return kdp.Counters{}, kdp.ErrNotAttached
+	}
+	return kdp.Counters{}, nil
+}
+
+// MACTable implements daemon.KernelPath.
+func (k *Kernel) MACTable(sw uint32) ([]kdp.Entry, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []kdp.Entry
+	for ifname, c := range k.ports {
+		if c.Switch == sw && !c.MAC.IsZero() {
+			out = append(out, kdp.Entry{MAC: c.MAC, Port: ifname, Static: true})
+		}
+	}
+	return out, nil
+}
+
+// ControllerWithKernel is Controller with a kernel data path.
+func ControllerWithKernel(st *store.Store, b *Backend, h Host, r *Runner, k *Kernel) *daemon.Controller {
+	return daemon.NewController(daemon.Deps{Store: st, Backend: b, Host: h, Runner: r, Kernel: k, Log: slog.New(slog.DiscardHandler)})
 }

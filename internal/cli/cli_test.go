@@ -30,6 +30,11 @@ func serveWith(t *testing.T, b *apitest.Backend) string {
 
 // serveCtl is serveWith that also returns the daemon's controller.
 func serveCtl(t *testing.T, b *apitest.Backend) (string, *daemon.Controller) {
+	return serveKernel(t, b, nil)
+}
+
+// serveKernel is serveCtl with a kernel data path (none if k is nil).
+func serveKernel(t *testing.T, b *apitest.Backend, k *apitest.Kernel) (string, *daemon.Controller) {
 	dir := t.TempDir()
 	h := config.DefaultHost("cli-test")
 	h.MACMin[3], h.MACMax[3] = 0x42, 0x42
@@ -37,7 +42,12 @@ func serveCtl(t *testing.T, b *apitest.Backend) (string, *daemon.Controller) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctl := apitest.Controller(st, b, apitest.Host{"eth1": {}}, &apitest.Runner{})
+	var ctl *daemon.Controller
+	if k != nil {
+		ctl = apitest.ControllerWithKernel(st, b, apitest.Host{"eth1": {}}, &apitest.Runner{}, k)
+	} else {
+		ctl = apitest.Controller(st, b, apitest.Host{"eth1": {}}, &apitest.Runner{})
+	}
 	ctl.Start()
 	sock := filepath.Join(dir, "vswitchd.sock")
 	l, err := apiserver.Listen(sock, 0o600)
@@ -102,7 +112,7 @@ priv0 (private, default VLAN 1)
 	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
 		rows = append(rows, strings.Join(strings.Fields(line), " "))
 	}
-	if strings.Join(rows, "\n") != "NAME TYPE UPLINK HOST ADAPTER DEFAULT VLAN ADAPTERS\next0 external eth1 yes 1 1\nint0 internal - yes 5 0\npriv0 private - no 1 1" {
+	if strings.Join(rows, "\n") != "NAME TYPE UPLINK HOST ADAPTER DEFAULT VLAN ADAPTERS DATAPATH\next0 external eth1 yes 1 1 userspace\nint0 internal - yes 5 0 userspace\npriv0 private - no 1 1 userspace" {
 		t.Fatalf("switch ls:\n%s", ls)
 	}
 	var ads []config.Adapter
@@ -156,6 +166,41 @@ func TestWaitingAdapterShown(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the adapter did not come up once its namespace was there:\n%s", mustRun(t, sock, "adapter", "ls"))
 		}
+	}
+}
+
+// A switch on the kernel data path: refused where there is none, with
+// the reason; where there is, shown as such in switch ls, show and the
+// topology, and a QEMU socket adapter on it is refused.
+func TestKernelDatapath(t *testing.T) {
+	sock := serve(t)
+	code, _, errOut := run(sock, "switch", "add", "k0", "--type", "private", "--datapath", "kernel")
+	if code != ExitFailed || !strings.Contains(errOut, "switches[k0].datapath") || !strings.Contains(errOut, "not available here") {
+		t.Fatalf("kernel switch without a kernel data path: exit %d\n%s", code, errOut)
+	}
+
+	sock, _ = serveKernel(t, &apitest.Backend{}, &apitest.Kernel{})
+	mustRun(t, sock, "switch", "add", "k0", "--type", "internal", "--datapath", "kernel")
+	mustRun(t, sock, "vm", "add", "web")
+	mustRun(t, sock, "adapter", "add", "web/eth0", "--switch", "k0", "--netns", "web")
+	if out := mustRun(t, sock, "switch", "ls"); !strings.Contains(out, "kernel") {
+		t.Fatalf("switch ls:\n%s", out)
+	}
+	if out := mustRun(t, sock, "topology"); !strings.Contains(out, "k0 (internal, default VLAN 1, kernel data path)") {
+		t.Fatalf("topology:\n%s", out)
+	}
+	if out := mustRun(t, sock, "adapter", "ls"); !strings.Contains(out, "netns web   up") {
+		t.Fatalf("adapter ls:\n%s", out)
+	}
+	if out := mustRun(t, sock, "fdb", "k0"); !strings.Contains(out, "web/eth0  static") {
+		t.Fatalf("fdb of a kernel switch:\n%s", out)
+	}
+	if out := mustRun(t, sock, "stats", "k0"); !strings.Contains(out, "web/eth0") {
+		t.Fatalf("stats of a kernel switch:\n%s", out)
+	}
+	code, _, errOut = run(sock, "adapter", "add", "web/eth1", "--switch", "k0", "--qemu-stream")
+	if code != ExitFailed || !strings.Contains(errOut, "datapath userspace") {
+		t.Fatalf("a QEMU socket on a kernel switch: exit %d\n%s", code, errOut)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 // switchFlags are the settable fields of a switch.
 type switchFlags struct {
 	typ, uplink, notes string
+	datapath           string
 	mgmtOS             bool
 	defaultVLAN        uint16
 	ageing             time.Duration
@@ -30,6 +31,7 @@ func (f *switchFlags) register(c *cobra.Command) {
 	fl.DurationVar(&f.ageing, "mac-ageing", 0, "MAC ageing time (300s if not set)")
 	fl.IntVar(&f.tableSize, "table-size", 0, "learned MAC entries at most (65536 if not set)")
 	fl.StringVar(&f.notes, "notes", "", "free text")
+	fl.StringVar(&f.datapath, "datapath", "", "what forwards its frames: userspace (vswitchd's threads, the default) or kernel (eBPF programs on its ports)")
 }
 
 // apply copies the flags the user gave onto s.
@@ -56,6 +58,9 @@ func (f *switchFlags) apply(c *cobra.Command, s *config.Switch) {
 	}
 	if ch("notes") {
 		s.Notes = f.notes
+	}
+	if ch("datapath") {
+		s.Datapath = config.Datapath(f.datapath)
 	}
 }
 
@@ -107,10 +112,10 @@ func (a *app) listSwitches() error {
 		return a.json(orEmpty(st.Config.Switches))
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tUPLINK\tHOST ADAPTER\tDEFAULT VLAN\tADAPTERS")
+	fmt.Fprintln(tw, "NAME\tTYPE\tUPLINK\tHOST ADAPTER\tDEFAULT VLAN\tADAPTERS\tDATAPATH")
 	for _, s := range st.Config.Switches {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
-			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
+			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)), datapath(s.Datapath))
 	}
 	return tw.Flush()
 }
@@ -126,7 +131,8 @@ func (a *app) showSwitch(name string) error {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	rows := [][2]string{{"name", s.Name}, {"type", string(s.Type)}, {"uplink", dash(s.Uplink)},
 		{"host adapter", yesNo(s.ManagementOS())}, {"default VLAN", s.VLANOrDefault().String()},
-		{"host adapter VLAN", s.HostVLAN.String()}, {"MAC ageing", ageing(s)}, {"table size", tableSize(s)}, {"notes", dash(s.Notes)}}
+		{"host adapter VLAN", s.HostVLAN.String()}, {"MAC ageing", ageing(s)}, {"table size", tableSize(s)}, {"datapath", datapath(s.Datapath)},
+		{"notes", dash(s.Notes)}}
 	if s.Type == config.External {
 		rows = append(rows, [2]string{"uplink VLAN", uplinkVLAN(&s)})
 	}
@@ -176,4 +182,12 @@ func orEmpty[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// datapath names a switch's data path ("" is the userspace core).
+func datapath(d config.Datapath) string {
+	if d == "" {
+		return string(config.Userspace)
+	}
+	return string(d)
 }

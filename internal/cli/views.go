@@ -13,6 +13,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/client"
+	"github.com/vswitch/vswitch/internal/config"
 )
 
 func (a *app) fdbCmd() *cobra.Command {
@@ -210,8 +211,11 @@ func RenderTopology(t api.Topology) string {
 	}
 	for _, s := range t.Switches {
 		state := ""
+		if s.Datapath == string(config.Kernel) {
+			state = ", kernel data path"
+		}
 		if !s.Running {
-			state = ", not running"
+			state += ", not running"
 		}
 		fmt.Fprintf(&b, "%s (%s, default VLAN %d%s)\n", s.Name, s.Type, s.DefaultVLAN, state)
 		var lines []string

@@ -162,7 +162,7 @@ func TestStatsShowBackendCounters(t *testing.T) {
 	}
 
 	// A station that moves back and forth faster than moves are reported.
-	sw := ctl.Switch("int0")
+	sw := ctl.CoreSwitch("int0")
 	ports := map[string]*mem.Port{"a": probe(t, ctl, "int0", "a", 5, 0, nil), "b": probe(t, ctl, "int0", "b", 5, 0, nil)}
 	for i := range 40 {
 		name := string("ab"[i%2])

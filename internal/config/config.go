@@ -57,7 +57,26 @@ type Switch struct {
 	// UplinkVLAN is the uplink's; unset means a trunk of 1-4094 with the
 	// default VLAN native, so untagged VMs leave the wire untagged.
 	UplinkVLAN VLAN `json:"uplinkVLAN,omitzero"`
+	// Datapath is what forwards the switch's frames: the userspace core
+	// (the default) or the kernel data path (eBPF programs on the ports).
+	Datapath Datapath `json:"datapath,omitempty"`
 }
+
+// Datapath is what forwards a switch's frames.
+type Datapath string
+
+// Data paths.
+const (
+	Userspace Datapath = "userspace" // vswitchd's forwarding threads (the default, "")
+	Kernel    Datapath = "kernel"    // eBPF programs at tc ingress of every port, frames stay in the kernel
+)
+
+// MaxKernelPorts is how many ports a switch on the kernel data path may
+// have (uplink and host adapter included).
+const MaxKernelPorts = 64
+
+// IsKernel reports whether the switch runs on the kernel data path.
+func (s *Switch) IsKernel() bool { return s.Datapath == Kernel }
 
 // ManagementOS reports whether the switch has a host adapter.
 func (s *Switch) ManagementOS() bool {

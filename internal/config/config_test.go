@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -100,6 +101,18 @@ func TestBadInput(t *testing.T) {
 		{"bad attachment", func(c *Config) { c.Adapters[1].Attachment.Kind = "vhost" }, []string{"attachment.kind", "netns, tap, qemu-stream or qemu-dgram"}},
 		{"ageing too short", func(c *Config) { c.Switches[2].MACAgeing = Duration(1e6) }, []string{"switches[priv0].macAgeing", "1s to 24h"}},
 		{"table size", func(c *Config) { c.Switches[2].TableSize = -1 }, []string{"switches[priv0].tableSize"}},
+		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "userspace or kernel"}},
+		{"a QEMU socket on the kernel data path", func(c *Config) {
+			c.Switches[0].Datapath, c.Switches[1].Datapath, c.Switches[2].Datapath = Kernel, Kernel, Kernel
+		},
+			[]string{"adapters[web/eth1].attachment.kind", "netns or tap", "datapath userspace"}},
+		{"too many ports for the kernel data path", func(c *Config) {
+			c.Switches[2].Datapath = Kernel
+			for i := range MaxKernelPorts + 1 {
+				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 0, 1, byte(i)},
+					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
+			}
+		}, []string{"switches[priv0].datapath", "at most 64"}},
 		{"VM memory", func(c *Config) { c.VMs[0].Memory = 8 }, []string{"vms[web].memoryMiB", "32 to"}},
 		{"relative kernel", func(c *Config) { c.VMs[0].Kernel = "vmlinux" }, []string{"vms[web].kernel", "absolute path"}},
 		{"initrd without kernel", func(c *Config) { c.VMs[0].Initrd = "/boot/initrd" }, []string{"vms[web].initrd", "only with a kernel"}},

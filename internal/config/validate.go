@@ -218,6 +218,9 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 		if !s.HostVLAN.isZero() && !s.ManagementOS() {
 			l.Add(p+".hostVLAN", s.HostVLAN.String(), "only on a switch with a host adapter (internal, or external with allowManagementOS)")
 		}
+		if s.Datapath != "" && s.Datapath != Userspace && s.Datapath != Kernel {
+			l.Add(p+".datapath", string(s.Datapath), "userspace or kernel")
+		}
 		s.HostVLAN.validate(p+".hostVLAN", s.VLANOrDefault(), l)
 		s.UplinkVLAN.validate(p+".uplinkVLAN", s.VLANOrDefault(), l)
 	}
@@ -225,6 +228,7 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 }
 
 func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool) {
+	kernelPorts := map[string]int{}
 	ids := map[string]bool{}
 	macs := map[frame.MAC]string{}
 	for i := range c.Adapters {
@@ -264,6 +268,29 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		}
 		a.VLAN.validate(p+".vlan", def, l)
 		a.Attachment.validate(p+".attachment", l)
+		if sw != nil && sw.IsKernel() {
+			if k := a.Attachment.Kind; k == AttachQEMUStream || k == AttachQEMUDgram {
+				l.Add(p+".attachment.kind", string(k), "netns or tap on switch "+sw.Name+", whose data path is the kernel's "+
+					"(QEMU sockets are read by vswitchd: put them on a switch with datapath userspace)")
+			}
+			kernelPorts[sw.Name]++
+		}
+	}
+	for _, s := range c.Switches {
+		if !s.IsKernel() {
+			continue
+		}
+		n := kernelPorts[s.Name]
+		if s.Type == External {
+			n++
+		}
+		if s.ManagementOS() {
+			n++
+		}
+		if n > MaxKernelPorts {
+			l.Add(fmt.Sprintf("switches[%s].datapath", s.Name), string(s.Datapath),
+				fmt.Sprintf("userspace for a switch of %d ports (the kernel data path takes at most %d)", n, MaxKernelPorts))
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,10 @@ type Deps struct {
 	// RetryEvery is how often ports that could not come up (a namespace
 	// not made yet) are tried again; 2 s if 0.
 	RetryEvery time.Duration
+	// Kernel is the kernel data path; nil: none here (KernelWhy says why),
+	// and a switch that asks for it is refused.
+	Kernel    KernelPath
+	KernelWhy string
 	// HostTimeout bounds each host step (DefaultHostTimeout if 0): a
 	// step that takes longer fails, and a write that needed it is refused.
 	HostTimeout time.Duration
@@ -119,6 +124,9 @@ func NewController(deps Deps) *Controller {
 		c.socketDirs = append(c.socketDirs, filepath.Dir(deps.APISocket))
 	}
 	c.d.SetPoller(deps.Poller)
+	if deps.Kernel != nil {
+		c.d.SetKernelPath(deps.Kernel)
+	}
 	if deps.HostTimeout != 0 {
 		c.d.SetHostTimeout(deps.HostTimeout)
 	}
@@ -233,8 +241,11 @@ func (c *Controller) convergeLocked() ([]string, error) {
 // State returns the stored state and its revision.
 func (c *Controller) State() (*config.Config, uint64, error) { return c.deps.Store.Load() }
 
-// Switch returns a running switch, or nil.
-func (c *Controller) Switch(name string) *l2.Switch { return c.d.Switch(name) }
+// Switch returns a running switch as reads see it (either data path), or nil.
+func (c *Controller) Switch(name string) LiveSwitch { return c.d.Switch(name) }
+
+// CoreSwitch returns a running switch of the userspace core, or nil.
+func (c *Controller) CoreSwitch(name string) *l2.Switch { return c.d.CoreSwitch(name) }
 
 // PortStates says, for every port the state names (uplinks, host
 // adapters, adapters), whether it is up on the host and if not, why. It
@@ -366,6 +377,10 @@ func refusal(prev, next *config.Config, aerr error) error {
 func (c *Controller) checkHost(prev, next *config.Config) error {
 	var l field.List
 	for _, sw := range next.Switches {
+		if sw.IsKernel() && c.deps.Kernel == nil {
+			l.Add(fmt.Sprintf("switches[%s].datapath", sw.Name), string(sw.Datapath),
+				"userspace: the kernel data path is not available here ("+cmp.Or(c.deps.KernelWhy, "not loaded")+")")
+		}
 		if sw.Type != config.External {
 			continue
 		}

@@ -29,6 +29,12 @@ type Backend interface {
 	// error. It is not called when the daemon stops, so that workloads
 	// keep their devices and addresses across a restart.
 	Remove(spec PortSpec) error
+	// OpenDevice makes, or finds, the kernel device of a port on the
+	// kernel data path (a veth pair for a namespace's adapter and for the
+	// host adapter, a persistent TAP for QEMU, the NIC itself) and returns
+	// the name of its switch-side interface where the host side lives.
+	// Remove deletes what it made.
+	OpenDevice(spec PortSpec) (string, error)
 	// SaveIdentity reads a NIC's identity (addresses, routes, MAC, MTU,
 	// IPv6 setting) in a form the daemon keeps in its store before the
 	// host adapter of an external switch takes it over.
@@ -82,6 +88,7 @@ type Daemon struct {
 	switches map[string]*liveSwitch
 	running  func(vm string) bool // which VMs that vswitchd runs are up; nil: none
 	poller   l2.Poller            // the switches' forwarding threads; nil: a goroutine per port
+	kern     KernelPath           // the kernel data path; nil: none
 	timeout  time.Duration        // the deadline of one host step
 	busy     map[string]bool      // host steps that timed out and have not returned yet
 
@@ -95,7 +102,7 @@ type view struct {
 }
 
 type viewSwitch struct {
-	sw *l2.Switch
+	sw LiveSwitch
 	up map[string]bool // the ports that are up
 }
 
@@ -119,7 +126,9 @@ func (d *Daemon) SetRunning(f func(vm string) bool) {
 
 type liveSwitch struct {
 	opts     l2.Options
-	sw       *l2.Switch
+	sw       *l2.Switch        // on the userspace core
+	kernel   uint32            // on the kernel data path: its number there (0: not)
+	ifnames  map[string]string // kernel: port name → switch-side interface
 	ports    map[string]*portPlan
 	tookOver string // the NIC whose identity was taken, if any
 	holder   string // the host adapter that holds it ("": taken off, held by none)
@@ -164,7 +173,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	for _, name := range sortedKeys(d.switches) {
 		ls := d.switches[name]
 		wp, keep := want[name]
-		if keep && sameOptions(ls.opts, wp.opts) {
+		if keep && sameOptions(ls.opts, wp.opts) && (ls.kernel != 0) == wp.kernel {
 			continue
 		}
 		if err := d.giveBack(ls, note); err != nil {
@@ -175,12 +184,20 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		}
 		for _, pn := range sortedKeys(ls.ports) {
 			p := ls.ports[pn]
-			ls.sw.RemovePort(pn)
+			if err := d.removePortOf(ls, pn); err != nil {
+				errs = append(errs, &StepError{Switch: name, Port: pn, Step: "detach the kernel data path", Err: err})
+			}
 			if np, ok := wp.portIfAny(pn); !keep || !ok || np.spec != p.spec {
 				errs = append(errs, d.remove(p.spec))
 			}
 		}
-		ls.sw.Close()
+		if ls.kernel != 0 {
+			if err := d.closeKernel(ls); err != nil {
+				errs = append(errs, &StepError{Switch: name, Step: "remove from the kernel data path", Err: err})
+			}
+		} else {
+			ls.sw.Close()
+		}
 		delete(d.switches, name)
 		if keep {
 			rebuilt[name] = true
@@ -193,14 +210,21 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		wp := want[name]
 		ls := d.switches[name]
 		if ls == nil {
-			o := wp.opts
-			o.Logger, o.Poller = d.log, d.poller
-			sw, err := l2.New(o)
+			var err error
+			if wp.kernel {
+				ls, err = d.createKernel(wp)
+			} else {
+				o := wp.opts
+				o.Logger, o.Poller = d.log, d.poller
+				var sw *l2.Switch
+				if sw, err = l2.New(o); err == nil {
+					ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]*portPlan{}}
+				}
+			}
 			if err != nil {
 				errs = append(errs, &StepError{Switch: name, Step: "create", Err: err})
 				continue
 			}
-			ls = &liveSwitch{opts: wp.opts, sw: sw, ports: map[string]*portPlan{}}
 			d.switches[name] = ls
 			if !rebuilt[name] {
 				note("add switch %s", name)
@@ -227,6 +251,9 @@ func (d *Daemon) publish(err error) {
 	v := &view{switches: make(map[string]*viewSwitch, len(d.switches)), problems: map[[2]string]*StepError{}}
 	for name, ls := range d.switches {
 		vs := &viewSwitch{sw: ls.sw, up: make(map[string]bool, len(ls.ports))}
+		if ls.kernel != 0 {
+			vs.sw = d.kernelView(ls)
+		}
 		for pn := range ls.ports {
 			vs.up[pn] = true
 		}
@@ -335,7 +362,7 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 		switch {
 		case ok && want.spec == have.spec && want.cfg == have.cfg:
 		case ok && want.spec == have.spec:
-			if err := ls.sw.SetPort(pn, want.cfg); err != nil {
+			if err := d.setPortOf(ls, pn, want); err != nil {
 				errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "configure", Err: err})
 				continue
 			}
@@ -348,7 +375,9 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 					continue
 				}
 			}
-			ls.sw.RemovePort(pn)
+			if err := d.removePortOf(ls, pn); err != nil {
+				errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "detach the kernel data path", Err: err})
+			}
 			delete(ls.ports, pn)
 			errs = append(errs, d.remove(have.spec))
 			note("remove port %s %s", sw, have.spec.Name)
@@ -368,14 +397,11 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 			continue
 		}
 		want := wp.ports[pn]
-		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
-			func(p l2.Port) { p.Close() }) // still recorded: the next converge opens it again, or the sweep removes it
-		if err != nil {
-			errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err})
-			continue
-		}
-		if err := ls.sw.AddPort(pn, p, want.cfg); err != nil { // AddPort closes p on error
-			errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "attach", Err: err}, d.remove(want.spec))
+		if se := d.openPortOn(ls, pn, want); se != nil {
+			errs = append(errs, se)
+			if se.Step != "open "+want.spec.Kind && se.Step != "make the device of "+want.spec.Kind {
+				errs = append(errs, d.remove(want.spec)) // made but not attached
+			}
 			continue
 		}
 		ls.ports[pn] = want
@@ -394,10 +420,20 @@ func (d *Daemon) remove(spec PortSpec) error {
 	return nil
 }
 
-// Switch returns a running switch, or nil.
-func (d *Daemon) Switch(name string) *l2.Switch {
+// Switch returns a running switch as reads see it, or nil.
+func (d *Daemon) Switch(name string) LiveSwitch {
 	if vs := d.view.Load().switches[name]; vs != nil {
 		return vs.sw
+	}
+	return nil
+}
+
+// CoreSwitch returns a running switch of the userspace core, or nil.
+func (d *Daemon) CoreSwitch(name string) *l2.Switch {
+	if vs := d.view.Load().switches[name]; vs != nil {
+		if sw, ok := vs.sw.(*l2.Switch); ok {
+			return sw
+		}
 	}
 	return nil
 }
@@ -423,7 +459,9 @@ func (d *Daemon) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, ls := range d.switches {
-		ls.sw.Close()
+		if ls.sw != nil {
+			ls.sw.Close()
+		}
 		delete(d.switches, name)
 	}
 	d.publish(nil)

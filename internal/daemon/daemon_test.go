@@ -287,3 +287,12 @@ func TestFailedGiveBackKeepsTheSwitch(t *testing.T) {
 		t.Fatalf("retry: %v %v\n%s", ch, err, fb)
 	}
 }
+
+// OpenDevice implements Backend: the kernel data path's ports are the
+// same devices to the fake.
+func (f *fakeBackend) OpenDevice(s PortSpec) (string, error) {
+	if _, err := f.Open(s); err != nil {
+		return "", err
+	}
+	return "k-" + s.Switch + "/" + s.Name, nil
+}

@@ -97,6 +97,15 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 func (b OSBackend) Remove(s PortSpec) error {
 	b.step("remove " + s.Kind + " " + s.Name)
 	var err error
+	switch {
+	case s.Kernel && s.Kind == KindUplink:
+		b.withLink(s.Device, func(h *netlink.Handle, l netlink.Link) error { return h.SetPromiscOff(l) }) // a NIC that went needs nothing
+		return nil
+	case s.Kernel && s.Kind == KindHost:
+		return removeVeth(b.Namespace, s.Device)
+	case s.Kernel && s.Kind == string(config.AttachNetns):
+		return removeVeth(s.Namespace, s.Device)
+	}
 	switch s.Kind {
 	case KindHost, string(config.AttachTAP):
 		err = tap.RemoveMarked(b.Namespace, s.Device, Mark)

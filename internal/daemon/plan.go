@@ -30,6 +30,7 @@ type PortSpec struct {
 	Namespace string // netns: the namespace
 	Socket    string // qemu-*: the socket path
 	MAC       frame.MAC
+	Kernel    bool // on the kernel data path: a veth pair where the userspace core has a TAP
 }
 
 // portPlan is one desired port: its OS side and its switch configuration.
@@ -44,6 +45,7 @@ type switchPlan struct {
 	ports     map[string]*portPlan // by port name
 	takeOver  string               // the NIC whose identity is taken (external switches)
 	hostHolds bool                 // the host adapter takes it; false: it is only taken off the NIC
+	kernel    bool                 // on the kernel data path
 }
 
 // plan turns a valid state into the switches and ports it asks for; the
@@ -62,18 +64,19 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 			if err != nil {
 				return nil, err
 			}
-			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink},
+			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink, Kernel: s.IsKernel()},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
 		if s.Type == config.External {
 			sp.takeOver, sp.hostHolds = s.Uplink, s.ManagementOS()
 		}
+		sp.kernel = s.IsKernel()
 		if s.ManagementOS() {
 			v, err := s.HostVLAN.Port(s.VLANOrDefault())
 			if err != nil {
 				return nil, fmt.Errorf("switch %s host VLAN: %w", s.Name, err)
 			}
-			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name},
+			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name, Kernel: s.IsKernel()},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
 		out[s.Name] = sp
@@ -88,7 +91,7 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 		if err != nil {
 			return nil, fmt.Errorf("adapter %s VLAN: %w", a.ID(), err)
 		}
-		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC}
+		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC, Kernel: sp.kernel}
 		switch a.Attachment.Kind {
 		case config.AttachNetns:
 			spec.Namespace, spec.Device = a.Attachment.Namespace, cmp.Or(a.Attachment.Device, tap.DefaultName)

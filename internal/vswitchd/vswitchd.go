@@ -19,6 +19,7 @@ import (
 	"github.com/vswitch/vswitch/internal/apiserver"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/port/poll"
 	"github.com/vswitch/vswitch/internal/sockfile"
 	"github.com/vswitch/vswitch/internal/store"
@@ -79,8 +80,16 @@ func Run(ctx context.Context, o Options) error {
 	defer pool.Close() // after the switches (deferred calls run last first)
 	log.Info("forwarding threads", "threads", pc.Threads, "busy-poll", pc.BusyPoll)
 	be := daemon.OSBackend{}
-	ctl := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log, filepath.Join(filepath.Dir(o.Socket), "vm")), Poller: pool, Log: log,
-		APISocket: o.Socket, SocketDirs: o.SocketDirs})
+	deps := daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log, filepath.Join(filepath.Dir(o.Socket), "vm")), Poller: pool, Log: log,
+		APISocket: o.Socket, SocketDirs: o.SocketDirs}
+	if kern, err := kdp.Open(kdp.Options{}); err != nil {
+		deps.KernelWhy = err.Error()
+		log.Warn("the kernel data path is not available: switches run on the userspace core", "why", err)
+	} else {
+		defer kern.Close() // after the switches: their ports are detached first
+		deps.Kernel = kern
+	}
+	ctl := daemon.NewController(deps)
 	changes, err := ctl.Start()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
 	if errors.Is(err, store.ErrCorrupt) { // other failures are logged and retried

@@ -1,0 +1,145 @@
+package daemon_test
+
+import (
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/kdp"
+	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/netnstest"
+	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+// A switch on the kernel data path, through the controller on a real
+// host: namespaces and the host adapter reach each other through veths
+// whose frames the eBPF program switches; VLANs isolate; counters and the
+// MAC table are read as for the core; a switch moves between the data
+// paths without losing its workloads' addresses; removing it leaves no
+// device and no program.
+func TestKernelSwitchOnTheHost(t *testing.T) {
+	host, a, b := netnstest.New(t), netnstest.New(t), netnstest.New(t)
+	for _, ns := range []*netnstest.NS{host, a, b} {
+		ns.NoIPv6(t)
+	}
+	dp, err := kdp.Open(kdp.Options{Namespace: host.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	st, err := store.Open(filepath.Join(t.TempDir(), "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := daemon.OSBackend{Namespace: host.Name}
+	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp,
+		Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+	c.Start()
+	t.Cleanup(func() {
+		c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil })
+		c.Close()
+		st.Close()
+	})
+	macA, macB := [6]byte{2, 0x56, 0x53, 8, 0, 1}, [6]byte{2, 0x56, 0x53, 8, 0, 2}
+	state := func(dpath config.Datapath, vlanB config.VLAN) func(*config.Config) error {
+		return func(cfg *config.Config) error {
+			cfg.Switches = []config.Switch{{Name: "int0", Type: config.Internal, Datapath: dpath}}
+			cfg.VMs = []config.VM{{Name: "vm"}}
+			cfg.Adapters = []config.Adapter{
+				{VM: "vm", Name: "a", Switch: "int0", MAC: macA, Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: a.Name}},
+				{VM: "vm", Name: "b", Switch: "int0", MAC: macB, VLAN: vlanB, Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: b.Name}},
+			}
+			return nil
+		}
+	}
+	out, err := c.Change(state(config.Kernel, config.VLAN{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("changes: %v", out.Changes)
+	if l := a.Link(t, "eth0"); l.Type() != "veth" || l.Attrs().HardwareAddr.String() != "02:56:53:08:00:01" {
+		t.Fatalf("a's eth0 is a %s with MAC %s, want a veth with the adapter's MAC", l.Type(), l.Attrs().HardwareAddr)
+	}
+	a.AddAddr(t, "eth0", "10.97.0.1/24")
+	b.AddAddr(t, "eth0", "10.97.0.2/24")
+	host.AddAddr(t, "int0", "10.97.0.254/24")
+	pings := func(want bool, from *netnstest.NS, to string) {
+		t.Helper()
+		if err := from.Ping(t, to, 2*time.Second); (err == nil) != want {
+			t.Fatalf("ping %s from %s: %v, want reachable=%v", to, from, err, want)
+		}
+	}
+	pings(true, a, "10.97.0.2")
+	pings(true, a, "10.97.0.254")
+	pings(true, host, "10.97.0.2")
+
+	sw := c.Switch("int0")
+	var rx uint64
+	for _, p := range sw.Ports() {
+		if p.Name == "vm/a" {
+			rx = p.Counters.RxPackets
+		}
+	}
+	if rx == 0 {
+		t.Fatalf("the kernel switch's counters show nothing from vm/a: %+v", sw.Ports())
+	}
+	rows, _, err := sw.MACPage(l2.MACCursor{}, 100, l2.MACFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table []string
+	for _, r := range rows {
+		table = append(table, r.VID.String()+" "+r.MAC.String()+" "+r.PortName)
+	}
+	if got := strings.Join(table, "\n"); !strings.Contains(got, "0 02:56:53:08:00:01 vm/a") || !strings.Contains(got, "1 ") {
+		t.Fatalf("MAC table of the kernel switch:\n%s", got)
+	}
+
+	// b in VLAN 10: isolated from a and the host adapter (VLAN 1).
+	if _, err := c.Change(state(config.Kernel, config.VLAN{Mode: config.ModeAccess, Access: 10})); err != nil {
+		t.Fatal(err)
+	}
+	pings(false, a, "10.97.0.2")
+	pings(true, a, "10.97.0.254")
+
+	// To the userspace core and back: the workloads keep their addresses.
+	for _, dpath := range []config.Datapath{config.Userspace, config.Kernel} {
+		if _, err := c.Change(state(dpath, config.VLAN{})); err != nil {
+			t.Fatalf("to %s: %v", dpath, err)
+		}
+		for _, ns := range []*netnstest.NS{a, b} {
+			ns.AddAddr(t, "eth0", strings.Replace("10.97.0.X/24", "X", map[*netnstest.NS]string{a: "1", b: "2"}[ns], 1))
+		}
+		host.AddAddr(t, "int0", "10.97.0.254/24")
+		pings(true, a, "10.97.0.2")
+		pings(true, b, "10.97.0.254")
+	}
+
+	if _, err := c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err = nsrun.In(nsrun.Path(host.Name), func() error {
+		links, err := netlink.LinkList()
+		for _, l := range links {
+			if l.Attrs().Name != "lo" {
+				t.Errorf("left in the host namespace: %s (%s)", l.Attrs().Name, l.Type())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []*netnstest.NS{a, b} {
+		if err := ns.Do(func() error { _, err := netlink.LinkByName("eth0"); return err }); err == nil {
+			t.Errorf("eth0 left in %s", ns)
+		}
+	}
+}
