@@ -301,15 +301,15 @@ func (d *Datapath) Counters(ifname string) (Counters, error) {
 	if p == nil {
 		return Counters{}, fmt.Errorf("port %s: %w", ifname, ErrNotAttached)
 	}
+	var per [][nctr]uint64 // one set per CPU
+	if err := d.objs.Counters.Lookup(p.slot, &per); err != nil {
+		return Counters{}, err
+	}
 	var c Counters
 	for i := range nctr {
-		var per []uint64
-		if err := d.objs.Counters.Lookup(p.slot*nctr+uint32(i), &per); err != nil {
-			return Counters{}, err
-		}
 		var n uint64
-		for _, v := range per {
-			n += v
+		for _, cpu := range per {
+			n += cpu[i]
 		}
 		switch {
 		case i >= ctrDrops:
@@ -413,13 +413,7 @@ func (d *Datapath) slot() (uint32, error) {
 
 // clearCounters zeroes a slot that an earlier port may have used.
 func (d *Datapath) clearCounters(slot uint32) error {
-	zero := make([]uint64, ebpf.MustPossibleCPU())
-	for i := range uint32(nctr) {
-		if err := d.objs.Counters.Put(slot*nctr+i, zero); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.objs.Counters.Put(slot, make([][nctr]uint64, ebpf.MustPossibleCPU()))
 }
 
 // monotonicNow is bpf_ktime_get_ns's clock, now.

@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type kdpCtrs struct {
+	_ structs.HostLayout
+	C [23]uint64
+}
+
 type kdpFdbKey struct {
 	_   structs.HostLayout
 	Sw  uint32

@@ -104,25 +104,50 @@ struct {
 	__type(value, struct fdb_val);
 } fdb SEC(".maps");
 
+struct ctrs {
+	__u64 c[NCTR];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096 * NCTR);
-	__type(key, __u32);
-	__type(value, __u64);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* a port's counter slot */
+	__type(value, struct ctrs);
 } counters SEC(".maps");
 
-static __always_inline void count(__u32 id, __u32 c, __u64 n)
+static __always_inline struct ctrs *ctrs(__u32 id)
 {
-	__u32 k = id * NCTR + c;
-	__u64 *v = bpf_map_lookup_elem(&counters, &k);
-	if (v)
-		*v += n;
+	return bpf_map_lookup_elem(&counters, &id);
 }
 
-static __always_inline int drop(__u32 id, __u32 reason)
+static __always_inline void count(struct ctrs *c, __u32 i, __u64 n)
 {
-	count(id, C_DROPS + reason, 1);
+	if (i < NCTR)
+		c->c[i] += n;
+}
+
+static __always_inline int drop(struct ctrs *c, __u32 reason)
+{
+	count(c, C_DROPS + reason, 1);
 	return TC_ACT_SHOT;
+}
+
+/* sent counts a frame that leaves by port q. */
+static __always_inline void sent(struct __sk_buff *skb, const struct port *q)
+{
+	struct ctrs *c = ctrs(q->id);
+	if (c) {
+		c->c[C_TX_PACKETS] += 1;
+		c->c[C_TX_BYTES] += skb->len + (skb->vlan_present ? 4 : 0);
+	}
+}
+
+/* failed counts a frame that could not be sent by port q. */
+static __always_inline void failed(const struct port *q)
+{
+	struct ctrs *c = ctrs(q->id);
+	if (c)
+		c->c[C_DROPS + D_PORT_ERROR] += 1;
 }
 
 static __always_inline int has(const __u64 *set, __u16 vid)
@@ -164,17 +189,20 @@ int ingress(struct __sk_buff *skb)
 	struct port *p = bpf_map_lookup_elem(&ports, &in);
 	if (!p)
 		return TC_ACT_OK; /* not a port of ours */
-	__u32 id = p->id, swn = p->sw;
+	__u32 swn = p->sw;
+	struct ctrs *ic = ctrs(p->id);
+	if (!ic)
+		return TC_ACT_SHOT; /* a slot past the map: never, the loader checks */
 	struct sw *s = bpf_map_lookup_elem(&switches, &swn);
 	if (!s)
 		return TC_ACT_SHOT;
 	int tagged = skb->vlan_present && skb->vlan_proto == bpf_htons(ETH_P_8021Q);
-	count(id, C_RX_PACKETS, 1);
-	count(id, C_RX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+	count(ic, C_RX_PACKETS, 1);
+	count(ic, C_RX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
 
 	__u8 eth[12];
 	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(eth)))
-		return drop(id, D_RUNT);
+		return drop(ic, D_RUNT);
 	__u8 *dst = eth, *src = eth + 6;
 
 	/* Classify into a VLAN (vlan.Port.Ingress). */
@@ -182,48 +210,49 @@ int ingress(struct __sk_buff *skb)
 	__u16 vid = tci & 0xfff;
 	if (!tagged || vid == 0) {
 		if (p->pvid == 0 || p->admit == ADMIT_TAGGED_ONLY)
-			return drop(id, D_UNTAGGED_NOT_ALLOWED);
+			return drop(ic, D_UNTAGGED_NOT_ALLOWED);
 		vid = p->pvid;
 	} else if (vid == 4095) {
-		return drop(id, D_BAD_TAG);
+		return drop(ic, D_BAD_TAG);
 	} else if (p->admit == ADMIT_UNTAGGED_ONLY) {
-		return drop(id, D_TAGGED_ON_ACCESS);
+		return drop(ic, D_TAGGED_ON_ACCESS);
 	} else if (!has(p->member, vid)) {
-		return drop(id, D_VLAN_NOT_ALLOWED);
+		return drop(ic, D_VLAN_NOT_ALLOWED);
 	}
 	tci = (tci & 0xf000) | vid; /* the ingress PCP and DEI, the frame's VLAN */
 
 	/* Check the source and the destination. */
 	if ((src[0] & 1) || !(src[0] | src[1] | src[2] | src[3] | src[4] | src[5]))
-		return drop(id, D_INVALID_SOURCE);
+		return drop(ic, D_INVALID_SOURCE);
 	if (p->guard && (src[0] != p->mac[0] || src[1] != p->mac[1] || src[2] != p->mac[2] ||
 			 src[3] != p->mac[3] || src[4] != p->mac[4] || src[5] != p->mac[5]))
-		return drop(id, D_SPOOFED_SOURCE);
+		return drop(ic, D_SPOOFED_SOURCE);
 	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && !(dst[5] & 0xf0))
-		return drop(id, D_RESERVED_ADDRESS);
+		return drop(ic, D_RESERVED_ADDRESS);
 
-	/* Learn (FDB.Learn): a static entry of another port keeps its MAC. */
+	/* Learn, in FDB.Learn's order: the entry for (VLAN, source) if it is
+	 * live, else a static entry of the source on every VLAN, which no
+	 * other port takes, else a new or moved entry. */
 	__u64 now = bpf_ktime_get_ns();
-	struct fdb_key k = {.sw = swn, .vid = 0};
+	struct fdb_key k = {.sw = swn, .vid = vid};
 	__builtin_memcpy(k.mac, src, 6);
 	struct fdb_val *v = bpf_map_lookup_elem(&fdb, &k);
-	if (v && v->is_static) {
-		if (v->ifindex != in)
-			count(id, C_LEARN_REFUSED, 1);
+	if (v && live(v, now, s->ageing) && v->ifindex == in) {
+		if (!v->is_static && now - v->seen > 1000000000ULL)
+			v->seen = now; /* refreshed at most once a second */
+	} else if (v && v->is_static) {
+		count(ic, C_LEARN_REFUSED, 1);
 	} else {
+		k.vid = 0;
+		struct fdb_val *sv = bpf_map_lookup_elem(&fdb, &k);
 		k.vid = vid;
-		v = bpf_map_lookup_elem(&fdb, &k);
-		if (v && v->is_static) {
-			if (v->ifindex != in)
-				count(id, C_LEARN_REFUSED, 1);
+		if (sv && sv->is_static) {
+			if (sv->ifindex != in)
+				count(ic, C_LEARN_REFUSED, 1);
 		} else if (v && live(v, now, s->ageing)) {
-			if (v->ifindex != in) {
-				v->ifindex = in;
-				v->seen = now;
-				count(id, C_MOVES, 1);
-			} else if (now - v->seen > 1000000000ULL) {
-				v->seen = now;
-			}
+			v->ifindex = in;
+			v->seen = now;
+			count(ic, C_MOVES, 1);
 		} else {
 			struct fdb_val nv = {.ifindex = in, .seen = now};
 			bpf_map_update_elem(&fdb, &k, &nv, BPF_ANY);
@@ -246,14 +275,13 @@ int ingress(struct __sk_buff *skb)
 				out = v->ifindex;
 		}
 		if (out == in)
-			return drop(id, D_FILTERED);
+			return drop(ic, D_FILTERED);
 		if (out) {
 			struct port *q = bpf_map_lookup_elem(&ports, &out);
 			if (q && q->sw == swn && has(q->member, vid)) {
 				if (settag(skb, &ours, tci, q))
-					return drop(id, D_PORT_ERROR);
-				count(q->id, C_TX_PACKETS, 1);
-				count(q->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+					return drop(ic, D_PORT_ERROR);
+				sent(skb, q);
 				return bpf_redirect(out, 0);
 			}
 		}
@@ -261,7 +289,7 @@ int ingress(struct __sk_buff *skb)
 
 	/* Flood to every member of the VLAN but the ingress port: a copy to
 	 * each but the last, which gets the frame itself. */
-	count(id, C_FLOODS, 1);
+	count(ic, C_FLOODS, 1);
 	__u32 last = 0;
 	struct port *lastp = 0;
 	for (int i = 0; i < MAX_PORTS; i++) {
@@ -274,12 +302,10 @@ int ingress(struct __sk_buff *skb)
 		if (!q || q->sw != swn || !has(q->member, vid))
 			continue;
 		if (lastp) {
-			if (settag(skb, &ours, tci, lastp) == 0 && bpf_clone_redirect(skb, last, 0) == 0) {
-				count(lastp->id, C_TX_PACKETS, 1);
-				count(lastp->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
-			} else {
-				count(lastp->id, C_DROPS + D_PORT_ERROR, 1);
-			}
+			if (settag(skb, &ours, tci, lastp) == 0 && bpf_clone_redirect(skb, last, 0) == 0)
+				sent(skb, lastp);
+			else
+				failed(lastp);
 		}
 		last = out;
 		lastp = q;
@@ -287,9 +313,8 @@ int ingress(struct __sk_buff *skb)
 	if (!lastp)
 		return TC_ACT_SHOT; /* no other member: nowhere to go */
 	if (settag(skb, &ours, tci, lastp))
-		return drop(id, D_PORT_ERROR);
-	count(lastp->id, C_TX_PACKETS, 1);
-	count(lastp->id, C_TX_BYTES, skb->len + (skb->vlan_present ? 4 : 0));
+		return drop(ic, D_PORT_ERROR);
+	sent(skb, lastp);
 	return bpf_redirect(last, 0);
 }
 
