@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vswitchd"
 )
@@ -26,6 +27,7 @@ func main() {
 	flag.StringVar(&o.Socket, "socket", api.SocketPath, "the API's unix socket")
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
+	flag.StringVar(&o.BPFDir, "bpf-dir", kdp.DefaultPinDir, "where the kernel data path pins its programs' maps and links, so that its switches forward while vswitchd restarts (\"\": not pinned)")
 	flag.Func("socket-dir", "a directory where adapters' QEMU sockets may be, besides /run/vswitch and the API socket's (repeatable)",
 		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)

@@ -213,18 +213,18 @@ func Learn(p *mem.Port, srcs ...frame.MAC) {
 // adapters' static entries.
 type Kernel struct {
 	mu       sync.Mutex
-	switches map[uint32]bool
+	switches map[string]bool
 	ports    map[string]kdp.PortConfig
 }
 
 // SetSwitch implements daemon.KernelPath.
-func (k *Kernel) SetSwitch(sw uint32, _ time.Duration) error {
+func (k *Kernel) SetSwitch(name string, _ time.Duration) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.switches == nil {
-		k.switches, k.ports = map[uint32]bool{}, map[string]kdp.PortConfig{}
+		k.switches, k.ports = map[string]bool{}, map[string]kdp.PortConfig{}
 	}
-	k.switches[sw] = true
+	k.switches[name] = true
 	return nil
 }
 
@@ -233,7 +233,7 @@ func (k *Kernel) AddPort(ifname string, cfg kdp.PortConfig) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if !k.switches[cfg.Switch] {
-		return fmt.Errorf("no switch %d", cfg.Switch)
+		return fmt.Errorf("no switch %s", cfg.Switch)
 	}
 	k.ports[ifname] = cfg
 	return nil
@@ -251,10 +251,27 @@ func (k *Kernel) RemovePort(ifname string) error {
 }
 
 // RemoveSwitch implements daemon.KernelPath.
-func (k *Kernel) RemoveSwitch(sw uint32) error {
+func (k *Kernel) RemoveSwitch(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.switches, sw)
+	delete(k.switches, name)
+	return nil
+}
+
+// Prune implements daemon.KernelPath.
+func (k *Kernel) Prune(switches, ports map[string]bool) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for name := range k.ports {
+		if !ports[name] {
+			delete(k.ports, name)
+		}
+	}
+	for name := range k.switches {
+		if !switches[name] {
+			delete(k.switches, name)
+		}
+	}
 	return nil
 }
 
@@ -269,12 +286,12 @@ func (k *Kernel) Counters(ifname string) (kdp.Counters, error) {
 }
 
 // MACTable implements daemon.KernelPath.
-func (k *Kernel) MACTable(sw uint32) ([]kdp.Entry, error) {
+func (k *Kernel) MACTable(name string) ([]kdp.Entry, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out []kdp.Entry
 	for ifname, c := range k.ports {
-		if c.Switch == sw && !c.MAC.IsZero() {
+		if c.Switch == name && !c.MAC.IsZero() {
 			out = append(out, kdp.Entry{MAC: c.MAC, Port: ifname, Static: true})
 		}
 	}

@@ -127,7 +127,7 @@ func (d *Daemon) SetRunning(f func(vm string) bool) {
 type liveSwitch struct {
 	opts     l2.Options
 	sw       *l2.Switch        // on the userspace core
-	kernel   uint32            // on the kernel data path: its number there (0: not)
+	kernel   bool              // on the kernel data path
 	ifnames  map[string]string // kernel: port name → switch-side interface
 	ports    map[string]*portPlan
 	tookOver string // the NIC whose identity was taken, if any
@@ -173,7 +173,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	for _, name := range sortedKeys(d.switches) {
 		ls := d.switches[name]
 		wp, keep := want[name]
-		if keep && sameOptions(ls.opts, wp.opts) && (ls.kernel != 0) == wp.kernel {
+		if keep && sameOptions(ls.opts, wp.opts) && ls.kernel == wp.kernel {
 			continue
 		}
 		if err := d.giveBack(ls, note); err != nil {
@@ -191,7 +191,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 				errs = append(errs, d.remove(p.spec))
 			}
 		}
-		if ls.kernel != 0 {
+		if ls.kernel {
 			if err := d.closeKernel(ls); err != nil {
 				errs = append(errs, &StepError{Switch: name, Step: "remove from the kernel data path", Err: err})
 			}
@@ -240,6 +240,9 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		errs = append(errs, d.takeOver(ls, wp, note))
 	}
 	errs = append(errs, d.sweep(want, note)...)
+	if err := d.pruneKernel(); err != nil {
+		errs = append(errs, &StepError{Step: "prune the kernel data path", Err: err})
+	}
 	err = errors.Join(errs...)
 	d.publish(err)
 	return changes, err
@@ -251,7 +254,7 @@ func (d *Daemon) publish(err error) {
 	v := &view{switches: make(map[string]*viewSwitch, len(d.switches)), problems: map[[2]string]*StepError{}}
 	for name, ls := range d.switches {
 		vs := &viewSwitch{sw: ls.sw, up: make(map[string]bool, len(ls.ports))}
-		if ls.kernel != 0 {
+		if ls.kernel {
 			vs.sw = d.kernelView(ls)
 		}
 		for pn := range ls.ports {

@@ -12,15 +12,18 @@ import (
 )
 
 // KernelPath is the kernel data path (kdp.Datapath) as the daemon drives
-// it: switches by number, ports by their switch-side interface name.
+// it: switches by name, ports by their switch-side interface name.
 type KernelPath interface {
-	SetSwitch(sw uint32, ageing time.Duration) error
+	SetSwitch(name string, ageing time.Duration) error
 	AddPort(ifname string, cfg kdp.PortConfig) error
 	SetPort(ifname string, cfg kdp.PortConfig) error
 	RemovePort(ifname string) error
-	RemoveSwitch(sw uint32) error
+	RemoveSwitch(name string) error
+	// Prune removes the switches and ports not named (what a pinned data
+	// path kept for switches that went while vswitchd was not running).
+	Prune(switches, ports map[string]bool) error
 	Counters(ifname string) (kdp.Counters, error)
-	MACTable(sw uint32) ([]kdp.Entry, error)
+	MACTable(name string) ([]kdp.Entry, error)
 }
 
 // ErrNoKernelPath is a switch on the kernel data path where there is none.
@@ -44,7 +47,7 @@ func (d *Daemon) SetKernelPath(k KernelPath) {
 }
 
 // kernelConfig is a port's model for the kernel data path.
-func kernelConfig(sw uint32, c l2.PortConfig) kdp.PortConfig {
+func kernelConfig(sw string, c l2.PortConfig) kdp.PortConfig {
 	return kdp.PortConfig{Switch: sw, VLAN: c.VLAN, MAC: c.MAC, SpoofGuard: c.SpoofGuard}
 }
 
@@ -53,26 +56,20 @@ func (d *Daemon) createKernel(wp *switchPlan) (*liveSwitch, error) {
 	if d.kern == nil {
 		return nil, ErrNoKernelPath
 	}
-	num := uint32(1)
-	for _, ls := range d.switches {
-		if ls.kernel >= num {
-			num = ls.kernel + 1
-		}
-	}
-	if err := d.kern.SetSwitch(num, wp.opts.Ageing); err != nil {
+	if err := d.kern.SetSwitch(wp.opts.Name, wp.opts.Ageing); err != nil {
 		return nil, err
 	}
-	return &liveSwitch{opts: wp.opts, kernel: num, ports: map[string]*portPlan{}, ifnames: map[string]string{}}, nil
+	return &liveSwitch{opts: wp.opts, kernel: true, ports: map[string]*portPlan{}, ifnames: map[string]string{}}, nil
 }
 
 // closeKernel forgets a kernel switch whose ports are gone; d.mu is held.
 func (d *Daemon) closeKernel(ls *liveSwitch) error {
-	return d.kern.RemoveSwitch(ls.kernel)
+	return d.kern.RemoveSwitch(ls.opts.Name)
 }
 
 // removePortOf takes a port off its switch on either data path.
 func (d *Daemon) removePortOf(ls *liveSwitch, pn string) error {
-	if ls.kernel == 0 {
+	if !ls.kernel {
 		ls.sw.RemovePort(pn)
 		return nil
 	}
@@ -83,17 +80,17 @@ func (d *Daemon) removePortOf(ls *liveSwitch, pn string) error {
 
 // setPortOf changes a port's model on either data path.
 func (d *Daemon) setPortOf(ls *liveSwitch, pn string, want *portPlan) error {
-	if ls.kernel == 0 {
+	if !ls.kernel {
 		return ls.sw.SetPort(pn, want.cfg)
 	}
-	return d.kern.SetPort(ls.ifnames[pn], kernelConfig(ls.kernel, want.cfg))
+	return d.kern.SetPort(ls.ifnames[pn], kernelConfig(ls.opts.Name, want.cfg))
 }
 
 // openPortOn makes a port's host object and puts it on its switch, on
 // either data path.
 func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepError {
 	sw := ls.opts.Name
-	if ls.kernel == 0 {
+	if !ls.kernel {
 		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
 			func(p l2.Port) { p.Close() }) // still recorded: the next converge opens it again, or the sweep removes it
 		if err != nil {
@@ -108,7 +105,7 @@ func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepErro
 	if err != nil {
 		return &StepError{Switch: sw, Port: pn, Step: "make the device of " + want.spec.Kind, Err: err}
 	}
-	if err := d.kern.AddPort(ifname, kernelConfig(ls.kernel, want.cfg)); err != nil {
+	if err := d.kern.AddPort(ifname, kernelConfig(ls.opts.Name, want.cfg)); err != nil {
 		return &StepError{Switch: sw, Port: pn, Step: "attach the kernel data path", Err: err}
 	}
 	ls.ifnames[pn] = ifname
@@ -118,13 +115,13 @@ func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepErro
 // kernelView is a kernel switch as reads see it.
 type kernelView struct {
 	kern    KernelPath
-	num     uint32
+	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
-	v := &kernelView{kern: d.kern, num: ls.kernel, ports: make(map[string]string, len(ls.ifnames)),
+	v := &kernelView{kern: d.kern, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
 		configs: make(map[string]l2.PortConfig, len(ls.ifnames))}
 	for pn, ifname := range ls.ifnames {
 		v.ports[pn] = ifname
@@ -161,7 +158,7 @@ func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l
 	if f.Port != "" && v.ports[f.Port] == "" {
 		return nil, false, fmt.Errorf("MAC table of port %q: %w", f.Port, l2.ErrNotFound)
 	}
-	es, err := v.kern.MACTable(v.num)
+	es, err := v.kern.MACTable(v.name)
 	if err != nil {
 		return nil, false, err
 	}
@@ -185,3 +182,22 @@ func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l
 
 // SuppressedMoves implements LiveSwitch: the program reports no moves yet.
 func (v *kernelView) SuppressedMoves() uint64 { return 0 }
+
+// pruneKernel tells the kernel data path which switches and ports are the
+// daemon's now; d.mu is held.
+func (d *Daemon) pruneKernel() error {
+	if d.kern == nil {
+		return nil
+	}
+	switches, ports := map[string]bool{}, map[string]bool{}
+	for name, ls := range d.switches {
+		if !ls.kernel {
+			continue
+		}
+		switches[name] = true
+		for _, ifname := range ls.ifnames {
+			ports[ifname] = true
+		}
+	}
+	return d.kern.Prune(switches, ports)
+}

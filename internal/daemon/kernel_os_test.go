@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
@@ -29,7 +32,13 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 	for _, ns := range []*netnstest.NS{host, a, b} {
 		ns.NoIPv6(t)
 	}
-	dp, err := kdp.Open(kdp.Options{Namespace: host.Name})
+	fs := t.TempDir()
+	if err := unix.Mount("bpf", fs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(fs, unix.MNT_DETACH) })
+	pins := filepath.Join(fs, "vswitch")
+	dp, err := kdp.Open(kdp.Options{Namespace: host.Name, PinDir: pins})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +48,15 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := daemon.OSBackend{Namespace: host.Name}
-	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp,
-		Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
-	c.Start()
+	start := func() *daemon.Controller {
+		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp,
+			Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+		if _, err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := start()
 	t.Cleanup(func() {
 		c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil })
 		c.Close()
@@ -79,6 +94,32 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 	pings(true, a, "10.97.0.2")
 	pings(true, a, "10.97.0.254")
 	pings(true, host, "10.97.0.2")
+
+	// vswitchd stops: the pinned program goes on switching; the next one
+	// takes the switch over without detaching anything.
+	c.Close()
+	dp.Close()
+	pings(true, a, "10.97.0.2")
+	if dp, err = kdp.Open(kdp.Options{Namespace: host.Name, PinDir: pins}); err != nil {
+		t.Fatal(err)
+	}
+	c = start()
+	pings(true, b, "10.97.0.254")
+	if err := nsrun.In(nsrun.Path(host.Name), func() error {
+		links, err := netlink.LinkList()
+		for _, l := range links {
+			if !strings.HasPrefix(l.Attrs().Name, "vk") {
+				continue
+			}
+			r, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: ebpf.AttachTCXIngress})
+			if err != nil || len(r.Programs) != 1 {
+				t.Errorf("%s after the restart: %v programs (%v), want 1", l.Attrs().Name, r, err)
+			}
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	sw := c.Switch("int0")
 	var rx uint64

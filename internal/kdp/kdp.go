@@ -16,7 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,15 +71,27 @@ type Options struct {
 	Namespace string
 	// FDBSize bounds the MAC table of all switches together; 262,144 if 0.
 	FDBSize int
+	// PinDir, if set, is a directory on a BPF filesystem (mounted there if
+	// it is not one) where the maps and the ports' links are pinned: the
+	// program keeps forwarding when the Datapath is closed or its process
+	// ends, and the next Open takes the switches and ports over as they
+	// are. Without it, Close detaches the program from every port.
+	PinDir string
 }
+
+// DefaultPinDir is where vswitchd pins the kernel data path.
+const DefaultPinDir = "/sys/fs/bpf/vswitch"
 
 // Datapath is the loaded program and its maps. Its methods are safe for
 // concurrent use.
 type Datapath struct {
 	mu       sync.Mutex
 	ns       string
+	pinDir   string
+	pinned   bool // the maps are pinned in pinDir
 	objs     kdpObjects
 	ports    map[string]*port // by interface name
+	nums     map[string]uint32
 	switches map[uint32]*kdpSw
 	free     []uint32 // counter slots given back
 	next     uint32   // the next counter slot never used
@@ -87,12 +102,12 @@ type port struct {
 	ifindex int
 	slot    uint32
 	cfg     PortConfig
-	link    link.Link
+	link    link.Link // nil: taken over from a pinned map, attached again by AddPort
 }
 
 // PortConfig is a port's place and model on the kernel path.
 type PortConfig struct {
-	Switch     uint32    // the switch's number
+	Switch     string    // the switch's name
 	VLAN       vlan.Port // its 802.1Q model (vlan.Untagged etc.; never the zero value)
 	MAC        frame.MAC // an adapter's MAC: a static entry on every VLAN of the port
 	SpoofGuard bool      // drop frames whose source is not MAC
@@ -101,7 +116,8 @@ type PortConfig struct {
 // ErrNotAttached is a port the datapath does not have.
 var ErrNotAttached = errors.New("not a port of the kernel data path")
 
-// Open loads the program and creates its maps.
+// Open loads the program and creates its maps, or with PinDir takes over
+// the pinned ones and what they hold.
 func Open(o Options) (*Datapath, error) {
 	spec, err := loadKdp()
 	if err != nil {
@@ -110,18 +126,93 @@ func Open(o Options) (*Datapath, error) {
 	if o.FDBSize > 0 {
 		spec.Maps["fdb"].MaxEntries = uint32(o.FDBSize)
 	}
-	d := &Datapath{ns: o.Namespace, ports: map[string]*port{}, switches: map[uint32]*kdpSw{}}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+	d := &Datapath{ns: o.Namespace, pinDir: o.PinDir, ports: map[string]*port{}, nums: map[string]uint32{}, switches: map[uint32]*kdpSw{}}
+	var co *ebpf.CollectionOptions
+	if d.pinDir != "" {
+		if err := ensureBPFFS(d.pinDir); err != nil {
+			return nil, err
+		}
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinByName
+		}
+		co = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: d.pinDir}}
+	}
+	err = spec.LoadAndAssign(&d.objs, co)
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		// Pinned by another version of the program: start afresh.
+		d.unpinAll()
+		err = spec.LoadAndAssign(&d.objs, co)
+	}
+	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("loading the kernel data path: %+v", ve)
 		}
 		return nil, fmt.Errorf("loading the kernel data path: %w", err)
 	}
+	d.pinned = d.pinDir != ""
+	if d.pinned {
+		if err := d.takeOver(); err != nil {
+			d.objs.Close()
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
-// Close detaches the program from every port and frees the maps.
+// takeOver reads the switches and ports that the pinned maps hold.
+func (d *Datapath) takeOver() error {
+	var num uint32
+	var s kdpSw
+	for it := d.objs.Switches.Iterate(); it.Next(&num, &s); {
+		sw := s
+		d.switches[num] = &sw
+		d.nums[cString(sw.Name[:])] = num
+	}
+	used := map[uint32]bool{}
+	var ifi uint32
+	var kp kdpPort
+	var gone []uint32
+	for it := d.objs.Ports.Iterate(); it.Next(&ifi, &kp); {
+		name, err := d.ifname(int(ifi))
+		swName := ""
+		for n, k := range d.nums {
+			if k == kp.Sw {
+				swName = n
+			}
+		}
+		if err != nil || swName == "" {
+			gone = append(gone, ifi)
+			continue
+		}
+		p := &port{ifindex: int(ifi), slot: kp.Id, cfg: PortConfig{Switch: swName, MAC: kp.Mac, SpoofGuard: kp.Guard != 0}}
+		p.cfg.VLAN.PVID, p.cfg.VLAN.Admit = frame.VID(kp.Pvid), vlan.Admit(kp.Admit)
+		if l, err := link.LoadPinnedLink(d.linkPin(int(ifi)), nil); err == nil {
+			if err := l.Update(d.objs.Ingress); err != nil { // to this version of the program
+				l.Close()
+			} else {
+				p.link = l
+			}
+		}
+		d.ports[name] = p
+		used[kp.Id] = true
+		d.next = max(d.next, kp.Id+1)
+	}
+	for _, ifi := range gone {
+		d.objs.Ports.Delete(ifi)
+		d.forgetEntries(ifi)
+		d.dropMember(ifi)
+	}
+	for i := range d.next {
+		if !used[i] {
+			d.free = append(d.free, i)
+		}
+	}
+	return nil
+}
+
+// Close lets go of the program and the maps. Without PinDir the program
+// is detached from every port; with it, it goes on forwarding.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -131,7 +222,9 @@ func (d *Datapath) Close() error {
 	d.closed = true
 	var errs []error
 	for name, p := range d.ports {
-		errs = append(errs, p.link.Close())
+		if p.link != nil {
+			errs = append(errs, p.link.Close())
+		}
 		delete(d.ports, name)
 	}
 	errs = append(errs, d.objs.Close())
@@ -140,34 +233,56 @@ func (d *Datapath) Close() error {
 
 // SetSwitch makes or changes a switch: its MAC table entries age after
 // ageing (300 s if 0).
-func (d *Datapath) SetSwitch(sw uint32, ageing time.Duration) error {
+func (d *Datapath) SetSwitch(name string, ageing time.Duration) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if len(name) > 15 {
+		return fmt.Errorf("switch %q: a name of at most 15 bytes", name)
+	}
 	if ageing <= 0 {
 		ageing = 300 * time.Second
 	}
-	s := d.switches[sw]
-	if s == nil {
-		s = &kdpSw{}
-		d.switches[sw] = s
+	num, ok := d.nums[name]
+	if !ok {
+		for num = 1; d.switches[num] != nil; num++ {
+		}
+		d.nums[name] = num
+		d.switches[num] = &kdpSw{}
+		for i := range len(name) {
+			d.switches[num].Name[i] = int8(name[i])
+		}
 	}
+	s := d.switches[num]
 	s.Ageing = uint64(ageing)
-	return d.objs.Switches.Put(sw, s)
+	if err := d.objs.Switches.Put(num, s); err != nil {
+		return err
+	}
+	if d.pinDir != "" && !d.pinned {
+		return d.pinMaps()
+	}
+	return nil
 }
 
 // AddPort puts the interface ifname on its switch (which SetSwitch made)
 // and attaches the program to it. A port that is there already is
-// reconfigured.
+// reconfigured (and attached again if it was taken over without its link).
 func (d *Datapath) AddPort(ifname string, cfg PortConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if p := d.ports[ifname]; p != nil {
-		return d.setLocked(p, cfg)
+		if err := d.setLocked(p, cfg); err != nil {
+			return err
+		}
+		if p.link == nil {
+			return d.attach(ifname, p)
+		}
+		return nil
 	}
-	s := d.switches[cfg.Switch]
-	if s == nil {
-		return fmt.Errorf("port %s: switch %d: %w", ifname, cfg.Switch, ErrNotAttached)
+	num, ok := d.nums[cfg.Switch]
+	if !ok {
+		return fmt.Errorf("port %s: switch %s: %w", ifname, cfg.Switch, ErrNotAttached)
 	}
+	s := d.switches[num]
 	if s.N >= MaxPorts {
 		return fmt.Errorf("port %s: the kernel data path takes at most %d ports per switch", ifname, MaxPorts)
 	}
@@ -190,18 +305,36 @@ func (d *Datapath) AddPort(ifname string, cfg PortConfig) error {
 	}
 	s.Ifindex[s.N] = uint32(ifi)
 	s.N++
-	if err := d.objs.Switches.Put(cfg.Switch, s); err != nil {
+	if err := d.objs.Switches.Put(num, s); err != nil {
 		return err
 	}
-	err = nsrun.In(nsrun.Path(d.ns), func() (err error) {
-		p.link, err = link.AttachTCX(link.TCXOptions{Interface: ifi, Program: d.objs.Ingress, Attach: ebpf.AttachTCXIngress})
+	if err := d.attach(ifname, p); err != nil {
+		d.unlink(p)
+		return err
+	}
+	d.ports[ifname] = p
+	return nil
+}
+
+// attach attaches the program at tcx ingress of a port (pinning the link
+// with PinDir).
+func (d *Datapath) attach(ifname string, p *port) error {
+	err := nsrun.In(nsrun.Path(d.ns), func() (err error) {
+		p.link, err = link.AttachTCX(link.TCXOptions{Interface: p.ifindex, Program: d.objs.Ingress, Attach: ebpf.AttachTCXIngress})
 		return err
 	})
 	if err != nil {
-		d.unlink(p)
 		return fmt.Errorf("attach the kernel data path to %s: %w", ifname, err)
 	}
-	d.ports[ifname] = p
+	if d.pinDir != "" {
+		path := d.linkPin(p.ifindex)
+		os.Remove(path) // a link pinned for an earlier device of this index
+		if err := p.link.Pin(path); err != nil {
+			p.link.Close()
+			p.link = nil
+			return fmt.Errorf("pin the link of %s: %w", ifname, err)
+		}
+	}
 	return nil
 }
 
@@ -217,10 +350,14 @@ func (d *Datapath) SetPort(ifname string, cfg PortConfig) error {
 }
 
 func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
-	if p.cfg.Switch != cfg.Switch && p.link != nil {
-		return fmt.Errorf("a port cannot change switches (%d to %d): remove it first", p.cfg.Switch, cfg.Switch)
+	if p.cfg.Switch != "" && p.cfg.Switch != cfg.Switch {
+		return fmt.Errorf("a port cannot change switches (%s to %s): remove it first", p.cfg.Switch, cfg.Switch)
 	}
-	kp := kdpPort{Sw: cfg.Switch, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC}
+	num, ok := d.nums[cfg.Switch]
+	if !ok {
+		return fmt.Errorf("switch %s: %w", cfg.Switch, ErrNotAttached)
+	}
+	kp := kdpPort{Sw: num, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC}
 	if cfg.SpoofGuard {
 		kp.Guard = 1
 	}
@@ -230,10 +367,10 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 		return err
 	}
 	if p.cfg.MAC != cfg.MAC && !p.cfg.MAC.IsZero() {
-		d.objs.Fdb.Delete(fdbKey(p.cfg.Switch, 0, p.cfg.MAC))
+		d.objs.Fdb.Delete(fdbKey(num, 0, p.cfg.MAC))
 	}
 	if !cfg.MAC.IsZero() {
-		if err := d.objs.Fdb.Put(fdbKey(cfg.Switch, 0, cfg.MAC), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1}); err != nil {
+		if err := d.objs.Fdb.Put(fdbKey(num, 0, cfg.MAC), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1}); err != nil {
 			return err
 		}
 	}
@@ -246,11 +383,21 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 func (d *Datapath) RemovePort(ifname string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.removeLocked(ifname)
+}
+
+func (d *Datapath) removeLocked(ifname string) error {
 	p := d.ports[ifname]
 	if p == nil {
 		return nil
 	}
-	err := p.link.Close()
+	var err error
+	if p.link != nil {
+		if d.pinDir != "" {
+			p.link.Unpin()
+		}
+		err = p.link.Close()
+	}
 	d.unlink(p)
 	delete(d.ports, ifname)
 	return err
@@ -258,39 +405,112 @@ func (d *Datapath) RemovePort(ifname string) error {
 
 // unlink takes a port out of its switch, the ports map and the MAC table.
 func (d *Datapath) unlink(p *port) {
-	if s := d.switches[p.cfg.Switch]; s != nil {
-		ifs := slices.DeleteFunc(s.Ifindex[:s.N], func(i uint32) bool { return i == uint32(p.ifindex) })
-		n := uint32(len(ifs))
-		clear(s.Ifindex[n:])
-		s.N = n
-		d.objs.Switches.Put(p.cfg.Switch, s)
-	}
+	d.dropMember(uint32(p.ifindex))
 	d.objs.Ports.Delete(uint32(p.ifindex))
+	d.forgetEntries(uint32(p.ifindex))
+	d.free = append(d.free, p.slot)
+}
+
+// dropMember takes an interface out of its switch's member list.
+func (d *Datapath) dropMember(ifi uint32) {
+	for num, s := range d.switches {
+		n := len(slices.DeleteFunc(s.Ifindex[:s.N], func(i uint32) bool { return i == ifi }))
+		if uint32(n) != s.N {
+			clear(s.Ifindex[n:])
+			s.N = uint32(n)
+			d.objs.Switches.Put(num, s)
+		}
+	}
+}
+
+// forgetEntries deletes the MAC table entries that point to an interface.
+func (d *Datapath) forgetEntries(ifi uint32) {
 	var k kdpFdbKey
 	var v kdpFdbVal
 	var gone []kdpFdbKey
 	for it := d.objs.Fdb.Iterate(); it.Next(&k, &v); {
-		if v.Ifindex == uint32(p.ifindex) {
+		if v.Ifindex == ifi {
 			gone = append(gone, k)
 		}
 	}
 	for _, k := range gone {
 		d.objs.Fdb.Delete(k)
 	}
-	d.free = append(d.free, p.slot)
 }
 
-// RemoveSwitch forgets a switch whose ports are gone.
-func (d *Datapath) RemoveSwitch(sw uint32) error {
+// RemoveSwitch forgets a switch whose ports are gone. With PinDir, when
+// the last switch goes the pinned maps go too: nothing is left behind.
+func (d *Datapath) RemoveSwitch(name string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for name, p := range d.ports {
-		if p.cfg.Switch == sw {
-			return fmt.Errorf("switch %d still has port %s", sw, name)
+	return d.removeSwitchLocked(name)
+}
+
+func (d *Datapath) removeSwitchLocked(name string) error {
+	for pn, p := range d.ports {
+		if p.cfg.Switch == name {
+			return fmt.Errorf("switch %s still has port %s", name, pn)
 		}
 	}
-	delete(d.switches, sw)
-	return d.objs.Switches.Delete(sw)
+	num, ok := d.nums[name]
+	if !ok {
+		return nil
+	}
+	delete(d.nums, name)
+	delete(d.switches, num)
+	if err := d.objs.Switches.Delete(num); err != nil {
+		return err
+	}
+	if len(d.nums) == 0 && d.pinned {
+		d.unpinAll()
+		d.pinned = false
+	}
+	return nil
+}
+
+// Prune removes every port and switch the caller does not name: what a
+// pinned data path kept for switches that went while no one ran it.
+func (d *Datapath) Prune(switches, ports map[string]bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for name := range d.ports {
+		if !ports[name] {
+			errs = append(errs, d.removeLocked(name))
+		}
+	}
+	for name := range d.nums {
+		if !switches[name] {
+			errs = append(errs, d.removeSwitchLocked(name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pinMaps pins the maps in pinDir (again, after the last switch went).
+func (d *Datapath) pinMaps() error {
+	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb, "counters": d.objs.Counters} {
+		if err := m.Pin(filepath.Join(d.pinDir, name)); err != nil {
+			return fmt.Errorf("pin the map %s: %w", name, err)
+		}
+	}
+	d.pinned = true
+	return nil
+}
+
+// unpinAll removes the data path's pins in pinDir (maps and links).
+func (d *Datapath) unpinAll() {
+	entries, _ := os.ReadDir(d.pinDir)
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case n == "ports", n == "switches", n == "fdb", n == "counters", strings.HasPrefix(n, "link-"):
+			os.Remove(filepath.Join(d.pinDir, n))
+		}
+	}
+}
+
+func (d *Datapath) linkPin(ifindex int) string {
+	return filepath.Join(d.pinDir, fmt.Sprintf("link-%d", ifindex))
 }
 
 // Counters returns a port's counters, summed over CPUs.
@@ -331,17 +551,21 @@ type Entry struct {
 }
 
 // MACTable returns a switch's live entries, sorted by VLAN and MAC.
-func (d *Datapath) MACTable(sw uint32) ([]Entry, error) {
+func (d *Datapath) MACTable(name string) ([]Entry, error) {
 	d.mu.Lock()
 	byIndex := map[uint32]string{}
-	for name, p := range d.ports {
-		byIndex[uint32(p.ifindex)] = name
+	for pn, p := range d.ports {
+		byIndex[uint32(p.ifindex)] = pn
 	}
-	ageing := time.Duration(300 * time.Second)
-	if s := d.switches[sw]; s != nil {
-		ageing = time.Duration(s.Ageing)
+	sw, ok := d.nums[name]
+	ageing := 300 * time.Second
+	if ok {
+		ageing = time.Duration(d.switches[sw].Ageing)
 	}
 	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("switch %s: %w", name, ErrNotAttached)
+	}
 	now, err := monotonicNow()
 	if err != nil {
 		return nil, err
@@ -397,6 +621,20 @@ func (d *Datapath) ifindex(name string) (int, error) {
 	return ifi, nil
 }
 
+// ifname looks an interface's name up by index in the datapath's namespace.
+func (d *Datapath) ifname(ifi int) (string, error) {
+	var name string
+	err := nsrun.In(nsrun.Path(d.ns), func() error {
+		i, err := net.InterfaceByIndex(ifi)
+		if err != nil {
+			return err
+		}
+		name = i.Name
+		return nil
+	})
+	return name, err
+}
+
 // slot returns a free counter slot.
 func (d *Datapath) slot() (uint32, error) {
 	if n := len(d.free); n > 0 {
@@ -423,4 +661,41 @@ func monotonicNow() (uint64, error) {
 		return 0, err
 	}
 	return uint64(ts.Nano()), nil
+}
+
+// cString is a NUL-terminated name.
+func cString(b []int8) string {
+	var out []byte
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}
+
+// ensureBPFFS makes dir a directory on a BPF filesystem: under
+// /sys/fs/bpf (mounted there first if it is not mounted), or a BPF
+// filesystem mounted on dir itself.
+func ensureBPFFS(dir string) error {
+	isBPF := func(path string) bool {
+		var st unix.Statfs_t
+		return unix.Statfs(path, &st) == nil && st.Type == unix.BPF_FS_MAGIC
+	}
+	const root = "/sys/fs/bpf"
+	if strings.HasPrefix(dir, root+"/") && !isBPF(root) {
+		if err := unix.Mount("bpf", root, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount a BPF filesystem on %s: %w", root, err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if !isBPF(dir) {
+		if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount a BPF filesystem on %s: %w", dir, err)
+		}
+	}
+	return nil
 }

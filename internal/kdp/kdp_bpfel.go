@@ -52,6 +52,7 @@ type kdpSw struct {
 	N       uint32
 	Pad     uint32
 	Ifindex [64]uint32
+	Name    [16]int8
 }
 
 // Names of all BPF objects in the ELF.

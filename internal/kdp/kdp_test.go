@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
@@ -107,29 +111,39 @@ func (r *reference) counters(t *testing.T, port string) Counters {
 // namespace of its own, where a raw socket sends and captures frames.
 type kernel struct {
 	dp   *Datapath
+	ns   string
 	raws map[string]*netnstest.Raw
+	cfgs map[string]PortConfig // by interface
 }
 
 func newKernel(t *testing.T, ports []testPort) *kernel {
+	return newKernelWith(t, ports, Options{FDBSize: 4096})
+}
+
+// newKernelWith is newKernel with options (the namespace is the test's).
+func newKernelWith(t *testing.T, ports []testPort, o Options) *kernel {
 	netnstest.RequireRoot(t)
 	host := netnstest.New(t)
 	host.NoIPv6(t)
-	dp, err := Open(Options{Namespace: host.Name, FDBSize: 4096})
+	o.Namespace = host.Name
+	dp, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	if err := dp.SetSwitch(1, 0); err != nil {
+	if err := dp.SetSwitch("sw", 0); err != nil {
 		t.Fatal(err)
 	}
-	k := &kernel{dp: dp, raws: map[string]*netnstest.Raw{}}
+	k := &kernel{dp: dp, ns: host.Name, raws: map[string]*netnstest.Raw{}, cfgs: map[string]PortConfig{}}
 	for _, p := range ports {
 		wl := netnstest.New(t)
 		wl.NoIPv6(t)
 		netnstest.Veth(t, wl, "eth0", host, "p-"+p.name)
-		if err := dp.AddPort("p-"+p.name, PortConfig{Switch: 1, VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}); err != nil {
+		cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}
+		if err := dp.AddPort("p-"+p.name, cfg); err != nil {
 			t.Fatal(err)
 		}
+		k.cfgs["p-"+p.name] = cfg
 		k.raws[p.name] = wl.Raw(t, "eth0")
 	}
 	return k
@@ -333,7 +347,7 @@ func TestTableAndDetach(t *testing.T) {
 		t.Fatalf("broadcast from b: %s", render(got))
 	}
 	table := func() string {
-		es, err := k.dp.MACTable(1)
+		es, err := k.dp.MACTable("sw")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,24 +360,7 @@ func TestTableAndDetach(t *testing.T) {
 	if got, want := table(), "0 02:56:53:77:00:a1 p-a static=true\n10 02:56:53:77:00:b1 p-b static=false"; got != want {
 		t.Fatalf("MAC table:\n%s\nwant\n%s", got, want)
 	}
-	attached := func(name string) int {
-		ifi, err := k.dp.ifindex(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var n int
-		err = nsrun.In(nsrun.Path(k.dp.ns), func() error {
-			r, err := link.QueryPrograms(link.QueryOptions{Target: ifi, Attach: ebpf.AttachTCXIngress})
-			if err == nil {
-				n = len(r.Programs)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	attached := func(name string) int { return k.attached(t, name) }
 	if n := attached("p-b"); n != 1 {
 		t.Fatalf("%d programs on p-b, want 1", n)
 	}
@@ -387,5 +384,93 @@ func TestTableAndDetach(t *testing.T) {
 		if n := attached(p); n != 0 {
 			t.Fatalf("%d programs left on %s after Close", n, p)
 		}
+	}
+}
+
+// attached is the number of programs at tcx ingress of an interface.
+func (k *kernel) attached(t *testing.T, name string) int {
+	t.Helper()
+	var n int
+	err := nsrun.In(nsrun.Path(k.ns), func() error {
+		i, err := net.InterfaceByName(name)
+		if err != nil {
+			return err
+		}
+		r, err := link.QueryPrograms(link.QueryOptions{Target: i.Index, Attach: ebpf.AttachTCXIngress})
+		if err == nil {
+			n = len(r.Programs)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// bpffs mounts a BPF filesystem on a new directory for the test.
+func bpffs(t *testing.T) string {
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount a BPF filesystem: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// With its maps and links pinned, the data path forwards while no process
+// holds it, and the next Open takes over its switches, ports, counters and
+// MAC table without detaching anything; when the last switch goes, no pin
+// and no program is left.
+func TestPinnedDatapathOutlivesItsProcess(t *testing.T) {
+	pins := filepath.Join(bpffs(t), "vswitch")
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10)), mac: stationMAC(0xa1), guard: true},
+		{name: "b", vlan: mustVLAN(vlan.Access(10))},
+	}
+	k := newKernelWith(t, ports, Options{FDBSize: 4096, PinDir: pins})
+	k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb1), 0, 0, 1))
+	if got := k.recv(t, map[string]int{"a": 1}); len(got["a"]) != 1 {
+		t.Fatalf("before: %s", render(got))
+	}
+	if err := k.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody holds the data path: it forwards all the same (known unicast now).
+	k.send(t, "a", testFrame(stationMAC(0xb1), stationMAC(0xa1), 0, 0, 2))
+	if got := k.recv(t, map[string]int{"b": 1}); len(got["b"]) != 1 {
+		t.Fatalf("while closed: %s", render(got))
+	}
+	dp, err := Open(Options{Namespace: k.ns, FDBSize: 4096, PinDir: pins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	k.dp = dp
+	if c, err := dp.Counters("p-a"); err != nil || c.RxPackets != 1 || c.TxPackets != 1 {
+		t.Fatalf("counters taken over: %+v, %v; want 1 frame in and 1 out", c, err)
+	}
+	es, err := dp.MACTable("sw")
+	if err != nil || len(es) != 2 {
+		t.Fatalf("MAC table taken over: %+v, %v", es, err)
+	}
+	for name, cfg := range k.cfgs {
+		if err := dp.AddPort(name, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if n := k.attached(t, name); n != 1 {
+			t.Fatalf("%d programs on %s after it was taken over, want 1", n, name)
+		}
+	}
+	if err := dp.Prune(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for name := range k.cfgs {
+		if n := k.attached(t, name); n != 0 {
+			t.Fatalf("%d programs left on %s", n, name)
+		}
+	}
+	if left, _ := os.ReadDir(pins); len(left) != 0 {
+		t.Fatalf("pins left: %v", left)
 	}
 }

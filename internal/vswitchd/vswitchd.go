@@ -43,6 +43,10 @@ type Options struct {
 	SocketDirs []string
 	// Ready is closed once the API is served (tests wait on it).
 	Ready chan struct{}
+	// BPFDir is where the kernel data path pins its maps and links, so
+	// that its switches forward while vswitchd restarts ("": not pinned,
+	// the programs go with the process).
+	BPFDir string
 	// HeaderTimeout is how long a client may take to send a request's
 	// headers (10 s if 0); the whole request may take 3 times as long, an
 	// idle connection is closed after 6 times as long.
@@ -82,11 +86,11 @@ func Run(ctx context.Context, o Options) error {
 	be := daemon.OSBackend{}
 	deps := daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log, filepath.Join(filepath.Dir(o.Socket), "vm")), Poller: pool, Log: log,
 		APISocket: o.Socket, SocketDirs: o.SocketDirs}
-	if kern, err := kdp.Open(kdp.Options{}); err != nil {
+	if kern, err := kdp.Open(kdp.Options{PinDir: o.BPFDir}); err != nil {
 		deps.KernelWhy = err.Error()
 		log.Warn("the kernel data path is not available: switches run on the userspace core", "why", err)
 	} else {
-		defer kern.Close() // after the switches: their ports are detached first
+		defer kern.Close() // after the switches; pinned, the programs go on forwarding
 		deps.Kernel = kern
 	}
 	ctl := daemon.NewController(deps)

@@ -81,6 +81,7 @@ struct sw {
 	__u32 n;      /* ports in ifindex */
 	__u32 pad;
 	__u32 ifindex[MAX_PORTS];
+	char name[16]; /* the switch's name, for a loader that finds the maps pinned */
 };
 
 struct {
