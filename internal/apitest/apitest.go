@@ -250,6 +250,12 @@ func (k *Kernel) RemovePort(ifname string) error {
 	return nil
 }
 
+// SetStatic implements daemon.KernelPath.
+func (k *Kernel) SetStatic(string, frame.MAC, string) error { return nil }
+
+// RemoveStatic implements daemon.KernelPath.
+func (k *Kernel) RemoveStatic(string, frame.MAC) error { return nil }
+
 // RemoveSwitch implements daemon.KernelPath.
 func (k *Kernel) RemoveSwitch(name string) error {
 	k.mu.Lock()

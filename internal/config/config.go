@@ -71,8 +71,9 @@ const (
 	Kernel    Datapath = "kernel"    // eBPF programs at tc ingress of every port, frames stay in the kernel
 )
 
-// MaxKernelPorts is how many ports a switch on the kernel data path may
-// have (uplink and host adapter included).
+// MaxKernelPorts is how many kernel ports a switch on the kernel data path
+// may have (uplink and host adapter included; its QEMU socket adapters,
+// served by the core, take one port together).
 const MaxKernelPorts = 64
 
 // IsKernel reports whether the switch runs on the kernel data path.

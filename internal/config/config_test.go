@@ -104,10 +104,6 @@ func TestBadInput(t *testing.T) {
 		{"a table size on the kernel data path", func(c *Config) { c.Switches[2].Datapath, c.Switches[2].TableSize = Kernel, 1000 },
 			[]string{"switches[priv0].tableSize", "0 on the kernel data path"}},
 		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "userspace or kernel"}},
-		{"a QEMU socket on the kernel data path", func(c *Config) {
-			c.Switches[0].Datapath, c.Switches[1].Datapath, c.Switches[2].Datapath = Kernel, Kernel, Kernel
-		},
-			[]string{"adapters[web/eth1].attachment.kind", "netns or tap", "datapath userspace"}},
 		{"too many ports for the kernel data path", func(c *Config) {
 			c.Switches[2].Datapath = Kernel
 			for i := range MaxKernelPorts + 1 {

@@ -231,7 +231,7 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 }
 
 func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool) {
-	kernelPorts := map[string]int{}
+	kernelPorts, joined := map[string]int{}, map[string]bool{}
 	ids := map[string]bool{}
 	macs := map[frame.MAC]string{}
 	for i := range c.Adapters {
@@ -273,10 +273,10 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		a.Attachment.validate(p+".attachment", l)
 		if sw != nil && sw.IsKernel() {
 			if k := a.Attachment.Kind; k == AttachQEMUStream || k == AttachQEMUDgram {
-				l.Add(p+".attachment.kind", string(k), "netns or tap on switch "+sw.Name+", whose data path is the kernel's "+
-					"(QEMU sockets are read by vswitchd: put them on a switch with datapath userspace)")
+				joined[sw.Name] = true // served by the core, joined to the kernel path by one port
+			} else {
+				kernelPorts[sw.Name]++
 			}
-			kernelPorts[sw.Name]++
 		}
 	}
 	for _, s := range c.Switches {
@@ -284,6 +284,9 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 			continue
 		}
 		n := kernelPorts[s.Name]
+		if joined[s.Name] {
+			n++
+		}
 		if s.Type == External {
 			n++
 		}

@@ -128,6 +128,7 @@ type liveSwitch struct {
 	opts     l2.Options
 	sw       *l2.Switch        // on the userspace core
 	kernel   bool              // on the kernel data path
+	core     *l2.Switch        // kernel: the core that serves its QEMU sockets, joined to it; nil: none
 	ifnames  map[string]string // kernel: port name → switch-side interface
 	ports    map[string]*portPlan
 	tookOver string // the NIC whose identity was taken, if any

@@ -2,13 +2,18 @@ package daemon
 
 import (
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // KernelPath is the kernel data path (kdp.Datapath) as the daemon drives
@@ -18,6 +23,10 @@ type KernelPath interface {
 	AddPort(ifname string, cfg kdp.PortConfig) error
 	SetPort(ifname string, cfg kdp.PortConfig) error
 	RemovePort(ifname string) error
+	// SetStatic and RemoveStatic keep a QEMU socket adapter's MAC static
+	// on the join, as the core keeps it on the adapter's port.
+	SetStatic(sw string, mac frame.MAC, ifname string) error
+	RemoveStatic(sw string, mac frame.MAC) error
 	RemoveSwitch(name string) error
 	// Prune removes the switches and ports not named (what a pinned data
 	// path kept for switches that went while vswitchd was not running).
@@ -62,15 +71,94 @@ func (d *Daemon) createKernel(wp *switchPlan) (*liveSwitch, error) {
 	return &liveSwitch{opts: wp.opts, kernel: true, ports: map[string]*portPlan{}, ifnames: map[string]string{}}, nil
 }
 
-// closeKernel forgets a kernel switch whose ports are gone; d.mu is held.
+// closeKernel forgets a kernel switch whose ports are gone, and its
+// join; d.mu is held.
 func (d *Daemon) closeKernel(ls *liveSwitch) error {
-	return d.kern.RemoveSwitch(ls.opts.Name)
+	var errs []error
+	if ls.core != nil {
+		ls.core.Close()
+		errs = append(errs, d.closeJoin(ls.opts.Name, ls.ifnames[KindJoin]))
+		delete(ls.ifnames, KindJoin)
+		ls.core = nil
+	}
+	return errors.Join(append(errs, d.kern.RemoveSwitch(ls.opts.Name))...)
+}
+
+// socketKind reports whether a port is a QEMU socket: on a kernel switch
+// the joined core serves it.
+func socketKind(kind string) bool {
+	return kind == string(config.AttachQEMUStream) || kind == string(config.AttachQEMUDgram)
+}
+
+// joinSpec is the join of a kernel switch (KindJoin).
+func joinSpec(sw string) PortSpec {
+	h := sha256.Sum256([]byte(sw + "/join"))
+	return PortSpec{Switch: sw, Name: KindJoin, Kind: KindJoin, Device: "vj" + hex.EncodeToString(h[:])[:12], Kernel: true}
+}
+
+// joinVLAN is the join's model on both sides: every VLAN, tagged, so that
+// each frame crosses with the VLAN it was classified into.
+var joinVLAN = func() vlan.Port {
+	p, _ := vlan.Trunk(frame.MustParseVLANSet("1-4094"), 0)
+	return p
+}()
+
+// ensureJoin gives a kernel switch its core and the join between them.
+func (d *Daemon) ensureJoin(ls *liveSwitch) error {
+	if ls.core != nil {
+		return nil
+	}
+	js := joinSpec(ls.opts.Name)
+	if err := d.own([]PortSpec{js}); err != nil {
+		return err
+	}
+	o := ls.opts
+	o.Logger, o.Poller = d.log, d.poller
+	core, err := l2.New(o)
+	if err != nil {
+		return err
+	}
+	ifname, err := hostStep(d, portKey(js), func() (string, error) { return d.backend.OpenDevice(js) }, nil)
+	if err == nil {
+		err = d.kern.AddPort(ifname, kdp.PortConfig{Switch: ls.opts.Name, VLAN: joinVLAN})
+	}
+	var p l2.Port
+	if err == nil {
+		p, err = hostStep(d, portKey(js)+"/core", func() (l2.Port, error) { return d.backend.Open(js) }, func(p l2.Port) { p.Close() })
+	}
+	if err == nil {
+		err = core.AddPort(KindJoin, p, l2.PortConfig{VLAN: joinVLAN})
+	}
+	if err != nil {
+		core.Close()
+		d.closeJoin(ls.opts.Name, ifname)
+		return fmt.Errorf("join the kernel data path to the core for QEMU sockets: %w", err)
+	}
+	ls.core, ls.ifnames[KindJoin] = core, ifname
+	return nil
+}
+
+// closeJoin takes a kernel switch's join down.
+func (d *Daemon) closeJoin(sw, ifname string) error {
+	var errs []error
+	if ifname != "" {
+		errs = append(errs, d.kern.RemovePort(ifname))
+	}
+	errs = append(errs, d.remove(joinSpec(sw)))
+	return errors.Join(errs...)
 }
 
 // removePortOf takes a port off its switch on either data path.
 func (d *Daemon) removePortOf(ls *liveSwitch, pn string) error {
 	if !ls.kernel {
 		ls.sw.RemovePort(pn)
+		return nil
+	}
+	if p := ls.ports[pn]; socketKind(p.spec.Kind) {
+		ls.core.RemovePort(pn)
+		if !p.cfg.MAC.IsZero() {
+			return d.kern.RemoveStatic(ls.opts.Name, p.cfg.MAC)
+		}
 		return nil
 	}
 	err := d.kern.RemovePort(ls.ifnames[pn])
@@ -82,6 +170,9 @@ func (d *Daemon) removePortOf(ls *liveSwitch, pn string) error {
 func (d *Daemon) setPortOf(ls *liveSwitch, pn string, want *portPlan) error {
 	if !ls.kernel {
 		return ls.sw.SetPort(pn, want.cfg)
+	}
+	if socketKind(want.spec.Kind) {
+		return ls.core.SetPort(pn, want.cfg)
 	}
 	return d.kern.SetPort(ls.ifnames[pn], kernelConfig(ls.opts.Name, want.cfg))
 }
@@ -101,6 +192,26 @@ func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepErro
 		}
 		return nil
 	}
+	if socketKind(want.spec.Kind) {
+		if err := d.ensureJoin(ls); err != nil {
+			return &StepError{Switch: sw, Port: pn, Step: "join the core", Err: err}
+		}
+		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
+			func(p l2.Port) { p.Close() })
+		if err != nil {
+			return &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err}
+		}
+		if err := ls.core.AddPort(pn, p, want.cfg); err != nil {
+			return &StepError{Switch: sw, Port: pn, Step: "attach", Err: err}
+		}
+		if !want.cfg.MAC.IsZero() {
+			if err := d.kern.SetStatic(sw, want.cfg.MAC, ls.ifnames[KindJoin]); err != nil {
+				ls.core.RemovePort(pn)
+				return &StepError{Switch: sw, Port: pn, Step: "keep its MAC static on the kernel data path", Err: err}
+			}
+		}
+		return nil
+	}
 	ifname, err := hostStep(d, portKey(want.spec), func() (string, error) { return d.backend.OpenDevice(want.spec) }, nil)
 	if err != nil {
 		return &StepError{Switch: sw, Port: pn, Step: "make the device of " + want.spec.Kind, Err: err}
@@ -115,17 +226,20 @@ func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepErro
 // kernelView is a kernel switch as reads see it.
 type kernelView struct {
 	kern    KernelPath
+	core    *l2.Switch // its QEMU sockets' ports; nil: none
 	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
-	v := &kernelView{kern: d.kern, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
+	v := &kernelView{kern: d.kern, core: ls.core, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
 		configs: make(map[string]l2.PortConfig, len(ls.ifnames))}
 	for pn, ifname := range ls.ifnames {
-		v.ports[pn] = ifname
-		v.configs[pn] = ls.ports[pn].cfg
+		if pn != KindJoin {
+			v.ports[pn] = ifname
+			v.configs[pn] = ls.ports[pn].cfg
+		}
 	}
 	return v
 }
@@ -144,6 +258,13 @@ func (v *kernelView) Ports() []l2.PortInfo {
 		copy(lc.Drops[:], c.Drops[:])
 		out = append(out, l2.PortInfo{Name: pn, Config: v.configs[pn], Counters: lc})
 	}
+	if v.core != nil {
+		for _, p := range v.core.Ports() {
+			if p.Name != KindJoin {
+				out = append(out, p)
+			}
+		}
+	}
 	slices.SortFunc(out, func(a, b l2.PortInfo) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
@@ -155,12 +276,35 @@ func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l
 	for pn, ifname := range v.ports {
 		byIf[ifname] = pn
 	}
-	if f.Port != "" && v.ports[f.Port] == "" {
-		return nil, false, fmt.Errorf("MAC table of port %q: %w", f.Port, l2.ErrNotFound)
-	}
 	es, err := v.kern.MACTable(v.name)
 	if err != nil {
 		return nil, false, err
+	}
+	if v.core != nil { // the sockets' stations, as the core learned them (not through the join)
+		for cur := (l2.MACCursor{}); ; {
+			rows, more, err := v.core.MACPage(cur, 10000, l2.MACFilter{})
+			if err != nil {
+				return nil, false, err
+			}
+			for _, r := range rows {
+				if r.PortName == KindJoin {
+					continue
+				}
+				byIf["core:"+r.PortName] = r.PortName
+				es = append(es, kdp.Entry{VID: r.VID, MAC: r.MAC, Port: "core:" + r.PortName, Static: r.Static, Age: r.Age})
+			}
+			if !more || len(rows) == 0 {
+				break
+			}
+			last := rows[len(rows)-1]
+			cur = l2.CursorAfter(last.VID, last.MAC)
+		}
+		slices.SortFunc(es, func(a, b kdp.Entry) int {
+			return cmp.Or(cmp.Compare(a.VID, b.VID), slices.Compare(a.MAC[:], b.MAC[:]))
+		})
+	}
+	if f.Port != "" && v.ports[f.Port] == "" && (v.core == nil || !hasPort(v.core, f.Port)) {
+		return nil, false, fmt.Errorf("MAC table of port %q: %w", f.Port, l2.ErrNotFound)
 	}
 	avid, amac, started := after.Pos()
 	var out []l2.MACEntry
@@ -200,4 +344,10 @@ func (d *Daemon) pruneKernel() error {
 		}
 	}
 	return d.kern.Prune(switches, ports)
+}
+
+// hasPort reports whether a core switch has a port.
+func hasPort(sw *l2.Switch, name string) bool {
+	_, err := sw.Counters(name)
+	return err == nil
 }

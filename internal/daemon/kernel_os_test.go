@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/netnstest"
@@ -182,5 +184,119 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 		if err := ns.Do(func() error { _, err := netlink.LinkByName("eth0"); return err }); err == nil {
 			t.Errorf("eth0 left in %s", ns)
 		}
+	}
+}
+
+// A QEMU socket adapter on a kernel switch is served by the core, joined
+// to the program by one veth: frames cross in both directions with the
+// switch's semantics (VLANs isolate across the join), the socket's port is
+// in the switch's counters and MAC table, the join in neither, and
+// removing the switch leaves no device.
+func TestKernelSwitchWithAQEMUSocket(t *testing.T) {
+	host, a := netnstest.New(t), netnstest.New(t)
+	host.NoIPv6(t)
+	a.NoIPv6(t)
+	dp, err := kdp.Open(kdp.Options{Namespace: host.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "v.db"), &config.Config{Host: config.DefaultHost("t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := daemon.OSBackend{Namespace: host.Name}
+	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp, SocketDirs: []string{dir},
+		Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+	c.Start()
+	t.Cleanup(func() { c.Close(); st.Close() })
+	macA, macQ, macR := frame.MAC{2, 0x56, 0x53, 9, 1, 1}, frame.MAC{2, 0x56, 0x53, 9, 1, 2}, frame.MAC{2, 0x56, 0x53, 9, 1, 3}
+	if _, err := c.Change(func(cfg *config.Config) error {
+		cfg.Switches = []config.Switch{{Name: "k0", Type: config.Private, Datapath: config.Kernel}}
+		cfg.VMs = []config.VM{{Name: "vm"}}
+		cfg.Adapters = []config.Adapter{
+			{VM: "vm", Name: "a", Switch: "k0", MAC: macA, Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: a.Name}},
+			{VM: "vm", Name: "q", Switch: "k0", MAC: macQ, Attachment: config.Attachment{Kind: config.AttachQEMUDgram, Socket: filepath.Join(dir, "q.sock")}},
+			{VM: "vm", Name: "r", Switch: "k0", MAC: macR, VLAN: config.VLAN{Mode: config.ModeAccess, Access: 10},
+				Attachment: config.Attachment{Kind: config.AttachQEMUDgram, Socket: filepath.Join(dir, "r.sock")}},
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	peer := func(name, daemonSock string) *net.UnixConn {
+		conn, err := net.DialUnix("unixgram", &net.UnixAddr{Name: filepath.Join(dir, name), Net: "unixgram"},
+			&net.UnixAddr{Name: daemonSock, Net: "unixgram"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	q, r := peer("q.qemu", filepath.Join(dir, "q.sock")), peer("r.qemu", filepath.Join(dir, "r.sock"))
+	raw := a.Raw(t, "eth0")
+	frameOf := func(dst, src frame.MAC, id byte) []byte {
+		f := append(append(append([]byte(nil), dst[:]...), src[:]...), 0x08, 0x00, id)
+		return append(f, make([]byte, 45)...)
+	}
+	// QEMU's side speaks first: the daemon learns where to send.
+	if _, err := q.Write(frameOf(frame.Broadcast, macQ, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := raw.Recv(2 * time.Second); got == nil || got[12+2] != 1 {
+		t.Fatalf("a did not get q's broadcast across the join: %x", got)
+	}
+	r.Write(frameOf(frame.Broadcast, macR, 2)) // VLAN 10: not for a
+	if got := raw.Recv(300 * time.Millisecond); got != nil {
+		t.Fatalf("a (VLAN 1) got r's frame (VLAN 10): %x", got)
+	}
+	raw.Send(t, frameOf(macQ, macA, 3))
+	buf := make([]byte, 2048)
+	q.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := q.Read(buf)
+	if err != nil || n < 15 || buf[14] != 3 || frame.MAC(buf[6:12]) != macA {
+		t.Fatalf("q did not get a's unicast across the join: %x, %v", buf[:n], err)
+	}
+	r.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := r.Read(buf); err == nil {
+		t.Fatalf("r (VLAN 10) got a frame: %x", buf[:n])
+	}
+
+	sw := c.Switch("k0")
+	var names []string
+	for _, p := range sw.Ports() {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, " "); got != "vm/a vm/q vm/r" {
+		t.Fatalf("ports of the kernel switch: %s, want vm/a vm/q vm/r", got)
+	}
+	rows, _, err := sw.MACPage(l2.MACCursor{}, 100, l2.MACFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table []string
+	for _, row := range rows {
+		table = append(table, row.VID.String()+" "+row.MAC.String()+" "+row.PortName)
+	}
+	if got := strings.Join(table, "\n"); !strings.Contains(got, "0 "+macQ.String()+" vm/q") || !strings.Contains(got, "0 "+macA.String()+" vm/a") ||
+		strings.Contains(got, "join") {
+		t.Fatalf("MAC table:\n%s", got)
+	}
+
+	if _, err := c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	err = nsrun.In(nsrun.Path(host.Name), func() error {
+		links, err := netlink.LinkList()
+		for _, l := range links {
+			if l.Attrs().Name != "lo" {
+				t.Errorf("left in the host namespace: %s (%s)", l.Attrs().Name, l.Type())
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

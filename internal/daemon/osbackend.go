@@ -58,6 +58,8 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	switch s.Kind {
 	case KindUplink:
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+	case KindJoin: // the core's end of a kernel switch's join (OpenDevice made it)
+		return afpacket.Open(afpacket.Config{Interface: joinCoreEnd(s), Namespace: b.Namespace})
 	case string(config.AttachTAP):
 		// Make the TAP persistent if it is not there yet, so that its host
 		// side can be bound now and QEMU attaches to it by name whenever
@@ -101,7 +103,7 @@ func (b OSBackend) Remove(s PortSpec) error {
 	case s.Kernel && s.Kind == KindUplink:
 		b.withLink(s.Device, func(h *netlink.Handle, l netlink.Link) error { return h.SetPromiscOff(l) }) // a NIC that went needs nothing
 		return nil
-	case s.Kernel && s.Kind == KindHost:
+	case s.Kernel && (s.Kind == KindHost || s.Kind == KindJoin):
 		return removeVeth(b.Namespace, s.Device)
 	case s.Kernel && s.Kind == string(config.AttachNetns):
 		return removeVeth(s.Namespace, s.Device)

@@ -52,6 +52,11 @@ func (b OSBackend) OpenDevice(s PortSpec) (string, error) {
 	case KindHost:
 		sw := kernelIfname(s)
 		return sw, b.veth(sw, s.Device, b.Namespace, s.MAC)
+	case KindJoin:
+		if err := b.veth(s.Device, joinCoreEnd(s), b.Namespace, [6]byte{}); err != nil {
+			return "", err
+		}
+		return s.Device, b.switchSide(joinCoreEnd(s))
 	case string(config.AttachNetns):
 		sw := kernelIfname(s)
 		return sw, notYet(b.veth(sw, s.Device, s.Namespace, s.MAC))
@@ -174,3 +179,6 @@ func removeVeth(ns, name string) error {
 	}
 	return h.LinkDel(l)
 }
+
+// joinCoreEnd is the core's end of a join: "vu" where the kernel's is "vj".
+func joinCoreEnd(s PortSpec) string { return "vu" + s.Device[2:] }

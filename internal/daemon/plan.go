@@ -18,6 +18,9 @@ import (
 const (
 	KindUplink = "uplink"
 	KindHost   = "host"
+	// KindJoin is the veth pair that joins a kernel switch's program to
+	// the userspace core that serves its QEMU socket adapters.
+	KindJoin = "join"
 )
 
 // PortSpec is the OS side of a port: what the backend opens. Two specs

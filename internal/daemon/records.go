@@ -62,7 +62,7 @@ func (s PortSpec) key() string {
 	switch s.Kind {
 	case KindUplink:
 		return ""
-	case KindHost, string(config.AttachTAP):
+	case KindHost, KindJoin, string(config.AttachTAP):
 		return portPrefix + "link//" + s.Device
 	case string(config.AttachNetns):
 		return portPrefix + "link/" + s.Namespace + "/" + s.Device
@@ -206,6 +206,9 @@ func (d *Daemon) sweep(want map[string]*switchPlan, note func(string, ...any)) [
 		}
 		for _, p := range ls.ports {
 			keep[p.spec.key()] = true
+		}
+		if ls.core != nil {
+			keep[joinSpec(ls.opts.Name).key()] = true
 		}
 	}
 	for _, sp := range want {

@@ -378,6 +378,32 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 	return nil
 }
 
+// SetStatic makes mac a static entry of port ifname on every VLAN of
+// switch sw: a station behind the port (a QEMU socket the core serves
+// behind a join) that no other port may take.
+func (d *Datapath) SetStatic(sw string, mac frame.MAC, ifname string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	num, ok := d.nums[sw]
+	p := d.ports[ifname]
+	if !ok || p == nil {
+		return fmt.Errorf("static %s on %s/%s: %w", mac, sw, ifname, ErrNotAttached)
+	}
+	return d.objs.Fdb.Put(fdbKey(num, 0, mac), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1})
+}
+
+// RemoveStatic forgets a static entry that SetStatic made.
+func (d *Datapath) RemoveStatic(sw string, mac frame.MAC) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if num, ok := d.nums[sw]; ok {
+		if err := d.objs.Fdb.Delete(fdbKey(num, 0, mac)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // RemovePort detaches the program from a port and forgets it, with the
 // MAC table entries that point to it.
 func (d *Datapath) RemovePort(ifname string) error {
