@@ -339,6 +339,11 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	}
 	for _, sw := range next.Switches {
 		old := prev.Switch(sw.Name)
+		if old != nil && old.IsKernel() != sw.IsKernel() && len(next.AdaptersOn(sw.Name)) > 0 {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s moved to the %s data path: its namespace adapters' "+
+				"interfaces and its host adapter were made anew (a veth on the kernel path, a TAP on the core): set their addresses again; "+
+				"TAPs that QEMU opens are kept", sw.Name, cmp.Or(string(sw.Datapath), string(config.Userspace))))
+		}
 		if sw.Type == config.External && !sw.ManagementOS() &&
 			(old == nil || old.Type != config.External || old.ManagementOS() || old.Uplink != sw.Uplink) {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s does not allow the management OS: %s is the switch's alone, "+

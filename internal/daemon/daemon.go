@@ -188,7 +188,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 			if err := d.removePortOf(ls, pn); err != nil {
 				errs = append(errs, &StepError{Switch: name, Port: pn, Step: "detach the kernel data path", Err: err})
 			}
-			if np, ok := wp.portIfAny(pn); !keep || !ok || np.spec != p.spec {
+			if np, ok := wp.portIfAny(pn); !keep || !ok || !sameDevice(np.spec, p.spec) {
 				errs = append(errs, d.remove(p.spec))
 			}
 		}
@@ -352,6 +352,16 @@ func (p *switchPlan) portIfAny(name string) (*portPlan, bool) {
 	return pp, ok
 }
 
+// sameDevice reports whether two specs name the same host object: a TAP
+// that QEMU opens is the same on either data path (a VM keeps it when its
+// switch moves between them); other ports are made anew.
+func sameDevice(a, b PortSpec) bool {
+	if a.Kind == string(config.AttachTAP) {
+		a.Kernel, b.Kernel = false, false
+	}
+	return a == b
+}
+
 func sameOptions(a, b l2.Options) bool {
 	return a.Name == b.Name && a.DefaultVLAN == b.DefaultVLAN && a.FDBSize == b.FDBSize && a.Ageing == b.Ageing
 }
@@ -465,6 +475,9 @@ func (d *Daemon) Close() {
 	for name, ls := range d.switches {
 		if ls.sw != nil {
 			ls.sw.Close()
+		}
+		if ls.core != nil { // a kernel switch's QEMU sockets
+			ls.core.Close()
 		}
 		delete(d.switches, name)
 	}

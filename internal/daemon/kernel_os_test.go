@@ -27,7 +27,7 @@ import (
 // host: namespaces and the host adapter reach each other through veths
 // whose frames the eBPF program switches; VLANs isolate; counters and the
 // MAC table are read as for the core; a switch moves between the data
-// paths without losing its workloads' addresses; removing it leaves no
+// paths (its namespaces' interfaces made anew); removing it leaves no
 // device and no program.
 func TestKernelSwitchOnTheHost(t *testing.T) {
 	host, a, b := netnstest.New(t), netnstest.New(t), netnstest.New(t)
@@ -152,7 +152,8 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 	pings(false, a, "10.97.0.2")
 	pings(true, a, "10.97.0.254")
 
-	// To the userspace core and back: the workloads keep their addresses.
+	// To the userspace core and back: the namespace adapters' interfaces
+	// are made anew (TAP, veth), so the workloads set their addresses again.
 	for _, dpath := range []config.Datapath{config.Userspace, config.Kernel} {
 		if _, err := c.Change(state(dpath, config.VLAN{})); err != nil {
 			t.Fatalf("to %s: %v", dpath, err)

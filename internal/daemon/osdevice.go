@@ -46,9 +46,9 @@ func (b OSBackend) OpenDevice(s PortSpec) (string, error) {
 		case err != nil:
 			return "", err
 		default:
-			t.Close() // persistent: QEMU attaches to it by name
+			t.Close() // persistent: QEMU attaches to it by name; marked only if tap.Open made it
 		}
-		return s.Device, b.switchSide(s.Device)
+		return s.Device, b.switchSide(s.Device, false)
 	case KindHost:
 		sw := kernelIfname(s)
 		return sw, b.veth(sw, s.Device, b.Namespace, s.MAC)
@@ -56,7 +56,7 @@ func (b OSBackend) OpenDevice(s PortSpec) (string, error) {
 		if err := b.veth(s.Device, joinCoreEnd(s), b.Namespace, [6]byte{}); err != nil {
 			return "", err
 		}
-		return s.Device, b.switchSide(joinCoreEnd(s))
+		return s.Device, b.switchSide(joinCoreEnd(s), true)
 	case string(config.AttachNetns):
 		sw := kernelIfname(s)
 		return sw, notYet(b.veth(sw, s.Device, s.Namespace, s.MAC))
@@ -124,11 +124,13 @@ func (b OSBackend) upBoth(h, ph *netlink.Handle, sw, name string, mac [6]byte) e
 	if err := ph.LinkSetUp(peer); err != nil {
 		return err
 	}
-	return b.switchSide(sw)
+	return b.switchSide(sw, true)
 }
 
-// switchSide marks a switch-side interface, turns its IPv6 off and brings it up.
-func (b OSBackend) switchSide(name string) error {
+// switchSide turns a switch-side interface's IPv6 off, brings it up and,
+// if vswitchd made it (mark), marks it: a TAP someone else made stays
+// theirs (never marked, so never removed).
+func (b OSBackend) switchSide(name string, mark bool) error {
 	err := nsrun.In(nsrun.Path(b.Namespace), func() error {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
 	})
@@ -136,7 +138,7 @@ func (b OSBackend) switchSide(name string) error {
 		return err
 	}
 	return b.withLink(name, func(h *netlink.Handle, l netlink.Link) error {
-		if l.Attrs().Alias == "" {
+		if mark && l.Attrs().Alias != Mark {
 			if err := h.LinkSetAlias(l, Mark); err != nil {
 				return err
 			}

@@ -132,10 +132,15 @@ func Open(o Options) (*Datapath, error) {
 		if err := ensureBPFFS(d.pinDir); err != nil {
 			return nil, err
 		}
-		for _, m := range spec.Maps {
-			m.Pinning = ebpf.PinByName
+		// Take over what an earlier process pinned; pin nothing before
+		// the first switch (SetSwitch), so that an unused data path
+		// leaves nothing behind.
+		if _, err := os.Stat(filepath.Join(d.pinDir, "switches")); err == nil {
+			for _, m := range spec.Maps {
+				m.Pinning = ebpf.PinByName
+			}
+			co = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: d.pinDir}}
 		}
-		co = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: d.pinDir}}
 	}
 	err = spec.LoadAndAssign(&d.objs, co)
 	if errors.Is(err, ebpf.ErrMapIncompatible) {
@@ -150,7 +155,7 @@ func Open(o Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("loading the kernel data path: %w", err)
 	}
-	d.pinned = d.pinDir != ""
+	d.pinned = co != nil
 	if d.pinned {
 		if err := d.takeOver(); err != nil {
 			d.objs.Close()
@@ -189,6 +194,7 @@ func (d *Datapath) takeOver() error {
 		p.cfg.VLAN.PVID, p.cfg.VLAN.Admit = frame.VID(kp.Pvid), vlan.Admit(kp.Admit)
 		if l, err := link.LoadPinnedLink(d.linkPin(int(ifi)), nil); err == nil {
 			if err := l.Update(d.objs.Ingress); err != nil { // to this version of the program
+				l.Unpin() // detached: AddPort attaches this version
 				l.Close()
 			} else {
 				p.link = l
@@ -199,6 +205,7 @@ func (d *Datapath) takeOver() error {
 		d.next = max(d.next, kp.Id+1)
 	}
 	for _, ifi := range gone {
+		os.Remove(d.linkPin(int(ifi)))
 		d.objs.Ports.Delete(ifi)
 		d.forgetEntries(ifi)
 		d.dropMember(ifi)
@@ -367,10 +374,10 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 		return err
 	}
 	if p.cfg.MAC != cfg.MAC && !p.cfg.MAC.IsZero() {
-		d.objs.Fdb.Delete(fdbKey(num, 0, p.cfg.MAC))
+		d.objs.Statics.Delete(fdbKey(num, 0, p.cfg.MAC))
 	}
 	if !cfg.MAC.IsZero() {
-		if err := d.objs.Fdb.Put(fdbKey(num, 0, cfg.MAC), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1}); err != nil {
+		if err := d.objs.Statics.Put(fdbKey(num, 0, cfg.MAC), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1}); err != nil {
 			return err
 		}
 	}
@@ -389,7 +396,7 @@ func (d *Datapath) SetStatic(sw string, mac frame.MAC, ifname string) error {
 	if !ok || p == nil {
 		return fmt.Errorf("static %s on %s/%s: %w", mac, sw, ifname, ErrNotAttached)
 	}
-	return d.objs.Fdb.Put(fdbKey(num, 0, mac), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1})
+	return d.objs.Statics.Put(fdbKey(num, 0, mac), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1})
 }
 
 // RemoveStatic forgets a static entry that SetStatic made.
@@ -397,7 +404,7 @@ func (d *Datapath) RemoveStatic(sw string, mac frame.MAC) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if num, ok := d.nums[sw]; ok {
-		if err := d.objs.Fdb.Delete(fdbKey(num, 0, mac)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := d.objs.Statics.Delete(fdbKey(num, 0, mac)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return err
 		}
 	}
@@ -423,6 +430,8 @@ func (d *Datapath) removeLocked(ifname string) error {
 			p.link.Unpin()
 		}
 		err = p.link.Close()
+	} else if d.pinDir != "" {
+		os.Remove(d.linkPin(p.ifindex)) // a pin taken over without its link
 	}
 	d.unlink(p)
 	delete(d.ports, ifname)
@@ -451,16 +460,18 @@ func (d *Datapath) dropMember(ifi uint32) {
 
 // forgetEntries deletes the MAC table entries that point to an interface.
 func (d *Datapath) forgetEntries(ifi uint32) {
-	var k kdpFdbKey
-	var v kdpFdbVal
-	var gone []kdpFdbKey
-	for it := d.objs.Fdb.Iterate(); it.Next(&k, &v); {
-		if v.Ifindex == ifi {
-			gone = append(gone, k)
+	for _, m := range []*ebpf.Map{d.objs.Fdb, d.objs.Statics} {
+		var k kdpFdbKey
+		var v kdpFdbVal
+		var gone []kdpFdbKey
+		for it := m.Iterate(); it.Next(&k, &v); {
+			if v.Ifindex == ifi {
+				gone = append(gone, k)
+			}
 		}
-	}
-	for _, k := range gone {
-		d.objs.Fdb.Delete(k)
+		for _, k := range gone {
+			m.Delete(k)
+		}
 	}
 }
 
@@ -510,12 +521,17 @@ func (d *Datapath) Prune(switches, ports map[string]bool) error {
 			errs = append(errs, d.removeSwitchLocked(name))
 		}
 	}
+	if len(d.nums) == 0 && d.pinned {
+		d.unpinAll()
+		d.pinned = false
+	}
 	return errors.Join(errs...)
 }
 
 // pinMaps pins the maps in pinDir (again, after the last switch went).
 func (d *Datapath) pinMaps() error {
-	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb, "counters": d.objs.Counters} {
+	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb,
+		"statics": d.objs.Statics, "counters": d.objs.Counters} {
 		if err := m.Pin(filepath.Join(d.pinDir, name)); err != nil {
 			return fmt.Errorf("pin the map %s: %w", name, err)
 		}
@@ -529,7 +545,7 @@ func (d *Datapath) unpinAll() {
 	entries, _ := os.ReadDir(d.pinDir)
 	for _, e := range entries {
 		switch n := e.Name(); {
-		case n == "ports", n == "switches", n == "fdb", n == "counters", strings.HasPrefix(n, "link-"):
+		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", strings.HasPrefix(n, "link-"):
 			os.Remove(filepath.Join(d.pinDir, n))
 		}
 	}
@@ -597,25 +613,27 @@ func (d *Datapath) MACTable(name string) ([]Entry, error) {
 		return nil, err
 	}
 	var out []Entry
-	var k kdpFdbKey
-	var v kdpFdbVal
-	it := d.objs.Fdb.Iterate()
-	for it.Next(&k, &v) {
-		name, ok := byIndex[v.Ifindex]
-		if k.Sw != sw || !ok {
-			continue
-		}
-		e := Entry{VID: frame.VID(k.Vid), MAC: k.Mac, Port: name, Static: v.IsStatic != 0}
-		if !e.Static {
-			e.Age = time.Duration(now - v.Seen)
-			if e.Age >= ageing {
+	for _, m := range []*ebpf.Map{d.objs.Statics, d.objs.Fdb} {
+		var k kdpFdbKey
+		var v kdpFdbVal
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			name, ok := byIndex[v.Ifindex]
+			if k.Sw != sw || !ok {
 				continue
 			}
+			e := Entry{VID: frame.VID(k.Vid), MAC: k.Mac, Port: name, Static: v.IsStatic != 0}
+			if !e.Static {
+				e.Age = time.Duration(now - v.Seen)
+				if e.Age >= ageing {
+					continue
+				}
+			}
+			out = append(out, e)
 		}
-		out = append(out, e)
-	}
-	if err := it.Err(); err != nil {
-		return nil, err
+		if err := it.Err(); err != nil {
+			return nil, err
+		}
 	}
 	slices.SortFunc(out, func(a, b Entry) int {
 		if a.VID != b.VID {

@@ -62,6 +62,7 @@ const (
 	kdpMapCounters = "counters"
 	kdpMapFdb      = "fdb"
 	kdpMapPorts    = "ports"
+	kdpMapStatics  = "statics"
 	kdpMapSwitches = "switches"
 	kdpProgIngress = "ingress"
 )
@@ -118,6 +119,7 @@ type kdpMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
 	Ports    *ebpf.MapSpec `ebpf:"ports"`
+	Statics  *ebpf.MapSpec `ebpf:"statics"`
 	Switches *ebpf.MapSpec `ebpf:"switches"`
 }
 
@@ -150,6 +152,7 @@ type kdpMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Fdb      *ebpf.Map `ebpf:"fdb"`
 	Ports    *ebpf.Map `ebpf:"ports"`
+	Statics  *ebpf.Map `ebpf:"statics"`
 	Switches *ebpf.Map `ebpf:"switches"`
 }
 
@@ -158,6 +161,7 @@ func (m *kdpMaps) Close() error {
 		m.Counters,
 		m.Fdb,
 		m.Ports,
+		m.Statics,
 		m.Switches,
 	)
 }

@@ -474,3 +474,29 @@ func TestPinnedDatapathOutlivesItsProcess(t *testing.T) {
 		t.Fatalf("pins left: %v", left)
 	}
 }
+
+// A static MAC stays its port's when a flood of new sources fills the
+// learned table (they are kept apart): no other port takes it, and frames
+// to it still reach only its port.
+func TestStaticSurvivesAFullTable(t *testing.T) {
+	adapter := stationMAC(0xa1)
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10)), mac: adapter, guard: true},
+		{name: "b", vlan: mustVLAN(vlan.Access(10))},
+		{name: "c", vlan: mustVLAN(vlan.Access(10))},
+	}
+	k := newKernelWith(t, ports, Options{FDBSize: 64})
+	for i := range 500 { // ten times what the table holds
+		k.send(t, "b", testFrame(frame.Broadcast, frame.MAC{2, 0x77, 0, 0, byte(i >> 8), byte(i)}, 0, 0, uint32(i)))
+	}
+	k.recv(t, map[string]int{"a": 500, "c": 500})
+	k.send(t, "b", testFrame(frame.Broadcast, adapter, 0, 0, 1000)) // b claims a's MAC
+	k.recv(t, map[string]int{"a": 1, "c": 1})
+	k.send(t, "c", testFrame(adapter, stationMAC(0xc1), 0, 0, 1001))
+	if got := k.recv(t, map[string]int{"a": 1}); len(got["a"]) != 1 || len(got["b"]) != 0 {
+		t.Fatalf("unicast to a's MAC after the flood: %s", render(got))
+	}
+	if c := k.counters(t, "b"); c.LearnRefused != 1 {
+		t.Fatalf("b's learn refused = %d, want 1 (a's static MAC)", c.LearnRefused)
+	}
+}

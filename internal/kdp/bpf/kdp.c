@@ -105,6 +105,17 @@ struct {
 	__type(value, struct fdb_val);
 } fdb SEC(".maps");
 
+/* Static entries (vid 0: on every VLAN of their port): a map of their own,
+ * which no flood of new sources evicts, looked up before the learned ones
+ * (the core removes learned entries of a MAC when it becomes static, so
+ * a static entry always wins there too). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct fdb_key);
+	__type(value, struct fdb_val);
+} statics SEC(".maps");
+
 struct ctrs {
 	__u64 c[NCTR];
 };
@@ -165,8 +176,11 @@ static __always_inline int settag(struct __sk_buff *skb, int *ours, __u16 tci, c
 	if (want) {
 		if (*ours && skb->vlan_tci == tci)
 			return 0;
-		if (*ours && bpf_skb_vlan_pop(skb))
-			return -1;
+		if (*ours) {
+			if (bpf_skb_vlan_pop(skb))
+				return -1;
+			*ours = 0; /* gone, even if the push below fails */
+		}
 		if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), tci))
 			return -1;
 		*ours = 1;
@@ -228,29 +242,30 @@ int ingress(struct __sk_buff *skb)
 	if (p->guard && (src[0] != p->mac[0] || src[1] != p->mac[1] || src[2] != p->mac[2] ||
 			 src[3] != p->mac[3] || src[4] != p->mac[4] || src[5] != p->mac[5]))
 		return drop(ic, D_SPOOFED_SOURCE);
-	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && !(dst[5] & 0xf0))
-		return drop(ic, D_RESERVED_ADDRESS);
+	if (dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3] == 0 && dst[4] == 0 && !(dst[5] & 0xf0)) {
+		/* Not forwarded, as by the core; but the port's own device gets
+		 * it (an uplink NIC's LLDP, LACP or 802.1X agent keeps working). */
+		count(ic, C_DROPS + D_RESERVED_ADDRESS, 1);
+		return TC_ACT_OK;
+	}
 
-	/* Learn, in FDB.Learn's order: the entry for (VLAN, source) if it is
-	 * live, else a static entry of the source on every VLAN, which no
-	 * other port takes, else a new or moved entry. */
+	/* Learn (FDB.Learn): a static MAC is its port's, on every VLAN, and
+	 * no other port takes it; else the (VLAN, source) entry is refreshed,
+	 * moved here, or made. */
 	__u64 now = bpf_ktime_get_ns();
-	struct fdb_key k = {.sw = swn, .vid = vid};
+	struct fdb_key k = {.sw = swn, .vid = 0};
 	__builtin_memcpy(k.mac, src, 6);
-	struct fdb_val *v = bpf_map_lookup_elem(&fdb, &k);
-	if (v && live(v, now, s->ageing) && v->ifindex == in) {
-		if (!v->is_static && now - v->seen > 1000000000ULL)
-			v->seen = now; /* refreshed at most once a second */
-	} else if (v && v->is_static) {
-		count(ic, C_LEARN_REFUSED, 1);
+	struct fdb_val *sv = bpf_map_lookup_elem(&statics, &k);
+	k.vid = vid;
+	struct fdb_val *v = sv ? 0 : bpf_map_lookup_elem(&fdb, &k);
+	if (sv) {
+		if (sv->ifindex != in)
+			count(ic, C_LEARN_REFUSED, 1); /* a static MAC of another port */
+	} else if (v && live(v, now, s->ageing) && v->ifindex == in) {
+		if (now - v->seen > (s->ageing >> 6))
+			v->seen = now; /* refreshed at most every ageing/64, as by the core */
 	} else {
-		k.vid = 0;
-		struct fdb_val *sv = bpf_map_lookup_elem(&fdb, &k);
-		k.vid = vid;
-		if (sv && sv->is_static) {
-			if (sv->ifindex != in)
-				count(ic, C_LEARN_REFUSED, 1);
-		} else if (v && live(v, now, s->ageing)) {
+		if (v && live(v, now, s->ageing)) {
 			v->ifindex = in;
 			v->seen = now;
 			count(ic, C_MOVES, 1);
@@ -265,14 +280,14 @@ int ingress(struct __sk_buff *skb)
 	if (!(dst[0] & 1)) {
 		__u32 out = 0;
 		__builtin_memcpy(k.mac, dst, 6);
-		k.vid = vid;
-		v = bpf_map_lookup_elem(&fdb, &k);
-		if (v && live(v, now, s->ageing)) {
+		k.vid = 0;
+		v = bpf_map_lookup_elem(&statics, &k);
+		if (v) {
 			out = v->ifindex;
 		} else {
-			k.vid = 0;
+			k.vid = vid;
 			v = bpf_map_lookup_elem(&fdb, &k);
-			if (v && v->is_static)
+			if (v && live(v, now, s->ageing))
 				out = v->ifindex;
 		}
 		if (out == in)
@@ -280,8 +295,10 @@ int ingress(struct __sk_buff *skb)
 		if (out) {
 			struct port *q = bpf_map_lookup_elem(&ports, &out);
 			if (q && q->sw == swn && has(q->member, vid)) {
-				if (settag(skb, &ours, tci, q))
-					return drop(ic, D_PORT_ERROR);
+				if (settag(skb, &ours, tci, q)) {
+					failed(q);
+					return TC_ACT_SHOT;
+				}
 				sent(skb, q);
 				return bpf_redirect(out, 0);
 			}
@@ -313,8 +330,10 @@ int ingress(struct __sk_buff *skb)
 	}
 	if (!lastp)
 		return TC_ACT_SHOT; /* no other member: nowhere to go */
-	if (settag(skb, &ours, tci, lastp))
-		return drop(ic, D_PORT_ERROR);
+	if (settag(skb, &ours, tci, lastp)) {
+		failed(lastp);
+		return TC_ACT_SHOT;
+	}
 	sent(skb, lastp);
 	return bpf_redirect(last, 0);
 }
