@@ -166,21 +166,7 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 		pings(true, b, "10.97.0.254")
 	}
 
-	if _, err := c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	err = nsrun.In(nsrun.Path(host.Name), func() error {
-		links, err := netlink.LinkList()
-		for _, l := range links {
-			if l.Attrs().Name != "lo" {
-				t.Errorf("left in the host namespace: %s (%s)", l.Attrs().Name, l.Type())
-			}
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	removeAllLeavesNothing(t, c, host)
 	for _, ns := range []*netnstest.NS{a, b} {
 		if err := ns.Do(func() error { _, err := netlink.LinkByName("eth0"); return err }); err == nil {
 			t.Errorf("eth0 left in %s", ns)
@@ -285,10 +271,17 @@ func TestKernelSwitchWithAQEMUSocket(t *testing.T) {
 		t.Fatalf("MAC table:\n%s", got)
 	}
 
+	removeAllLeavesNothing(t, c, host)
+}
+
+// removeAllLeavesNothing empties the state and checks that the host's
+// namespace has nothing left but its loopback.
+func removeAllLeavesNothing(t *testing.T, c *daemon.Controller, host *netnstest.NS) {
+	t.Helper()
 	if _, err := c.Change(func(cfg *config.Config) error { *cfg = config.Config{Host: cfg.Host}; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	err = nsrun.In(nsrun.Path(host.Name), func() error {
+	err := nsrun.In(nsrun.Path(host.Name), func() error {
 		links, err := netlink.LinkList()
 		for _, l := range links {
 			if l.Attrs().Name != "lo" {
