@@ -169,6 +169,14 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 		changes = append(changes, msg)
 		d.log.Info(msg)
 	}
+	wanted := map[string]*PortSpec{} // record key → the port that wants that host object
+	for _, wp := range want {
+		for _, p := range wp.ports {
+			if k := p.spec.key(); k != "" {
+				wanted[k] = &p.spec
+			}
+		}
+	}
 	// Switches that went away or must be rebuilt with other options.
 	rebuilt := map[string]bool{}
 	for _, name := range sortedKeys(d.switches) {
@@ -188,7 +196,9 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 			if err := d.removePortOf(ls, pn); err != nil {
 				errs = append(errs, &StepError{Switch: name, Port: pn, Step: "detach the kernel data path", Err: err})
 			}
-			if np, ok := wp.portIfAny(pn); !keep || !ok || !sameDevice(np.spec, p.spec) {
+			np, ok := wp.portIfAny(pn)
+			w := wanted[p.spec.key()]
+			if (!keep || !ok || !sameDevice(np.spec, p.spec)) && (w == nil || !movedDevice(p.spec, *w)) {
 				errs = append(errs, d.remove(p.spec))
 			}
 		}
@@ -207,6 +217,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 			note("remove switch %s", name)
 		}
 	}
+	var converging []string
 	for _, name := range sortedKeys(want) {
 		wp := want[name]
 		ls := d.switches[name]
@@ -237,7 +248,15 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 				continue
 			}
 		}
-		errs = append(errs, d.convergePorts(ls, wp, note)...)
+		errs = append(errs, d.dropPorts(ls, wp, wanted, note)...)
+		converging = append(converging, name)
+	}
+	// Every switch lets go of its departing ports before any opens new
+	// ones: a device that moves between switches is never opened by its
+	// new switch while its old one still holds it.
+	for _, name := range converging {
+		ls, wp := d.switches[name], want[name]
+		errs = append(errs, d.addPorts(ls, wp, note)...)
 		errs = append(errs, d.takeOver(ls, wp, note))
 	}
 	errs = append(errs, d.sweep(want, note)...)
@@ -366,8 +385,10 @@ func sameOptions(a, b l2.Options) bool {
 	return a.Name == b.Name && a.DefaultVLAN == b.DefaultVLAN && a.FDBSize == b.FDBSize && a.Ageing == b.Ageing
 }
 
-// convergePorts removes, changes and adds the ports of one switch.
-func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) []error {
+// dropPorts removes and changes the ports of one switch. A port's host
+// object that another port now wants (the adapter moved to another
+// switch) stays for it.
+func (d *Daemon) dropPorts(ls *liveSwitch, wp *switchPlan, wanted map[string]*PortSpec, note func(string, ...any)) []error {
 	var errs []error
 	sw := ls.opts.Name
 	for _, pn := range sortedKeys(ls.ports) {
@@ -393,10 +414,30 @@ func (d *Daemon) convergePorts(ls *liveSwitch, wp *switchPlan, note func(string,
 				errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "detach the kernel data path", Err: err})
 			}
 			delete(ls.ports, pn)
-			errs = append(errs, d.remove(have.spec))
+			if w := wanted[have.spec.key()]; w == nil || !movedDevice(have.spec, *w) {
+				errs = append(errs, d.remove(have.spec))
+			}
 			note("remove port %s %s", sw, have.spec.Name)
 		}
 	}
+	return errs
+}
+
+// movedDevice reports whether a port's host object is the one another
+// port now wants: the same device or socket, of the same kind, with only
+// its switch or name different.
+func movedDevice(have, want PortSpec) bool {
+	if have.Switch == want.Switch && have.Name == want.Name {
+		return false // the same port, made anew
+	}
+	have.Switch, have.Name, have.MAC = want.Switch, want.Name, want.MAC
+	return sameDevice(have, want)
+}
+
+// addPorts opens the ports of one switch that are not up yet.
+func (d *Daemon) addPorts(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) []error {
+	var errs []error
+	sw := ls.opts.Name
 	var opening []PortSpec
 	for _, pn := range sortedKeys(wp.ports) {
 		if _, ok := ls.ports[pn]; !ok {

@@ -296,3 +296,42 @@ func (f *fakeBackend) OpenDevice(s PortSpec) (string, error) {
 	}
 	return "k-" + s.Switch + "/" + s.Name, nil
 }
+
+// An adapter that moves to another switch keeps its device: the old
+// switch lets go of it before the new one opens it, and it is not removed
+// (a TAP that QEMU holds, a namespace's interface with its addresses).
+func TestAdapterMovesBetweenSwitches(t *testing.T) {
+	fb := newFake()
+	d := New(fb, nil, slog.New(slog.DiscardHandler))
+	defer d.Close()
+	state := func(sw string) *config.Config {
+		c := base()
+		c.Switches = []config.Switch{{Name: "alpha", Type: config.Private}, {Name: "zeta", Type: config.Private}}
+		c.VMs = []config.VM{{Name: "vm"}}
+		c.Adapters = []config.Adapter{
+			{VM: "vm", Name: "t", Switch: sw, MAC: macA, Attachment: config.Attachment{Kind: config.AttachTAP, Device: "vnet9"}},
+			{VM: "vm", Name: "n", Switch: sw, MAC: macB, Attachment: config.Attachment{Kind: config.AttachNetns, Namespace: "ns1"}},
+		}
+		return c
+	}
+	if _, err := d.Apply(state("zeta")); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := d.Apply(state("alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb.mu.Lock()
+	removed := append([]string(nil), fb.removed...)
+	fb.mu.Unlock()
+	if len(removed) != 0 {
+		t.Fatalf("moving the adapters removed their devices: %v (changes %v)", removed, changes)
+	}
+	want := []string{"remove port zeta vm/n", "remove port zeta vm/t"}
+	if len(changes) < 2 || !slices.Equal(changes[:2], want) {
+		t.Fatalf("changes %v: the old switch must let go first (%v)", changes, want)
+	}
+	if got := d.Describe(); !strings.Contains(got, "switch alpha vlan=1\n  vm/n netns") || !strings.Contains(got, "  vm/t tap dev=vnet9") {
+		t.Fatalf("after the move:\n%s", got)
+	}
+}
