@@ -49,7 +49,7 @@ for _ in $(seq 100); do ctl switch ls >/dev/null 2>&1 && break; sleep 0.1; done
 echo "== building the network with vswitchctl"
 run() { echo "\$ vswitchctl $*"; ctl "$@" | sed 's/^/  /'; }
 run switch add ext0 --type external --uplink nic0
-run switch add int0 --type internal
+run switch add int0 --type internal --datapath kernel
 run switch add priv0 --type private
 for v in $VMS; do ctl vm add $v >/dev/null; done
 run adapter add vm1/eth0 --switch int0 --netns "$(ns vm1)"
@@ -88,7 +88,8 @@ for a in $ALL; do
 done
 cat <<'TXT'
 
-vm1 (access 10), vm2 (trunk, native 10) and the host adapter int0 (access 10) share VLAN 10;
+vm1 (access 10), vm2 (trunk, native 10) and the host adapter int0 (access 10) share VLAN 10
+(int0's frames are switched in the kernel by vswitch's eBPF program: --datapath kernel);
 vm3 (hybrid, PVID 20) is alone in VLAN 20; vm4 is on the private switch; vm5 and the host
 (through its adapter ext0) reach the physical LAN over the external switch's uplink.
 TXT
