@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +66,23 @@ func (p *product) start() {
 }
 
 func (p *product) sock() string { return filepath.Join(p.dir, "vswitchd.sock") }
+
+// stopVMs ends the QEMUs that the daemon started and a failed test left
+// running: those whose PID file is in the daemon's vm directory and whose
+// command line names it.
+func (p *product) stopVMs() {
+	files, _ := filepath.Glob(filepath.Join(p.dir, "vm", "*.pid"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(cmd, []byte(f)) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
 
 // kill9 ends the daemon the hard way (it started it, by PID).
 func (p *product) kill9() {
@@ -188,6 +206,7 @@ func productEndToEnd(t *testing.T, datapath string) {
 		if p.cmd != nil {
 			p.kill9()
 		}
+		p.stopVMs()
 	})
 	p.start()
 
