@@ -169,24 +169,21 @@ func Open(o Options) (*Datapath, error) {
 func (d *Datapath) takeOver() error {
 	var num uint32
 	var s kdpSw
+	names := map[uint32]string{}
 	for it := d.objs.Switches.Iterate(); it.Next(&num, &s); {
 		sw := s
 		d.switches[num] = &sw
-		d.nums[cString(sw.Name[:])] = num
+		names[num] = cString(sw.Name[:])
+		d.nums[names[num]] = num
 	}
 	used := map[uint32]bool{}
 	var ifi uint32
 	var kp kdpPort
 	var gone []uint32
 	for it := d.objs.Ports.Iterate(); it.Next(&ifi, &kp); {
-		name, err := d.ifname(int(ifi))
-		swName := ""
-		for n, k := range d.nums {
-			if k == kp.Sw {
-				swName = n
-			}
-		}
-		if err != nil || swName == "" {
+		i, err := d.iface(func() (*net.Interface, error) { return net.InterfaceByIndex(int(ifi)) })
+		swName, ok := names[kp.Sw]
+		if err != nil || !ok {
 			gone = append(gone, ifi)
 			continue
 		}
@@ -200,7 +197,7 @@ func (d *Datapath) takeOver() error {
 				p.link = l
 			}
 		}
-		d.ports[name] = p
+		d.ports[i.Name] = p
 		used[kp.Id] = true
 		d.next = max(d.next, kp.Id+1)
 	}
@@ -567,19 +564,15 @@ func (d *Datapath) Counters(ifname string) (Counters, error) {
 	if err := d.objs.Counters.Lookup(p.slot, &per); err != nil {
 		return Counters{}, err
 	}
-	var c Counters
-	for i := range nctr {
-		var n uint64
-		for _, cpu := range per {
-			n += cpu[i]
-		}
-		switch {
-		case i >= ctrDrops:
-			c.Drops[i-ctrDrops] = n
-		default:
-			*[...]*uint64{&c.RxPackets, &c.RxBytes, &c.TxPackets, &c.TxBytes, &c.Floods, &c.LearnRefused, &c.Moves}[i] = n
+	var sum [nctr]uint64
+	for _, cpu := range per {
+		for i, n := range cpu {
+			sum[i] += n
 		}
 	}
+	c := Counters{RxPackets: sum[ctrRxPackets], RxBytes: sum[ctrRxBytes], TxPackets: sum[ctrTxPackets], TxBytes: sum[ctrTxBytes],
+		Floods: sum[ctrFloods], LearnRefused: sum[ctrLearnRefused], Moves: sum[ctrMoves]}
+	copy(c.Drops[:], sum[ctrDrops:])
 	return c, nil
 }
 
@@ -648,35 +641,22 @@ func fdbKey(sw uint32, vid frame.VID, mac frame.MAC) kdpFdbKey {
 	return kdpFdbKey{Sw: sw, Vid: uint16(vid), Mac: mac}
 }
 
-// ifindex looks an interface up in the datapath's namespace.
-func (d *Datapath) ifindex(name string) (int, error) {
-	var ifi int
-	err := nsrun.In(nsrun.Path(d.ns), func() error {
-		i, err := net.InterfaceByName(name)
-		if err != nil {
-			return err
-		}
-		ifi = i.Index
-		return nil
+// iface runs an interface look-up in the datapath's namespace.
+func (d *Datapath) iface(look func() (*net.Interface, error)) (i *net.Interface, err error) {
+	err = nsrun.In(nsrun.Path(d.ns), func() error {
+		i, err = look()
+		return err
 	})
+	return i, err
+}
+
+// ifindex looks an interface's index up by name.
+func (d *Datapath) ifindex(name string) (int, error) {
+	i, err := d.iface(func() (*net.Interface, error) { return net.InterfaceByName(name) })
 	if err != nil {
 		return 0, fmt.Errorf("port %s: %w", name, err)
 	}
-	return ifi, nil
-}
-
-// ifname looks an interface's name up by index in the datapath's namespace.
-func (d *Datapath) ifname(ifi int) (string, error) {
-	var name string
-	err := nsrun.In(nsrun.Path(d.ns), func() error {
-		i, err := net.InterfaceByIndex(ifi)
-		if err != nil {
-			return err
-		}
-		name = i.Name
-		return nil
-	})
-	return name, err
+	return i.Index, nil
 }
 
 // slot returns a free counter slot.

@@ -103,8 +103,10 @@ func (r *reference) counters(t *testing.T, port string) Counters {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Counters{RxPackets: c.RxPackets, RxBytes: c.RxBytes, TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods,
-		LearnRefused: c.LearnRefused, Moves: c.Moves, Drops: [NumDropReasons]uint64(append(c.Drops[:], make([]uint64, NumDropReasons-len(c.Drops))...))}
+	k := Counters{RxPackets: c.RxPackets, RxBytes: c.RxBytes, TxPackets: c.TxPackets, TxBytes: c.TxBytes, Floods: c.Floods,
+		LearnRefused: c.LearnRefused, Moves: c.Moves}
+	copy(k.Drops[:], c.Drops[:])
+	return k
 }
 
 // kernel is the kernel data path on veths: each port's workload end in a
