@@ -15,7 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/netnstest"
@@ -24,17 +24,6 @@ import (
 	"github.com/vswitch/vswitch/internal/store"
 )
 
-type noVMs struct{}
-
-func (noVMs) Start(config.VM, []config.Adapter) (api.VMStatus, error) {
-	return api.VMStatus{}, errors.New("no VMs here")
-}
-func (noVMs) Stop(string, time.Duration) (api.VMStatus, error) { return api.VMStatus{}, nil }
-func (noVMs) Status(string) api.VMStatus                       { return api.VMStatus{} }
-func (noVMs) Console(string) string                            { return "" }
-func (noVMs) OnExit(func(string))                              {}
-func (noVMs) Adopt(string, string) (api.VMStatus, bool)        { return api.VMStatus{}, false }
-func (noVMs) Leftovers() []string                              { return nil }
 
 var errKilled = errors.New("killed")
 
@@ -132,7 +121,7 @@ func TestCrashAtEveryHostStep(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Log: slog.New(slog.DiscardHandler),
+		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: &apitest.Runner{}, Log: slog.New(slog.DiscardHandler),
 			SocketDirs: []string{dir}, RetryEvery: time.Hour})
 		if _, err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -258,7 +247,7 @@ func TestBusyTAPRefused(t *testing.T) {
 	}
 	defer st.Close()
 	be := daemon.OSBackend{Namespace: host.Name}
-	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
+	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: &apitest.Runner{}, Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
 	c.Start()
 	defer c.Close()
 	if _, err := c.Change(func(cfg *config.Config) error {

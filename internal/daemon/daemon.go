@@ -452,11 +452,8 @@ func (d *Daemon) addPorts(ls *liveSwitch, wp *switchPlan, note func(string, ...a
 			continue
 		}
 		want := wp.ports[pn]
-		if se := d.openPortOn(ls, pn, want); se != nil {
-			errs = append(errs, se)
-			if se.Step != "open "+want.spec.Kind && se.Step != "make the device of "+want.spec.Kind {
-				errs = append(errs, d.remove(want.spec)) // made but not attached
-			}
+		if err := d.openPortOn(ls, pn, want); err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		ls.ports[pn] = want

@@ -178,48 +178,49 @@ func (d *Daemon) setPortOf(ls *liveSwitch, pn string, want *portPlan) error {
 }
 
 // openPortOn makes a port's host object and puts it on its switch, on
-// either data path.
-func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) *StepError {
+// either data path; what was made but could not be attached is removed.
+func (d *Daemon) openPortOn(ls *liveSwitch, pn string, want *portPlan) error {
 	sw := ls.opts.Name
-	if !ls.kernel {
-		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
-			func(p l2.Port) { p.Close() }) // still recorded: the next converge opens it again, or the sweep removes it
-		if err != nil {
-			return &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err}
-		}
-		if err := ls.sw.AddPort(pn, p, want.cfg); err != nil { // AddPort closes p on error
-			return &StepError{Switch: sw, Port: pn, Step: "attach", Err: err}
-		}
-		return nil
-	}
-	if socketKind(want.spec.Kind) {
+	fail := func(step string, err error) *StepError { return &StepError{Switch: sw, Port: pn, Step: step, Err: err} }
+	switch {
+	case !ls.kernel:
+		return d.openOnCore(ls.sw, pn, want)
+	case socketKind(want.spec.Kind): // on the core joined to the kernel switch
 		if err := d.ensureJoin(ls); err != nil {
-			return &StepError{Switch: sw, Port: pn, Step: "join the core", Err: err}
+			return fail("join the core", err)
 		}
-		p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
-			func(p l2.Port) { p.Close() })
-		if err != nil {
-			return &StepError{Switch: sw, Port: pn, Step: "open " + want.spec.Kind, Err: err}
-		}
-		if err := ls.core.AddPort(pn, p, want.cfg); err != nil {
-			return &StepError{Switch: sw, Port: pn, Step: "attach", Err: err}
+		if err := d.openOnCore(ls.core, pn, want); err != nil {
+			return err
 		}
 		if !want.cfg.MAC.IsZero() {
 			if err := d.kern.SetStatic(sw, want.cfg.MAC, ls.ifnames[KindJoin]); err != nil {
 				ls.core.RemovePort(pn)
-				return &StepError{Switch: sw, Port: pn, Step: "keep its MAC static on the kernel data path", Err: err}
+				return errors.Join(fail("keep its MAC static on the kernel data path", err), d.remove(want.spec))
 			}
 		}
 		return nil
 	}
 	ifname, err := hostStep(d, portKey(want.spec), func() (string, error) { return d.backend.OpenDevice(want.spec) }, nil)
 	if err != nil {
-		return &StepError{Switch: sw, Port: pn, Step: "make the device of " + want.spec.Kind, Err: err}
+		return fail("make the device of "+want.spec.Kind, err)
 	}
 	if err := d.kern.AddPort(ifname, kernelConfig(ls.opts.Name, want.cfg)); err != nil {
-		return &StepError{Switch: sw, Port: pn, Step: "attach the kernel data path", Err: err}
+		return errors.Join(fail("attach the kernel data path", err), d.remove(want.spec))
 	}
 	ls.ifnames[pn] = ifname
+	return nil
+}
+
+// openOnCore opens a port's host object and adds it to a core switch.
+func (d *Daemon) openOnCore(core *l2.Switch, pn string, want *portPlan) error {
+	p, err := hostStep(d, portKey(want.spec), func() (l2.Port, error) { return d.backend.Open(want.spec) },
+		func(p l2.Port) { p.Close() }) // still recorded: the next converge opens it again, or the sweep removes it
+	if err != nil {
+		return &StepError{Switch: want.spec.Switch, Port: pn, Step: "open " + want.spec.Kind, Err: err}
+	}
+	if err := core.AddPort(pn, p, want.cfg); err != nil { // AddPort closes p on error
+		return errors.Join(&StepError{Switch: want.spec.Switch, Port: pn, Step: "attach", Err: err}, d.remove(want.spec))
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vswitch/vswitch/internal/apitest"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/frame"
@@ -51,7 +52,7 @@ func TestKernelSwitchOnTheHost(t *testing.T) {
 	}
 	be := daemon.OSBackend{Namespace: host.Name}
 	start := func() *daemon.Controller {
-		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp,
+		c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: &apitest.Runner{}, Kernel: dp,
 			Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
 		if _, err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -194,7 +195,7 @@ func TestKernelSwitchWithAQEMUSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	be := daemon.OSBackend{Namespace: host.Name}
-	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: noVMs{}, Kernel: dp, SocketDirs: []string{dir},
+	c := daemon.NewController(daemon.Deps{Store: st, Backend: be, Host: be, Runner: &apitest.Runner{}, Kernel: dp, SocketDirs: []string{dir},
 		Log: slog.New(slog.DiscardHandler), RetryEvery: time.Hour})
 	c.Start()
 	t.Cleanup(func() { c.Close(); st.Close() })

@@ -61,17 +61,8 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	case KindJoin: // the core's end of a kernel switch's join (OpenDevice made it)
 		return afpacket.Open(afpacket.Config{Interface: joinCoreEnd(s), Namespace: b.Namespace})
 	case string(config.AttachTAP):
-		// Make the TAP persistent if it is not there yet, so that its host
-		// side can be bound now and QEMU attaches to it by name whenever
-		// the VM runs.
-		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, Mark: Mark})
-		switch {
-		case errors.Is(err, unix.EBUSY) && b.isOurs(s.Device):
-			// A QEMU holds our TAP: its VM runs (adopted after a restart).
-		case err != nil:
+		if err := b.qemuTAP(s.Device); err != nil {
 			return nil, err
-		default:
-			t.Close()
 		}
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindHost:
@@ -191,6 +182,22 @@ func (b OSBackend) MAC(name string) (frame.MAC, error) {
 	var m frame.MAC
 	copy(m[:], l.Attrs().HardwareAddr)
 	return m, nil
+}
+
+// qemuTAP makes a persistent TAP for QEMU if it is not there yet (marked
+// as vswitch's only then), so that its host side can be bound now and QEMU
+// attaches to it by name whenever the VM runs. A TAP of ours that a QEMU
+// holds already (its VM runs, adopted after a restart) is taken as it is.
+func (b OSBackend) qemuTAP(name string) error {
+	t, err := tap.Open(tap.Config{Name: name, Namespace: b.Namespace, Mark: Mark})
+	switch {
+	case errors.Is(err, unix.EBUSY) && b.isOurs(name):
+		return nil
+	case err != nil:
+		return err
+	}
+	t.Close() // the TAP stays: it is persistent
+	return nil
 }
 
 // isOurs reports whether a link where the host side lives carries Mark.

@@ -9,11 +9,9 @@ import (
 	"os"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/nsrun"
-	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
 // kernelIfname names the switch-side end of the veth that vswitchd makes
@@ -40,13 +38,8 @@ func (b OSBackend) OpenDevice(s PortSpec) (string, error) {
 			return h.LinkSetUp(l)
 		})
 	case string(config.AttachTAP):
-		t, err := tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, Mark: Mark})
-		switch {
-		case errors.Is(err, unix.EBUSY) && b.isOurs(s.Device): // QEMU holds it
-		case err != nil:
+		if err := b.qemuTAP(s.Device); err != nil {
 			return "", err
-		default:
-			t.Close() // persistent: QEMU attaches to it by name; marked only if tap.Open made it
 		}
 		return s.Device, b.switchSide(s.Device, false)
 	case KindHost:
