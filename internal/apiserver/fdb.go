@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/vswitch/vswitch/internal/api"
-	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/field"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
@@ -18,10 +17,8 @@ import (
 // getFDB answers one page of a running switch's MAC table: memory for the
 // page, not for the table, however large it is.
 func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	sw := s.c.Switch(name)
-	if sw == nil {
-		s.fail(w, fmt.Errorf("running switch %q: %w", name, config.ErrNotFound))
+	sw, ok := s.running(w, r)
+	if !ok {
 		return
 	}
 	q, err := parseFDBQuery(r.URL.Query())
@@ -31,7 +28,7 @@ func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
 	}
 	rows, more, err := sw.MACPage(q.after, q.limit, q.filter)
 	if errors.Is(err, l2.ErrNotFound) {
-		err = field.New("port", q.filter.Port, "a port of switch "+name+" (vswitchctl stats "+name+" lists them)")
+		err = field.New("port", q.filter.Port, "a port of switch "+r.PathValue("name")+" (vswitchctl stats "+r.PathValue("name")+" lists them)")
 	}
 	if err != nil {
 		s.fail(w, err)

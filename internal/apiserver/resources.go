@@ -165,12 +165,18 @@ func (s *Server) removeAdapter(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) portStats(name string) []api.PortStats {
-	sw := s.c.Switch(name)
+// running returns the running switch the path names, or answers 404.
+func (s *Server) running(w http.ResponseWriter, r *http.Request) (daemon.LiveSwitch, bool) {
+	sw := s.c.Switch(r.PathValue("name"))
 	if sw == nil {
-		return nil
+		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
 	}
-	var out []api.PortStats
+	return sw, sw != nil
+}
+
+// portStats returns the counters of a running switch's ports.
+func portStats(name string, sw daemon.LiveSwitch) []api.PortStats {
+	out := []api.PortStats{}
 	for _, p := range sw.Ports() {
 		c := p.Counters
 		out = append(out, api.PortStats{Switch: name, Port: p.Name, RxPackets: c.RxPackets, RxBytes: c.RxBytes,
@@ -180,56 +186,50 @@ func (s *Server) portStats(name string) []api.PortStats {
 	return out
 }
 
-// switchStats returns a running switch's counters; false if it is not running.
-func (s *Server) switchStats(name string) (api.SwitchStats, bool) {
-	sw := s.c.Switch(name)
-	if sw == nil {
-		return api.SwitchStats{}, false
-	}
-	return api.SwitchStats{Switch: name, SuppressedMoves: sw.SuppressedMoves(), Ports: orEmpty(s.portStats(name))}, true
+// switchStats is a running switch's counters.
+func switchStats(name string, sw daemon.LiveSwitch) api.SwitchStats {
+	return api.SwitchStats{Switch: name, SuppressedMoves: sw.SuppressedMoves(), Ports: portStats(name, sw)}
 }
 
 func (s *Server) getSwitchStats(w http.ResponseWriter, r *http.Request) {
-	st, ok := s.switchStats(r.PathValue("name"))
-	if !ok {
-		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
-		return
+	if sw, ok := s.running(w, r); ok {
+		writeJSON(w, http.StatusOK, switchStats(r.PathValue("name"), sw))
 	}
-	writeJSON(w, http.StatusOK, st)
-}
-
-func (s *Server) listSwitchStats(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.load(w)
-	if !ok {
-		return
-	}
-	out := []api.SwitchStats{}
-	for _, sw := range c.Switches {
-		if st, ok := s.switchStats(sw.Name); ok {
-			out = append(out, st)
-		}
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getPorts(w http.ResponseWriter, r *http.Request) {
-	if s.c.Switch(r.PathValue("name")) == nil {
-		s.fail(w, fmt.Errorf("running switch %q: %w", r.PathValue("name"), config.ErrNotFound))
-		return
+	if sw, ok := s.running(w, r); ok {
+		writeJSON(w, http.StatusOK, portStats(r.PathValue("name"), sw))
 	}
-	writeJSON(w, http.StatusOK, orEmpty(s.portStats(r.PathValue("name"))))
+}
+
+// eachRunning calls f for every switch of the state that runs, in the
+// state's order.
+func (s *Server) eachRunning(w http.ResponseWriter, f func(name string, sw daemon.LiveSwitch)) bool {
+	c, _, ok := s.load(w)
+	if !ok {
+		return false
+	}
+	for _, cs := range c.Switches {
+		if sw := s.c.Switch(cs.Name); sw != nil {
+			f(cs.Name, sw)
+		}
+	}
+	return true
+}
+
+func (s *Server) listSwitchStats(w http.ResponseWriter, r *http.Request) {
+	out := []api.SwitchStats{}
+	if s.eachRunning(w, func(name string, sw daemon.LiveSwitch) { out = append(out, switchStats(name, sw)) }) {
+		writeJSON(w, http.StatusOK, out)
+	}
 }
 
 func (s *Server) getStats(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.load(w)
-	if !ok {
-		return
-	}
 	out := []api.PortStats{}
-	for _, sw := range c.Switches {
-		out = append(out, s.portStats(sw.Name)...)
+	if s.eachRunning(w, func(name string, sw daemon.LiveSwitch) { out = append(out, portStats(name, sw)...) }) {
+		writeJSON(w, http.StatusOK, out)
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // getPortStates answers whether each port of the state is up on the host.

@@ -24,7 +24,6 @@ import (
 	"github.com/vswitch/vswitch/internal/store"
 )
 
-
 var errKilled = errors.New("killed")
 
 func js(v any) string {
