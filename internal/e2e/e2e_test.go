@@ -120,15 +120,22 @@ func (p *product) waitExited(name string) api.VMStatus {
 	p.t.Helper()
 	var st api.VMStatus
 	for deadline := time.Now().Add(2 * time.Minute); st.State != "exited" && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		var all []api.VMStatus
-		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
-		for _, v := range all {
-			if v.Name == name {
-				st = v
-			}
-		}
+		st = p.vmStatus(name)
 	}
 	return st
+}
+
+// vmStatus is a VM's row of vswitchctl -o json vm ls.
+func (p *product) vmStatus(name string) api.VMStatus {
+	p.t.Helper()
+	var all []api.VMStatus
+	json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
+	for _, v := range all {
+		if v.Name == name {
+			return v
+		}
+	}
+	return api.VMStatus{}
 }
 
 type vm struct {
@@ -360,16 +367,7 @@ func productEndToEnd(t *testing.T, datapath string) {
 		}
 	}
 	before := waitPings(0, "after it started")
-	vmState := func(name string) api.VMStatus {
-		var all []api.VMStatus
-		json.Unmarshal([]byte(p.must("-o", "json", "vm", "ls")), &all)
-		for _, v := range all {
-			if v.Name == name {
-				return v
-			}
-		}
-		return api.VMStatus{}
-	}
+	vmState := p.vmStatus
 	running := vmState("r")
 
 	// kill -9 and start again: everything comes back, no address lost.
