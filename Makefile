@@ -8,9 +8,10 @@ FUZZTIME ?= 30s
 test: fmt-check vet lab
 	$(GO) test -race -count=1 ./...
 
-## lab: build the QEMU test guest (as root: installs qemu, busybox-static, the kernel with apt-get)
+## lab: build the QEMU test guest and install etcd for the cluster tests
+## (as root: installs qemu, busybox-static, the kernel, etcd-server with apt-get)
 lab:
-	@if [ "$$(id -u)" = 0 ]; then bash lab/build-guest.sh; else echo "not root: guest lab not built, guest tests will skip"; fi
+	@if [ "$$(id -u)" = 0 ]; then bash lab/build-guest.sh && bash lab/etcd.sh; else echo "not root: guest lab not built, guest and cluster tests will skip"; fi
 
 ## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
 demo:

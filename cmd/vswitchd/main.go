@@ -31,6 +31,7 @@ func main() {
 	flag.Func("socket-dir", "a directory where adapters' QEMU sockets may be, besides /run/vswitch and the API socket's (repeatable)",
 		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)
+	vswitchd.ClusterFlags(flag.CommandLine, &o.Cluster)
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)
 	level := slog.LevelInfo

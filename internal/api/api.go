@@ -155,3 +155,19 @@ type PortState struct {
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"`
 }
+
+// HostInfo is a row of GET /v1/hosts: a host of the cluster (on a single
+// host, the one host with an empty name).
+type HostInfo struct {
+	Name     string `json:"name"`
+	VTEP     string `json:"vtep"`
+	Version  string `json:"version"`
+	Started  string `json:"started"`  // RFC 3339
+	LastSeen string `json:"lastSeen"` // RFC 3339
+	Up       bool   `json:"up"`
+	Self     bool   `json:"self,omitempty"` // the host that answered
+}
+
+// CodeUnavailable is a write refused because the cluster's store (etcd)
+// cannot be reached: 503, nothing was changed.
+const CodeUnavailable = "unavailable"

@@ -53,6 +53,23 @@ func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// where says where an existing switch is, for errors.
+func where(sw *config.Switch) string {
+	switch {
+	case sw.Span && sw.Hosts == "":
+		return "a spanning switch on every host"
+	case sw.Span:
+		return "a spanning switch on hosts " + sw.Hosts
+	case sw.Host != "":
+		return "a local switch of host " + sw.Host
+	}
+	return "a " + string(sw.Type) + " switch"
+}
+
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, orEmpty(s.c.Hosts()))
+}
+
 func (s *Server) listSwitches(w http.ResponseWriter, r *http.Request) {
 	if c, _, ok := s.load(w); ok {
 		writeJSON(w, http.StatusOK, orEmpty(c.Switches))
@@ -71,8 +88,25 @@ func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
 	write(s, w, r, func(c *config.Config, sw config.Switch) (*api.Result, error) {
-		if c.Switch(sw.Name) != nil {
-			return nil, field.New("name", sw.Name, "a name no other switch has")
+		if old := c.Switch(sw.Name); old != nil {
+			return nil, field.New("name", sw.Name, "a name no other switch has (switch "+sw.Name+" is "+where(old)+")")
+		}
+		if !sw.Span && sw.Host == "" {
+			sw.Host = s.c.HostName() // in a cluster, a switch that does not span is on the host that was asked
+		}
+		if sw.Span {
+			if sw.Hosts != "" {
+				hosts := strings.Split(sw.Hosts, ",")
+				slices.Sort(hosts)
+				sw.Hosts = strings.Join(slices.Compact(hosts), ",")
+			}
+			if sw.VNI == 0 {
+				vni, err := c.AllocateVNI()
+				if err != nil {
+					return nil, err
+				}
+				sw.VNI = vni
+			}
 		}
 		c.AddSwitch(sw)
 		return nil, nil
@@ -103,6 +137,9 @@ func (s *Server) addVM(w http.ResponseWriter, r *http.Request) {
 	write(s, w, r, func(c *config.Config, vm config.VM) (*api.Result, error) {
 		if c.VM(vm.Name) != nil {
 			return nil, field.New("name", vm.Name, "a name no other VM has")
+		}
+		if vm.Host == "" {
+			vm.Host = s.c.HostName() // in a cluster, on the host that was asked
 		}
 		c.AddVM(vm)
 		return nil, nil

@@ -73,6 +73,7 @@ var routeTable = []struct {
 	{"GET", "/v1/state", func(s *Server) http.HandlerFunc { return s.getState }},
 	{"GET", "/v1/host", func(s *Server) http.HandlerFunc { return s.getHost }},
 	{"PUT", "/v1/host", func(s *Server) http.HandlerFunc { return s.putHost }},
+	{"GET", "/v1/hosts", func(s *Server) http.HandlerFunc { return s.listHosts }},
 	{"GET", "/v1/switches", func(s *Server) http.HandlerFunc { return s.listSwitches }},
 	{"POST", "/v1/switches", func(s *Server) http.HandlerFunc { return s.addSwitch }},
 	{"GET", "/v1/switches/{name}", func(s *Server) http.HandlerFunc { return s.getSwitch }},
@@ -150,6 +151,10 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, vmrun.ErrCannotRun):
 		status, e.Code = http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, vmrun.ErrRunning), errors.Is(err, vmrun.ErrNotRunning):
+		status, e.Code = http.StatusConflict, api.CodeConflict
+	case errors.Is(err, store.ErrUnavailable):
+		status, e.Code = http.StatusServiceUnavailable, api.CodeUnavailable
+	case errors.Is(err, store.ErrStale):
 		status, e.Code = http.StatusConflict, api.CodeConflict
 	case errors.Is(err, config.ErrPoolExhausted), errors.Is(err, store.ErrLocked):
 		status, e.Code = http.StatusConflict, api.CodeConflict

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type Backend struct {
 	FailOpen map[string]bool
 	FailBack bool
 	NotYet   map[string]bool
+	Peers    map[string][]netip.Addr // tunnel device → the peers SetPeers gave it
 }
 
 // SetNotYet replaces NotYet while the daemon runs.
@@ -70,6 +72,17 @@ func (b *Backend) SaveIdentity(nic string) ([]byte, error) { return []byte(`"` +
 
 // TakeOver implements daemon.Backend.
 func (b *Backend) TakeOver(string, string, []byte) (time.Duration, error) { return 0, nil }
+
+// SetPeers implements daemon.Backend: the peers are kept in Peers.
+func (b *Backend) SetPeers(device string, peers []netip.Addr) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.Peers == nil {
+		b.Peers = map[string][]netip.Addr{}
+	}
+	b.Peers[device] = peers
+	return nil
+}
 
 // GiveBack implements daemon.Backend.
 func (b *Backend) GiveBack(string, string, []byte) error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -48,5 +49,32 @@ func (a *app) hostCmd() *cobra.Command {
 			fmt.Fprintf(a.out, "revision: %d\n", st.Revision)
 			return nil
 		}}
-	return group("host", "The host (management OS) settings", set, show)
+	ls := &cobra.Command{Use: "ls", Short: "List the hosts of the cluster: VTEP, version, last seen, up or down", Args: nArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			hosts, err := a.client().Hosts()
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.json(orEmpty(hosts))
+			}
+			if len(hosts) == 0 {
+				fmt.Fprintln(a.out, "a single host: vswitchd runs without --etcd")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVTEP\tVERSION\tSTARTED\tLAST SEEN\tSTATE")
+			for _, h := range hosts {
+				state := "down"
+				if h.Up {
+					state = "up"
+				}
+				if h.Self {
+					state += " (this host)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.VTEP, h.Version, h.Started, h.LastSeen, state)
+			}
+			return tw.Flush()
+		}}
+	return group("host", "The host (management OS) settings; the hosts of a cluster", set, show, ls)
 }

@@ -26,7 +26,7 @@ const (
 	ExitFailed      = 1 // the daemon refused or failed (invalid input, in use, a host step failed)
 	ExitUsage       = 2 // bad command line
 	ExitNotFound    = 3 // no such switch, VM or adapter
-	ExitUnreachable = 4 // no daemon on the socket
+	ExitUnreachable = 4 // no daemon on the socket, or the cluster's etcd cannot be reached
 )
 
 // usageError is a problem with the command line itself.
@@ -105,6 +105,9 @@ func (a *app) report(err error) int {
 		}
 		if ae.Code == api.CodeNotFound {
 			return ExitNotFound
+		}
+		if ae.Code == api.CodeUnavailable {
+			return ExitUnreachable
 		}
 		return ExitFailed
 	case errors.Is(err, client.ErrUnreachable) && errors.Is(err, os.ErrPermission):

@@ -20,6 +20,9 @@ type switchFlags struct {
 	defaultVLAN        uint16
 	ageing             time.Duration
 	tableSize          int
+	host, hosts        string
+	span               bool
+	vni                uint32
 }
 
 func (f *switchFlags) register(c *cobra.Command) {
@@ -32,6 +35,10 @@ func (f *switchFlags) register(c *cobra.Command) {
 	fl.IntVar(&f.tableSize, "table-size", 0, "learned MAC entries at most (65536 if not set)")
 	fl.StringVar(&f.notes, "notes", "", "free text")
 	fl.StringVar(&f.datapath, "datapath", "", "what forwards its frames: userspace (vswitchd's threads, the default) or kernel (eBPF programs on its ports)")
+	fl.StringVar(&f.host, "host", "", "in a cluster: the host a switch that does not span is on (the host asked, if not given)")
+	fl.BoolVar(&f.span, "span", false, "in a cluster: the switch is on several hosts (--hosts, or all), joined by VXLAN")
+	fl.StringVar(&f.hosts, "hosts", "", "the hosts a spanning switch is on, comma-separated (every host if not given)")
+	fl.Uint32Var(&f.vni, "vni", 0, "a spanning switch's VXLAN network identifier, 1-16777215 (allocated if not given)")
 }
 
 // apply copies the flags the user gave onto s.
@@ -61,6 +68,18 @@ func (f *switchFlags) apply(c *cobra.Command, s *config.Switch) {
 	}
 	if ch("datapath") {
 		s.Datapath = config.Datapath(f.datapath)
+	}
+	if ch("host") {
+		s.Host = f.host
+	}
+	if ch("span") {
+		s.Span = f.span
+	}
+	if ch("hosts") {
+		s.Hosts = f.hosts
+	}
+	if ch("vni") {
+		s.VNI = f.vni
 	}
 }
 
@@ -112,10 +131,19 @@ func (a *app) listSwitches() error {
 		return a.json(orEmpty(st.Config.Switches))
 	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tUPLINK\tHOST ADAPTER\tDEFAULT VLAN\tADAPTERS\tDATAPATH")
+	cluster := inCluster(&st.Config)
+	head := "NAME\tTYPE\tUPLINK\tHOST ADAPTER\tDEFAULT VLAN\tADAPTERS\tDATAPATH"
+	if cluster {
+		head += "\tON\tVNI"
+	}
+	fmt.Fprintln(tw, head)
 	for _, s := range st.Config.Switches {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
 			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)), datapath(s.Datapath))
+		if cluster {
+			fmt.Fprintf(tw, "\t%s\t%s", placement(&s), dash(vniText(s.VNI)))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -190,4 +218,37 @@ func datapath(d config.Datapath) string {
 		return string(config.Userspace)
 	}
 	return string(d)
+}
+
+// inCluster reports whether the state places anything on a cluster host.
+func inCluster(c *config.Config) bool {
+	for _, s := range c.Switches {
+		if s.Span || s.Host != "" {
+			return true
+		}
+	}
+	for _, vm := range c.VMs {
+		if vm.Host != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// placement says which hosts a switch is on.
+func placement(s *config.Switch) string {
+	switch {
+	case s.Span && s.Hosts == "":
+		return "every host (spans)"
+	case s.Span:
+		return s.Hosts + " (spans)"
+	}
+	return dash(s.Host)
+}
+
+func vniText(v uint32) string {
+	if v == 0 {
+		return ""
+	}
+	return fmt.Sprint(v)
 }

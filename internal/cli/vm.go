@@ -13,6 +13,7 @@ import (
 // vmFlags are the settable fields of a VM.
 type vmFlags struct {
 	notes, kernel, initrd, appendLine, disk, netBoot string
+	host                                             string
 	memory, cpus                                     int
 }
 
@@ -26,6 +27,7 @@ func (f *vmFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.appendLine, "append", "", "the kernel command line")
 	fl.StringVar(&f.disk, "disk", "", "a disk image to boot from")
 	fl.StringVar(&f.netBoot, "network-boot", "", "boot from the network through this adapter (PXE)")
+	fl.StringVar(&f.host, "host", "", "in a cluster: the host the VM and its adapters are on (the host asked, if not given)")
 }
 
 func (f *vmFlags) apply(c *cobra.Command, vm *config.VM) {
@@ -35,7 +37,8 @@ func (f *vmFlags) apply(c *cobra.Command, vm *config.VM) {
 		dst  *string
 		val  string
 	}{{"notes", &vm.Notes, f.notes}, {"kernel", &vm.Kernel, f.kernel}, {"initrd", &vm.Initrd, f.initrd},
-		{"append", &vm.Append, f.appendLine}, {"disk", &vm.Disk, f.disk}, {"network-boot", &vm.NetworkBoot, f.netBoot}} {
+		{"append", &vm.Append, f.appendLine}, {"disk", &vm.Disk, f.disk}, {"network-boot", &vm.NetworkBoot, f.netBoot},
+		{"host", &vm.Host, f.host}} {
 		if ch(s.flag) {
 			*s.dst = s.val
 		}

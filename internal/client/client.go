@@ -80,6 +80,12 @@ func (c *Client) State() (api.State, error) {
 	return s, c.do("GET", "/v1/state", nil, &s)
 }
 
+// Hosts lists the hosts of the cluster (none on a single host).
+func (c *Client) Hosts() ([]api.HostInfo, error) {
+	var out []api.HostInfo
+	return out, c.do("GET", "/v1/hosts", nil, &out)
+}
+
 // SetHost sets the host's MAC pool.
 func (c *Client) SetHost(h config.Host) (api.Result, error) {
 	var r api.Result

@@ -9,6 +9,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -60,6 +61,31 @@ type Switch struct {
 	// Datapath is what forwards the switch's frames: the userspace core
 	// (the default) or the kernel data path (eBPF programs on the ports).
 	Datapath Datapath `json:"datapath,omitempty"`
+	// Host is the cluster host a switch that does not span lives on (""
+	// on a single host).
+	Host string `json:"host,omitempty"`
+	// Span makes the switch exist on several hosts of a cluster (Hosts,
+	// or every host when Hosts is empty), its frames between hosts
+	// carried in VXLAN with the switch's VNI.
+	Span bool `json:"span,omitempty"`
+	// Hosts are the hosts a spanning switch is on, comma-separated and
+	// sorted ("": every host of the cluster).
+	Hosts string `json:"hosts,omitempty"`
+	// VNI is a spanning switch's VXLAN network identifier (1-16777215),
+	// unique in the cluster.
+	VNI uint32 `json:"vni,omitempty"`
+}
+
+// MaxVNI is the largest VXLAN network identifier (24 bits).
+const MaxVNI = 1<<24 - 1
+
+// On reports whether the switch exists on the named host ("" on a single
+// host): a spanning switch on every host it spans, any other on its own.
+func (s *Switch) On(host string) bool {
+	if !s.Span {
+		return s.Host == host
+	}
+	return s.Hosts == "" || slices.Contains(strings.Split(s.Hosts, ","), host)
 }
 
 // Datapath is what forwards a switch's frames.
@@ -112,6 +138,9 @@ type VM struct {
 	Disk   string `json:"disk,omitempty"`   // a disk image to boot from
 	// NetworkBoot names the adapter to boot from over the network (PXE).
 	NetworkBoot string `json:"networkBoot,omitempty"`
+	// Host is the cluster host the VM and its adapters live on ("" on a
+	// single host).
+	Host string `json:"host,omitempty"`
 }
 
 // Managed reports whether vswitchd runs the VM (it has a kernel, a disk or
@@ -258,4 +287,52 @@ func cloneBool(p *bool) *bool {
 	}
 	v := *p
 	return &v
+}
+
+// ForHost returns the part of the state that one host converges: the pool,
+// the switches on it, its VMs and their adapters. The result shares
+// nothing the caller may change with c only when it is c itself (host
+// "" with nothing placed elsewhere); treat it as read-only.
+func (c *Config) ForHost(host string) *Config {
+	out := &Config{Host: c.Host}
+	for _, s := range c.Switches {
+		if s.On(host) {
+			out.Switches = append(out.Switches, s)
+		}
+	}
+	here := map[string]bool{}
+	for _, vm := range c.VMs {
+		if vm.Host == host {
+			out.VMs = append(out.VMs, vm)
+			here[vm.Name] = true
+		}
+	}
+	for _, a := range c.Adapters {
+		if here[a.VM] {
+			out.Adapters = append(out.Adapters, a)
+		}
+	}
+	return out
+}
+
+// AllocateVNI returns the lowest VNI no switch has.
+func (c *Config) AllocateVNI() (uint32, error) {
+	used := map[uint32]bool{}
+	for _, s := range c.Switches {
+		used[s.VNI] = true
+	}
+	for v := uint32(1); v <= MaxVNI; v++ {
+		if !used[v] {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("every VNI is taken")
+}
+
+// HostOf returns the host an adapter lives on: its VM's.
+func (c *Config) HostOf(a *Adapter) string {
+	if vm := c.VM(a.VM); vm != nil {
+		return vm.Host
+	}
+	return ""
 }

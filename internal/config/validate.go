@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,12 @@ const (
 	minAgeing    = time.Second
 	maxAgeing    = 24 * time.Hour
 )
+
+// HostNameRule is what a cluster host's name may be.
+const HostNameRule = "1 to 64 of the characters A-Z a-z 0-9 _ . -"
+
+// HostNameOK reports whether s can name a cluster host.
+func HostNameOK(s string) bool { return nameOK(s, maxName) }
 
 func nameOK(s string, max int) bool {
 	if len(s) == 0 || len(s) > max || s == "." || s == ".." {
@@ -44,7 +51,9 @@ func (c *Config) Validate() error {
 	c.validateHost(&l)
 	switches := c.validateSwitches(&l)
 	vms := map[string]bool{}
+	hostOf := map[string]string{} // VM → its host
 	for i, vm := range c.VMs {
+		hostOf[vm.Name] = vm.Host
 		path := fmt.Sprintf("vms[%d].name", i)
 		switch {
 		case !nameOK(vm.Name, maxName):
@@ -53,10 +62,13 @@ func (c *Config) Validate() error {
 			l.Add(path, vm.Name, "a name no other VM has")
 		}
 		vms[vm.Name] = true
+		if vm.Host != "" && !nameOK(vm.Host, maxName) {
+			l.Add(fmt.Sprintf("vms[%s].host", vm.Name), vm.Host, "a host name ("+nameRule+")")
+		}
 		c.validateVMHardware(&vm, &l)
 	}
-	c.validateAdapters(&l, switches, vms)
-	c.validateResources(&l)
+	c.validateAdapters(&l, switches, vms, hostOf)
+	c.validateResources(&l, hostOf)
 	return l.Err()
 }
 
@@ -67,22 +79,39 @@ const maxSocketPath = 107
 // validateResources checks that no two objects claim one host resource:
 // an interface name in the host's namespace (host adapters, uplinks, TAPs
 // of tap adapters), an interface in a VM's namespace, a socket path.
-func (c *Config) validateResources(l *field.List) {
-	host := map[string]string{} // interface name → who has it
-	for _, s := range c.Switches {
-		if s.ManagementOS() && nameOK(s.Name, maxIfName) {
-			host[s.Name] = "the host adapter of switch " + s.Name
+func (c *Config) validateResources(l *field.List, hostOf map[string]string) {
+	// interface name → who has it, per host: a spanning switch's claims
+	// are on each of its hosts, or on every host ("*") when it spans all.
+	host := map[string]string{}
+	claimed := func(h, name string) string { return cmp.Or(host[h+"\x00"+name], host["*\x00"+name]) }
+	hostsOf := func(s *Switch) []string {
+		switch {
+		case !s.Span:
+			return []string{s.Host}
+		case s.Hosts == "":
+			return []string{"*"}
+		}
+		return strings.Split(s.Hosts, ",")
+	}
+	for i := range c.Switches {
+		if s := &c.Switches[i]; s.ManagementOS() && nameOK(s.Name, maxIfName) {
+			for _, h := range hostsOf(s) {
+				host[h+"\x00"+s.Name] = "the host adapter of switch " + s.Name
+			}
 		}
 	}
-	for _, s := range c.Switches {
+	for i := range c.Switches {
+		s := &c.Switches[i]
 		if s.Type != External || s.Uplink == "" {
 			continue
 		}
-		if who := host[s.Uplink]; who != "" {
-			l.Add("switches["+s.Name+"].uplink", s.Uplink, "a NIC that is not an interface of vswitch ("+who+")")
-			continue
+		for _, h := range hostsOf(s) {
+			if who := claimed(h, s.Uplink); who != "" {
+				l.Add("switches["+s.Name+"].uplink", s.Uplink, "a NIC that is not an interface of vswitch ("+who+")")
+				break
+			}
+			host[h+"\x00"+s.Uplink] = "the uplink of switch " + s.Name
 		}
-		host[s.Uplink] = "the uplink of switch " + s.Name
 	}
 	inNS, sockets := map[string]string{}, map[string]string{}
 	for i := range c.Adapters {
@@ -90,30 +119,31 @@ func (c *Config) validateResources(l *field.List) {
 		p := fmt.Sprintf("adapters[%s].attachment", a.ID())
 		switch a.Attachment.Kind {
 		case AttachTAP:
-			if who := host[a.Attachment.Device]; who != "" {
+			h := hostOf[a.VM]
+			if who := claimed(h, a.Attachment.Device); who != "" {
 				l.Add(p+".device", a.Attachment.Device, "a name no other interface of the host has ("+who+" has it)")
 			}
-			host[a.Attachment.Device] = "the TAP of adapter " + a.ID()
+			host[h+"\x00"+a.Attachment.Device] = "the TAP of adapter " + a.ID()
 		case AttachNetns:
 			dev := a.Attachment.Device
 			if dev == "" {
 				dev = "eth0"
 			}
-			k := namespacePath(a.Attachment.Namespace) + "\x00" + dev
+			k := hostOf[a.VM] + "\x00" + namespacePath(a.Attachment.Namespace) + "\x00" + dev
 			if who := inNS[k]; who != "" {
 				l.Add(p+".device", dev, "a name no other adapter has in namespace "+a.Attachment.Namespace+" ("+who+" has it)")
 			}
 			inNS[k] = "adapter " + a.ID()
 		case AttachQEMUStream, AttachQEMUDgram:
-			sock, max := a.SocketPath(), maxSocketPath
+			sock, max := hostOf[a.VM]+"\x00"+a.SocketPath(), maxSocketPath
 			if a.Attachment.Kind == AttachQEMUDgram {
 				max -= len(".qemu")
 			}
-			if len(sock) > max {
-				l.Add(p+".socket", sock, fmt.Sprintf("a path of at most %d bytes (a unix socket's limit; shorter VM or adapter names, or --socket-path)", max))
+			if len(a.SocketPath()) > max {
+				l.Add(p+".socket", a.SocketPath(), fmt.Sprintf("a path of at most %d bytes (a unix socket's limit; shorter VM or adapter names, or --socket-path)", max))
 			}
 			if who := sockets[sock]; who != "" {
-				l.Add(p+".socket", sock, "a path no other adapter uses ("+who+" has it)")
+				l.Add(p+".socket", a.SocketPath(), "a path no other adapter uses ("+who+" has it)")
 			}
 			sockets[sock] = "adapter " + a.ID()
 		}
@@ -174,6 +204,7 @@ func (c *Config) validateHost(l *field.List) {
 func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 	byName := map[string]*Switch{}
 	uplinks := map[string]string{}
+	vnis := map[uint32]string{}
 	for i := range c.Switches {
 		s := &c.Switches[i]
 		p := fmt.Sprintf("switches[%s]", s.Name)
@@ -189,10 +220,12 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 			switch {
 			case !nameOK(s.Uplink, maxIfName):
 				l.Add(p+".uplink", s.Uplink, "the name of the physical NIC ("+ifNameRule+")")
-			case uplinks[s.Uplink] != "":
-				l.Add(p+".uplink", s.Uplink, "a NIC no other switch uses (switch "+uplinks[s.Uplink]+" has it)")
+			case !s.Span && uplinks[s.Host+"\x00"+s.Uplink] != "":
+				l.Add(p+".uplink", s.Uplink, "a NIC no other switch uses (switch "+uplinks[s.Host+"\x00"+s.Uplink]+" has it)")
 			}
-			uplinks[s.Uplink] = s.Name
+			if !s.Span {
+				uplinks[s.Host+"\x00"+s.Uplink] = s.Name
+			}
 		case Internal, Private:
 			if s.Uplink != "" {
 				l.Add(p+".uplink", s.Uplink, "only on an external switch")
@@ -226,11 +259,51 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 		}
 		s.HostVLAN.validate(p+".hostVLAN", s.VLANOrDefault(), l)
 		s.UplinkVLAN.validate(p+".uplinkVLAN", s.VLANOrDefault(), l)
+		s.validatePlace(p, vnis, l)
 	}
 	return byName
 }
 
-func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool) {
+// validatePlace checks where a switch lives: on one host, or spanning
+// hosts with a VNI no other switch has.
+func (s *Switch) validatePlace(p string, vnis map[uint32]string, l *field.List) {
+	if s.Host != "" && !nameOK(s.Host, maxName) {
+		l.Add(p+".host", s.Host, "a host name ("+nameRule+")")
+	}
+	if !s.Span {
+		if s.Hosts != "" {
+			l.Add(p+".hosts", s.Hosts, "only on a spanning switch (span)")
+		}
+		if s.VNI != 0 {
+			l.Add(p+".vni", fmt.Sprint(s.VNI), "only on a spanning switch (span)")
+		}
+		return
+	}
+	if s.Host != "" {
+		l.Add(p+".host", s.Host, "empty on a spanning switch (it is on hosts)")
+	}
+	seen := map[string]bool{}
+	for _, h := range strings.Split(s.Hosts, ",") {
+		if s.Hosts == "" {
+			break
+		}
+		if !nameOK(h, maxName) || seen[h] {
+			l.Add(p+".hosts", s.Hosts, "host names separated by commas, each once ("+nameRule+"), or empty for every host")
+			break
+		}
+		seen[h] = true
+	}
+	switch {
+	case s.VNI < 1 || s.VNI > MaxVNI:
+		l.Add(p+".vni", fmt.Sprint(s.VNI), fmt.Sprintf("a VXLAN network identifier from 1 to %d", MaxVNI))
+	case vnis[s.VNI] != "":
+		l.Add(p+".vni", fmt.Sprint(s.VNI), "a VNI no other switch has (switch "+vnis[s.VNI]+" has it)")
+	default:
+		vnis[s.VNI] = s.Name
+	}
+}
+
+func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool, hostOf map[string]string) {
 	kernelPorts, joined := map[string]int{}, map[string]bool{}
 	ids := map[string]bool{}
 	macs := map[frame.MAC]string{}
@@ -250,6 +323,8 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		sw := switches[a.Switch]
 		if sw == nil {
 			l.Add(p+".switch", a.Switch, "the name of an existing switch")
+		} else if h := hostOf[a.VM]; !sw.On(h) {
+			l.Add(p+".switch", a.Switch, "a switch on host "+h+", where VM "+a.VM+" is (switch "+sw.Name+" is "+sw.where()+")")
 		}
 		switch {
 		case a.MAC.IsZero() && !a.DynamicMAC:
@@ -329,3 +404,16 @@ func (t *Attachment) validate(p string, l *field.List) {
 }
 
 func (v *VLAN) isZero() bool { return *v == VLAN{} }
+
+// where says where a switch is, for errors.
+func (s *Switch) where() string {
+	switch {
+	case !s.Span && s.Host == "":
+		return "not on a cluster host"
+	case !s.Span:
+		return "on host " + s.Host
+	case s.Hosts == "":
+		return "on every host"
+	}
+	return "on hosts " + s.Hosts
+}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,8 +48,36 @@ type Runner interface {
 	Leftovers() []string
 }
 
+// StateSource is where the desired state lives: the host's store, or the
+// cluster's (etcd).
+type StateSource interface {
+	Load() (*config.Config, uint64, error)
+	LoadShared() (*config.Config, uint64, error)
+	// Replace stores next as the revision after rev; store.ErrStale if
+	// another write came first.
+	Replace(next *config.Config, rev uint64) (uint64, error)
+}
+
+// Cluster is this host's membership of a cluster (cluster.Cluster): the
+// cluster's state and its other hosts.
+type Cluster interface {
+	StateSource
+	Name() string
+	VTEPs() map[string]netip.Addr
+	Hosts() []api.HostInfo
+	// OnChange sets what is called after the state or the hosts changed.
+	OnChange(func())
+	// Refresh reads the state anew (what follows sees every write made
+	// before, through any host).
+	Refresh() error
+	// Online says why writes cannot be stored now (etcd unreachable), or nil.
+	Online() error
+}
+
 // Deps are what a Controller works with.
 type Deps struct {
+	// Store is the host's own store: the desired state on a single host,
+	// and the records of what the daemon made on the host always.
 	Store   *store.Store
 	Backend Backend
 	Host    Host
@@ -69,6 +100,12 @@ type Deps struct {
 	// HostTimeout bounds each host step (DefaultHostTimeout if 0): a
 	// step that takes longer fails, and a write that needed it is refused.
 	HostTimeout time.Duration
+	// Cluster, if set, holds the desired state instead of Store: this host
+	// converges its part of it (config.ForHost), and its spanning switches
+	// reach the other hosts from VTEP, their adapters at OverlayMTU.
+	Cluster    Cluster
+	VTEP       netip.Addr
+	OverlayMTU int
 }
 
 // Controller is the one owner of convergence: it holds the desired state
@@ -80,6 +117,8 @@ type Deps struct {
 // at any step Start brings the host back to exactly the stored state.
 type Controller struct {
 	deps       Deps
+	src        StateSource // the cluster's state, or the store
+	host       string      // this host's name in the cluster ("": a single host)
 	d          *Daemon
 	log        *slog.Logger
 	socketDirs []string // where QEMU sockets may be
@@ -123,6 +162,10 @@ func NewController(deps Deps) *Controller {
 	if deps.APISocket != "" {
 		c.socketDirs = append(c.socketDirs, filepath.Dir(deps.APISocket))
 	}
+	c.src = deps.Store
+	if deps.Cluster != nil {
+		c.src, c.host = deps.Cluster, deps.Cluster.Name()
+	}
 	c.d.SetPoller(deps.Poller)
 	if deps.Kernel != nil {
 		c.d.SetKernelPath(deps.Kernel)
@@ -149,6 +192,13 @@ func (c *Controller) Start() ([]string, error) {
 	c.adoptLocked()
 	changes, err := c.convergeLocked()
 	c.mu.Unlock()
+	if c.deps.Cluster != nil {
+		c.deps.Cluster.OnChange(func() { // another host's write, or a host came or went
+			c.mu.Lock()
+			c.convergeLocked()
+			c.mu.Unlock()
+		})
+	}
 	if errors.Is(err, store.ErrCorrupt) {
 		return changes, err
 	}
@@ -161,10 +211,11 @@ func (c *Controller) Start() ([]string, error) {
 // still run, so that their adapters come up again and vm ls is true; one
 // that the state no longer names is stopped. The caller holds c.mu.
 func (c *Controller) adoptLocked() {
-	cfg, _, err := c.deps.Store.Load()
+	all, _, err := c.src.LoadShared()
 	if err != nil {
 		return
 	}
+	cfg := c.local(all)
 	for _, name := range c.deps.Runner.Leftovers() {
 		vm := cfg.VM(name)
 		if vm == nil || !vm.Managed() {
@@ -225,12 +276,13 @@ func (c *Controller) Close() {
 
 // convergeLocked applies the stored state; the caller holds c.mu.
 func (c *Controller) convergeLocked() ([]string, error) {
-	cfg, _, err := c.deps.Store.LoadShared()
+	cfg, _, err := c.src.LoadShared()
 	if err != nil {
 		c.log.Error("reading the stored state", "err", err)
 		return nil, err
 	}
-	changes, err := c.d.Apply(cfg)
+	c.d.SetOverlay(c.overlay(cfg))
+	changes, err := c.d.Apply(c.local(cfg))
 	c.pending = err
 	if err != nil {
 		c.log.Warn("converging", "err", err)
@@ -239,7 +291,51 @@ func (c *Controller) convergeLocked() ([]string, error) {
 }
 
 // State returns the stored state and its revision.
-func (c *Controller) State() (*config.Config, uint64, error) { return c.deps.Store.Load() }
+func (c *Controller) State() (*config.Config, uint64, error) { return c.src.Load() }
+
+// HostName is this host's name in its cluster ("" on a single host).
+func (c *Controller) HostName() string { return c.host }
+
+// Hosts lists the cluster's hosts (on a single host, none).
+func (c *Controller) Hosts() []api.HostInfo {
+	if c.deps.Cluster == nil {
+		return nil
+	}
+	return c.deps.Cluster.Hosts()
+}
+
+// local is the part of a state this host converges: all of it on a single host.
+func (c *Controller) local(cfg *config.Config) *config.Config {
+	if c.deps.Cluster == nil {
+		return cfg
+	}
+	return cfg.ForHost(c.host)
+}
+
+// overlay is what this host's spanning switches need: for each, the
+// tunnel endpoints of the other hosts it is on.
+func (c *Controller) overlay(cfg *config.Config) *Overlay {
+	if c.deps.Cluster == nil {
+		return nil
+	}
+	vteps := c.deps.Cluster.VTEPs()
+	o := &Overlay{Local: c.deps.VTEP, MTU: c.deps.OverlayMTU, Peers: map[string][]netip.Addr{}}
+	for i := range cfg.Switches {
+		sw := &cfg.Switches[i]
+		if !sw.Span || !sw.On(c.host) {
+			continue
+		}
+		peers := []netip.Addr{}
+		for h, a := range vteps {
+			if h != c.host && a != c.deps.VTEP && sw.On(h) && !slices.Contains(peers, a) {
+				peers = append(peers, a)
+			}
+		}
+		slices.SortFunc(peers, netip.Addr.Compare)
+		o.Peers[sw.Name] = peers
+	}
+	return o
+}
 
 // Switch returns a running switch as reads see it (either data path), or nil.
 func (c *Controller) Switch(name string) LiveSwitch { return c.d.Switch(name) }
@@ -251,6 +347,7 @@ func (c *Controller) CoreSwitch(name string) *l2.Switch { return c.d.CoreSwitch(
 // adapters, adapters), whether it is up on the host and if not, why. It
 // does not wait for a write in progress.
 func (c *Controller) PortStates(cfg *config.Config) []api.PortState {
+	cfg = c.local(cfg)
 	var out []api.PortState
 	add := func(sw, port, vm string) {
 		ps := api.PortState{Switch: sw, Port: port, State: api.PortUp}
@@ -295,41 +392,79 @@ func (c *Controller) PortStates(cfg *config.Config) []api.PortState {
 func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	prev, rev, err := c.deps.Store.LoadShared() // read-only: the edit is made on a clone
+	// In a cluster another host may write between the read and the
+	// compare-and-swap: the edit is then made again on the newer state
+	// (the host converges to whatever this host's part of it is).
+	for attempt := 1; ; attempt++ {
+		if c.deps.Cluster != nil {
+			if err := c.deps.Cluster.Refresh(); err != nil {
+				return Outcome{}, err // etcd unreachable: nothing can be stored
+			}
+		}
+		out, retry, err := c.changeOnce(edit)
+		if !retry || attempt == maxAttempts {
+			return out, err
+		}
+	}
+}
+
+// maxAttempts bounds how often a cluster write is made again after
+// another host's write came first.
+const maxAttempts = 100
+
+func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, retry bool, _ error) {
+	all, rev, err := c.src.LoadShared() // read-only: the edit is made on a clone
 	if err != nil {
-		return Outcome{}, err
+		return Outcome{}, false, err
 	}
-	next := prev.Clone()
-	if err := edit(next); err != nil {
-		return Outcome{}, err
+	nextAll := all.Clone()
+	if err := edit(nextAll); err != nil {
+		return Outcome{}, false, err
 	}
-	if err := next.Validate(); err != nil {
-		return Outcome{}, err
+	if err := nextAll.Validate(); err != nil {
+		return Outcome{}, false, err
+	}
+	prev, next := c.local(all), c.local(nextAll)
+	if err := c.checkCluster(all, nextAll); err != nil {
+		return Outcome{}, false, err
 	}
 	if err := c.checkHost(prev, next); err != nil {
-		return Outcome{}, err
+		return Outcome{}, false, err
 	}
-	if prev.Equal(next) {
-		return Outcome{Revision: rev, Changes: []string{}}, nil
+	if all.Equal(nextAll) {
+		return Outcome{Revision: rev, Changes: []string{}}, false, nil
 	}
-	changes, aerr := c.d.Apply(next)
-	if refused := refusal(prev, next, aerr); refused != nil {
-		_, err := c.d.Apply(prev)
-		if err != nil {
-			c.log.Warn("undoing a refused change", "err", err)
+	if c.deps.Cluster != nil {
+		if err := c.deps.Cluster.Online(); err != nil {
+			return Outcome{}, false, err
 		}
-		c.pending = err // what the undo left (a step still running late) is retried
-		return Outcome{}, refused
 	}
-	rev, err = c.deps.Store.Replace(next, rev) // validated above; c.mu keeps rev current
+	changes, aerr := []string{}, c.pending
+	if !prev.Equal(next) {
+		c.d.SetOverlay(c.overlay(nextAll))
+		changes, aerr = c.d.Apply(next)
+		if refused := refusal(prev, next, aerr); refused != nil {
+			c.d.SetOverlay(c.overlay(all))
+			_, err := c.d.Apply(prev)
+			if err != nil {
+				c.log.Warn("undoing a refused change", "err", err)
+			}
+			c.pending = err // what the undo left (a step still running late) is retried
+			return Outcome{}, false, refused
+		}
+	}
+	rev, err = c.src.Replace(nextAll, rev) // validated above; on a single host c.mu keeps rev current
 	if err != nil {
-		c.d.Apply(prev)
-		return Outcome{}, err
+		if errors.Is(err, store.ErrStale) && c.deps.Cluster != nil {
+			return Outcome{}, true, err
+		}
+		c.convergeLocked() // back to what is stored
+		return Outcome{}, false, err
 	}
 	c.pending = aerr
 	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
 	for vm := range c.up {
-		if v := next.VM(vm); v == nil || !v.Managed() { // removed (or no longer run by vswitchd): stopped
+		if v := next.VM(vm); v == nil || !v.Managed() { // removed (moved, or no longer run by vswitchd): stopped
 			out.Changes = append(out.Changes, "stop VM "+vm+" (no longer in the state)")
 			go c.deps.Runner.Stop(vm, 10*time.Second)
 		}
@@ -351,7 +486,54 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 				"(they are kept and given back when the switch goes or allows the management OS)", sw.Name, sw.Uplink))
 		}
 	}
-	return out, nil
+	return out, false, nil
+}
+
+// checkCluster refuses what needs a cluster on a single host (a switch
+// that spans, a host named on an object) and, in a cluster, a spanning
+// switch on a host that is not registered.
+func (c *Controller) checkCluster(prev, next *config.Config) error {
+	var l field.List
+	if c.deps.Cluster == nil {
+		for _, sw := range next.Switches {
+			if sw.Span {
+				l.Add(fmt.Sprintf("switches[%s].span", sw.Name), "true", "false: a switch spans hosts only in a cluster (vswitchd --etcd)")
+			}
+			if sw.Host != "" {
+				l.Add(fmt.Sprintf("switches[%s].host", sw.Name), sw.Host, "empty: this host is not in a cluster (vswitchd --etcd)")
+			}
+		}
+		for _, vm := range next.VMs {
+			if vm.Host != "" {
+				l.Add(fmt.Sprintf("vms[%s].host", vm.Name), vm.Host, "empty: this host is not in a cluster (vswitchd --etcd)")
+			}
+		}
+		return l.Err()
+	}
+	known := c.deps.Cluster.VTEPs()
+	hostOK := func(p, h string, old bool) {
+		if _, ok := known[h]; !ok && !old {
+			names := slices.Sorted(maps.Keys(known))
+			l.Add(p, h, "the name of a host of the cluster ("+strings.Join(names, ", ")+")")
+		}
+	}
+	for _, sw := range next.Switches {
+		old := prev.Switch(sw.Name)
+		if !sw.Span {
+			hostOK(fmt.Sprintf("switches[%s].host", sw.Name), sw.Host, old != nil && old.Host == sw.Host)
+			continue
+		}
+		for _, h := range strings.Split(sw.Hosts, ",") {
+			if sw.Hosts != "" {
+				hostOK(fmt.Sprintf("switches[%s].hosts", sw.Name), h, old != nil && old.Hosts == sw.Hosts)
+			}
+		}
+	}
+	for _, vm := range next.VMs {
+		old := prev.VM(vm.Name)
+		hostOK(fmt.Sprintf("vms[%s].host", vm.Name), vm.Host, old != nil && old.Host == vm.Host)
+	}
+	return l.Err()
 }
 
 // refusal returns the first failure of something the change touched that
@@ -479,12 +661,16 @@ func (c *Controller) checkMACs(l *field.List, prev, next *config.Config) {
 func (c *Controller) StartVM(name string) (api.VMStatus, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cfg, _, err := c.deps.Store.Load()
+	all, _, err := c.src.Load()
 	if err != nil {
 		return api.VMStatus{}, err
 	}
+	cfg := c.local(all)
 	vm := cfg.VM(name)
 	if vm == nil {
+		if v := all.VM(name); v != nil {
+			return api.VMStatus{}, fmt.Errorf("VM %q lives on host %s: start it there (vswitchctl --host %s)", name, v.Host, v.Host)
+		}
 		return api.VMStatus{}, fmt.Errorf("VM %q: %w", name, config.ErrNotFound)
 	}
 	var ads []config.Adapter

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,8 @@ type Backend interface {
 	// identity off the NIC. Called again after a crash half-way, it
 	// finishes the move.
 	TakeOver(nic, hostAdapter string, saved []byte) (time.Duration, error)
+	// SetPeers makes a tunnel device flood to exactly these endpoints.
+	SetPeers(device string, peers []netip.Addr) error
 	// GiveBack moves it from the host adapter back to the NIC, or, if the
 	// host adapter is gone or was "", gives the NIC what was saved (nil:
 	// nothing saved, only a live move).
@@ -91,6 +95,7 @@ type Daemon struct {
 	kern     KernelPath           // the kernel data path; nil: none
 	timeout  time.Duration        // the deadline of one host step
 	busy     map[string]bool      // host steps that timed out and have not returned yet
+	overlay  *Overlay             // spanning switches' tunnels; nil: none (a single host)
 
 	view atomic.Pointer[view] // what readers see
 }
@@ -131,8 +136,16 @@ type liveSwitch struct {
 	core     *l2.Switch        // kernel: the core that serves its QEMU sockets, joined to it; nil: none
 	ifnames  map[string]string // kernel: port name → switch-side interface
 	ports    map[string]*portPlan
-	tookOver string // the NIC whose identity was taken, if any
-	holder   string // the host adapter that holds it ("": taken off, held by none)
+	tookOver string       // the NIC whose identity was taken, if any
+	holder   string       // the host adapter that holds it ("": taken off, held by none)
+	peers    []netip.Addr // spanning: the endpoints its tunnel floods to, as last set
+}
+
+// SetOverlay sets what the next Apply gives spanning switches.
+func (d *Daemon) SetOverlay(o *Overlay) {
+	d.mu.Lock()
+	d.overlay = o
+	d.mu.Unlock()
 }
 
 // New returns a daemon with nothing running that keeps its records of
@@ -155,7 +168,7 @@ func New(b Backend, rec Records, log *slog.Logger) *Daemon {
 func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	want, err := plan(c, d.running)
+	want, err := plan(c, d.running, d.overlay)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +270,7 @@ func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	for _, name := range converging {
 		ls, wp := d.switches[name], want[name]
 		errs = append(errs, d.addPorts(ls, wp, note)...)
+		errs = append(errs, d.setPeers(ls, wp, note))
 		errs = append(errs, d.takeOver(ls, wp, note))
 	}
 	errs = append(errs, d.sweep(want, note)...)
@@ -304,6 +318,23 @@ func (d *Daemon) PortState(sw, port string) (up bool, problem *StepError) {
 		return false, p
 	}
 	return up, nil
+}
+
+// setPeers makes a spanning switch's tunnel flood to the other hosts of
+// the switch (head-end replication), once its tunnel is up.
+func (d *Daemon) setPeers(ls *liveSwitch, wp *switchPlan, note func(string, ...any)) error {
+	t, up := ls.ports[KindTunnel]
+	if !up || slices.Equal(ls.peers, wp.peers) && ls.peers != nil {
+		return nil
+	}
+	peers := append([]netip.Addr{}, wp.peers...)
+	_, err := hostStep(d, portKey(t.spec), func() (struct{}, error) { return struct{}{}, d.backend.SetPeers(t.spec.Device, peers) }, nil)
+	if err != nil {
+		return &StepError{Switch: ls.opts.Name, Port: KindTunnel, Step: "set the tunnel's peers", Err: err}
+	}
+	ls.peers = peers
+	note("tunnel of switch %s floods to %d other hosts %v", ls.opts.Name, len(peers), peers)
+	return nil
 }
 
 // takeOver moves the host's identity from the uplink NIC to the host
@@ -414,6 +445,9 @@ func (d *Daemon) dropPorts(ls *liveSwitch, wp *switchPlan, wanted map[string]*Po
 				errs = append(errs, &StepError{Switch: sw, Port: pn, Step: "detach the kernel data path", Err: err})
 			}
 			delete(ls.ports, pn)
+			if pn == KindTunnel {
+				ls.peers = nil // set again on the new device
+			}
 			if w := wanted[have.spec.key()]; w == nil || !movedDevice(have.spec, *w) {
 				errs = append(errs, d.remove(have.spec))
 			}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -61,6 +62,13 @@ func (f *fakeBackend) TakeOver(nic, host string, saved []byte) (time.Duration, e
 	}
 	f.identity[nic] = host
 	return 0, nil
+}
+
+func (f *fakeBackend) SetPeers(device string, peers []netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.step()
+	return nil
 }
 
 func (f *fakeBackend) GiveBack(host, nic string, saved []byte) error {

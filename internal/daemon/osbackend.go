@@ -58,6 +58,11 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 	switch s.Kind {
 	case KindUplink:
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+	case KindTunnel:
+		if err := b.tunnel(s); err != nil {
+			return nil, err
+		}
+		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindJoin: // the core's end of a kernel switch's join (OpenDevice made it)
 		return afpacket.Open(afpacket.Config{Interface: joinCoreEnd(s), Namespace: b.Namespace})
 	case string(config.AttachTAP):
@@ -66,9 +71,9 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 		}
 		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
 	case KindHost:
-		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC, Mark: Mark, Adopt: true})
+		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC, MTU: s.MTU, Mark: Mark, Adopt: true})
 	case string(config.AttachNetns):
-		p, err := tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC, Mark: Mark, Adopt: true})
+		p, err := tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC, MTU: s.MTU, Mark: Mark, Adopt: true})
 		return p, notYet(err)
 	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
 		if err := os.MkdirAll(filepath.Dir(s.Socket), 0o700); err != nil {
@@ -94,6 +99,8 @@ func (b OSBackend) Remove(s PortSpec) error {
 	case s.Kernel && s.Kind == KindUplink:
 		b.withLink(s.Device, func(h *netlink.Handle, l netlink.Link) error { return h.SetPromiscOff(l) }) // a NIC that went needs nothing
 		return nil
+	case s.Kind == KindTunnel:
+		return b.removeTunnel(s.Device)
 	case s.Kernel && (s.Kind == KindHost || s.Kind == KindJoin):
 		return removeVeth(b.Namespace, s.Device)
 	case s.Kernel && s.Kind == string(config.AttachNetns):

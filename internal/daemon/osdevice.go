@@ -42,24 +42,26 @@ func (b OSBackend) OpenDevice(s PortSpec) (string, error) {
 			return "", err
 		}
 		return s.Device, b.switchSide(s.Device, false)
+	case KindTunnel:
+		return s.Device, b.tunnel(s)
 	case KindHost:
 		sw := kernelIfname(s)
-		return sw, b.veth(sw, s.Device, b.Namespace, s.MAC)
+		return sw, b.veth(sw, s.Device, b.Namespace, s.MAC, s.MTU)
 	case KindJoin:
-		if err := b.veth(s.Device, joinCoreEnd(s), b.Namespace, [6]byte{}); err != nil {
+		if err := b.veth(s.Device, joinCoreEnd(s), b.Namespace, [6]byte{}, 0); err != nil {
 			return "", err
 		}
 		return s.Device, b.switchSide(joinCoreEnd(s), true)
 	case string(config.AttachNetns):
 		sw := kernelIfname(s)
-		return sw, notYet(b.veth(sw, s.Device, s.Namespace, s.MAC))
+		return sw, notYet(b.veth(sw, s.Device, s.Namespace, s.MAC, s.MTU))
 	}
 	return "", fmt.Errorf("a %s port cannot be on the kernel data path", s.Kind)
 }
 
 // veth makes (or finds) a veth pair: sw in the daemon's namespace, peer
 // named name in namespace ns, with mac if set; both marked and up.
-func (b OSBackend) veth(sw, name, ns string, mac [6]byte) error {
+func (b OSBackend) veth(sw, name, ns string, mac [6]byte, mtu int) error {
 	hostNS, peerNS := nsrun.Path(b.Namespace), nsrun.Path(ns)
 	if err := nsrun.Check(peerNS); err != nil {
 		return err
@@ -86,7 +88,7 @@ func (b OSBackend) veth(sw, name, ns string, mac [6]byte) error {
 	if l, err := ph.LinkByName(name); err == nil {
 		return fmt.Errorf("%s is taken (a %s device, alias %q)", name, l.Type(), l.Attrs().Alias)
 	}
-	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sw}, PeerName: name}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: sw, MTU: mtu}, PeerName: name}
 	if peerNS != hostNS {
 		f, err := os.Open(peerNS)
 		if err != nil {

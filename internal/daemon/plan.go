@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -21,7 +22,22 @@ const (
 	// KindJoin is the veth pair that joins a kernel switch's program to
 	// the userspace core that serves its QEMU socket adapters.
 	KindJoin = "join"
+	// KindTunnel is a spanning switch's VXLAN device: its port to the
+	// switch's other hosts.
+	KindTunnel = "tunnel"
 )
+
+// Overlay is what a cluster host's spanning switches need: this host's
+// tunnel endpoint, the MTU their adapters get, and the other hosts' tunnel
+// endpoints for each spanning switch.
+type Overlay struct {
+	Local netip.Addr
+	MTU   int                     // of adapters and host adapters on spanning switches; 0: the device's default
+	Peers map[string][]netip.Addr // switch → the other hosts' endpoints, sorted
+}
+
+// TunnelDevice names a spanning switch's VXLAN device: "vx" and its VNI.
+func TunnelDevice(vni uint32) string { return fmt.Sprintf("vx%d", vni) }
 
 // PortSpec is the OS side of a port: what the backend opens. Two specs
 // that are equal open the same thing.
@@ -33,7 +49,10 @@ type PortSpec struct {
 	Namespace string // netns: the namespace
 	Socket    string // qemu-*: the socket path
 	MAC       frame.MAC
-	Kernel    bool // on the kernel data path: a veth pair where the userspace core has a TAP
+	Kernel    bool   // on the kernel data path: a veth pair where the userspace core has a TAP
+	MTU       int    // the device's MTU when vswitchd makes it (0: its default)
+	VNI       uint32 // tunnel: the VXLAN network identifier
+	Local     string // tunnel: this host's endpoint address
 }
 
 // portPlan is one desired port: its OS side and its switch configuration.
@@ -49,11 +68,12 @@ type switchPlan struct {
 	takeOver  string               // the NIC whose identity is taken (external switches)
 	hostHolds bool                 // the host adapter takes it; false: it is only taken off the NIC
 	kernel    bool                 // on the kernel data path
+	peers     []netip.Addr         // spanning: the other hosts' tunnel endpoints
 }
 
 // plan turns a valid state into the switches and ports it asks for; the
 // adapters of a VM that vswitchd runs are there only while running says so.
-func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPlan, error) {
+func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[string]*switchPlan, error) {
 	out := map[string]*switchPlan{}
 	for i := range c.Switches {
 		s := &c.Switches[i]
@@ -82,6 +102,21 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name, Kernel: s.IsKernel()},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
+		if s.Span {
+			if ov == nil || !ov.Local.IsValid() {
+				return nil, fmt.Errorf("switch %s spans hosts, and this host has no tunnel endpoint (vswitchd --vtep)", s.Name)
+			}
+			// Every VLAN rides the tunnel, tagged but the default VLAN,
+			// like the uplink's default: a plain Linux VXLAN host sees the
+			// default VLAN untagged.
+			v, _ := vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
+			sp.ports[KindTunnel] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindTunnel, Kind: KindTunnel, Device: TunnelDevice(s.VNI),
+				Kernel: s.IsKernel(), VNI: s.VNI, Local: ov.Local.String(), MTU: ov.MTU}, cfg: l2.PortConfig{VLAN: v}}
+			sp.peers = ov.Peers[s.Name]
+			if h := sp.ports[KindHost]; h != nil {
+				h.spec.MTU = ov.MTU
+			}
+		}
 		out[s.Name] = sp
 	}
 	for i := range c.Adapters {
@@ -95,6 +130,9 @@ func plan(c *config.Config, running func(vm string) bool) (map[string]*switchPla
 			return nil, fmt.Errorf("adapter %s VLAN: %w", a.ID(), err)
 		}
 		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC, Kernel: sp.kernel}
+		if t := sp.ports[KindTunnel]; t != nil && a.Attachment.Kind == config.AttachNetns {
+			spec.MTU = t.spec.MTU // what vswitchd makes fits the tunnel
+		}
 		switch a.Attachment.Kind {
 		case config.AttachNetns:
 			spec.Namespace, spec.Device = a.Attachment.Namespace, cmp.Or(a.Attachment.Device, tap.DefaultName)

@@ -62,7 +62,7 @@ func (s PortSpec) key() string {
 	switch s.Kind {
 	case KindUplink:
 		return ""
-	case KindHost, KindJoin, string(config.AttachTAP):
+	case KindHost, KindJoin, KindTunnel, string(config.AttachTAP):
 		return portPrefix + "link//" + s.Device
 	case string(config.AttachNetns):
 		return portPrefix + "link/" + s.Namespace + "/" + s.Device

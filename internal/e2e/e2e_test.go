@@ -43,14 +43,34 @@ type product struct {
 	vswitchctl string
 	dir        string
 	cmd        *exec.Cmd
-	log        *bytes.Buffer
+	log        *logBuffer
+	args       []string // more vswitchd flags
+}
+
+// logBuffer is the daemon's output: written by exec's copier while tests
+// read it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (p *product) start() {
 	p.t.Helper()
-	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command("ip", "netns", "exec", p.daemonNS.Name, p.vswitchd,
-		"--store", filepath.Join(p.dir, "vswitch.db"), "--socket", p.sock())
+	p.log = &logBuffer{}
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", p.daemonNS.Name, p.vswitchd,
+		"--store", filepath.Join(p.dir, "vswitch.db"), "--socket", p.sock()}, p.args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

@@ -31,6 +31,9 @@ var (
 	ErrCorrupt = errors.New("stored state is corrupt")
 	// ErrLocked: another process (another vswitchd) has the store open.
 	ErrLocked = errors.New("store is in use by another process")
+	// ErrUnavailable: the store that holds the state (a cluster's etcd)
+	// cannot be reached; nothing was changed.
+	ErrUnavailable = errors.New("the cluster's etcd cannot be reached")
 )
 
 var (
@@ -289,5 +292,68 @@ func (s *Store) SetRecords(put map[string][]byte, del []string) error {
 			}
 		}
 		return nil
+	})
+}
+
+// A cluster member keeps the last cluster state it saw (its JSON and its
+// etcd revision) in a bucket of its own, so that it keeps, and after a
+// restart comes up with, that state while etcd cannot be reached.
+var clusterBucket = []byte("cluster")
+
+// ClusterCache returns the cached cluster state (nil if none) and its revision.
+func (s *Store) ClusterCache() ([]byte, uint64, error) {
+	var raw []byte
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(clusterBucket)
+		if b == nil {
+			return nil
+		}
+		if rv := b.Get(keyRev); len(rv) == 8 {
+			rev = binary.BigEndian.Uint64(rv)
+			raw = bytes.Clone(b.Get(keyState))
+		}
+		return nil
+	})
+	return raw, rev, err
+}
+
+// SetClusterCache keeps raw as the cluster state at rev, unless a newer
+// revision is cached.
+func (s *Store) SetClusterCache(raw []byte, rev uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(clusterBucket)
+		if err != nil {
+			return err
+		}
+		if rv := b.Get(keyRev); len(rv) == 8 && binary.BigEndian.Uint64(rv) >= rev {
+			return nil
+		}
+		return putRaw(b, raw, rev)
+	})
+}
+
+var keyHosts = []byte("hosts")
+
+// ClusterHosts returns the cached registrations of the cluster's hosts (nil if none).
+func (s *Store) ClusterHosts() ([]byte, error) {
+	var raw []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(clusterBucket); b != nil {
+			raw = bytes.Clone(b.Get(keyHosts))
+		}
+		return nil
+	})
+	return raw, err
+}
+
+// SetClusterHosts caches the registrations of the cluster's hosts.
+func (s *Store) SetClusterHosts(raw []byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(clusterBucket)
+		if err != nil {
+			return err
+		}
+		return b.Put(keyHosts, raw)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/apiserver"
+	"github.com/vswitch/vswitch/internal/cluster"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/kdp"
@@ -51,6 +53,8 @@ type Options struct {
 	// headers (10 s if 0); the whole request may take 3 times as long, an
 	// idle connection is closed after 6 times as long.
 	HeaderTimeout time.Duration
+	// Cluster makes the host a member of a cluster (ClusterOptions.Etcd set).
+	Cluster ClusterOptions
 }
 
 // Run serves until ctx ends.
@@ -71,11 +75,21 @@ func Run(ctx context.Context, o Options) error {
 	if sockfile.Live(o.Socket) {
 		return fmt.Errorf("API socket %s: %w (another vswitchd serves it: stop it first, or give this one another --socket)", o.Socket, sockfile.ErrInUse)
 	}
-	st, err := store.Open(o.Store, &config.Config{Host: config.DefaultHost(machineID())})
+	initial := &config.Config{Host: config.DefaultHost(machineID())}
+	st, err := store.Open(o.Store, initial)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	var member *cluster.Cluster
+	var vtep netip.Addr
+	var overlayMTU int
+	if len(o.Cluster.Etcd) > 0 {
+		if member, vtep, overlayMTU, err = joinCluster(o.Cluster, st, initial, log); err != nil {
+			return err
+		}
+		defer member.Close() // after the controller: the lease goes last
+	}
 	pc := o.PollConfig()
 	pool, err := poll.New(pc)
 	if err != nil {
@@ -86,6 +100,9 @@ func Run(ctx context.Context, o Options) error {
 	be := daemon.OSBackend{}
 	deps := daemon.Deps{Store: st, Backend: be, Host: be, Runner: vmrun.New(log, filepath.Join(filepath.Dir(o.Socket), "vm")), Poller: pool, Log: log,
 		APISocket: o.Socket, SocketDirs: o.SocketDirs}
+	if member != nil {
+		deps.Cluster, deps.VTEP, deps.OverlayMTU = member, vtep, overlayMTU
+	}
 	if kern, err := kdp.Open(kdp.Options{PinDir: o.BPFDir}); err != nil {
 		deps.KernelWhy = err.Error()
 		log.Warn("the kernel data path is not available: switches run on the userspace core", "why", err)

@@ -1,0 +1,562 @@
+// Package cluster keeps a vswitch cluster's one desired state in etcd and
+// registers this host in it. The state is one document under one key,
+// written only by compare-and-swap on its revision, so every write (a MAC
+// taken from the pool, a VNI allocated, a name claimed) is one etcd
+// transaction and two hosts never both succeed on the same revision.
+// Hosts register under a lease (a heartbeat): a host whose lease expires
+// is shown down, its objects stay. The last state seen is cached in the
+// host's own bbolt file, so that a host keeps (and after a restart comes
+// up with) the last state while etcd cannot be reached; writes then fail
+// at once, naming etcd.
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/store"
+)
+
+// Keys under Options.Prefix.
+const (
+	keyState      = "state"  // the desired state (config.Config as JSON)
+	keyHosts      = "hosts/" // hosts/NAME: a host's registration (no lease: kept while it is down)
+	keyLive       = "live/"  // live/NAME: present while the host's lease lives
+	DefaultPrefix = "/vswitch/v1/"
+)
+
+// ErrUnavailable: etcd cannot be reached; nothing was changed.
+var ErrUnavailable = store.ErrUnavailable
+
+// Options say how to join.
+type Options struct {
+	Endpoints []string
+	TLS       *tls.Config // nil: plain HTTP
+	Host      string      // this host's name
+	VTEP      netip.Addr  // this host's VXLAN tunnel endpoint
+	Version   string
+	Cache     *store.Store // the host's own store: the last state seen is kept in it
+	Initial   *config.Config
+	Log       *slog.Logger
+	LeaseTTL  time.Duration // 10 s if 0
+	Timeout   time.Duration // of one etcd request; 3 s if 0
+	Prefix    string        // DefaultPrefix if ""
+}
+
+// registration is what hosts/NAME and live/NAME hold.
+type registration struct {
+	Name     string    `json:"name"`
+	VTEP     string    `json:"vtep"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	LastSeen time.Time `json:"lastSeen"`
+}
+
+// Cluster is this host's membership. Its methods are safe for concurrent use.
+type Cluster struct {
+	o   Options
+	cli *clientv3.Client
+	log *slog.Logger
+	reg registration
+
+	mu       sync.Mutex
+	state    *config.Config // the last state seen (never changed: replaced whole)
+	rev      uint64         // its etcd revision (the state key's mod revision)
+	hosts    map[string]registration
+	live     map[string]bool
+	onChange func()
+	lease    clientv3.LeaseID
+	offline  error // why etcd is not followed now; nil while it is
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// Join connects to etcd, registers this host (refusing a name a live host
+// with another VTEP holds), reads the state (creating it from Initial if
+// the cluster has none) and starts watching. If etcd cannot be reached
+// but the cache holds a state, Join comes up with it and keeps trying.
+func Join(o Options) (*Cluster, error) {
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 3 * time.Second
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: o.Endpoints, TLS: o.TLS, DialTimeout: o.Timeout,
+		DialKeepAliveTime: 2 * time.Second, DialKeepAliveTimeout: 2 * time.Second, Logger: zap.NewNop()}) // vswitchd logs what matters itself
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(o.Endpoints, ","), err)
+	}
+	now := time.Now().UTC()
+	c := &Cluster{o: o, cli: cli, log: o.Log, hosts: map[string]registration{}, live: map[string]bool{},
+		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), Version: o.Version, Started: now, LastSeen: now}}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.offline = errors.New("not connected yet")
+	if raw, rev, err := o.Cache.ClusterCache(); err == nil && raw != nil {
+		var cfg config.Config
+		if err := json.Unmarshal(raw, &cfg); err == nil && cfg.Validate() == nil {
+			c.state, c.rev = &cfg, rev
+		}
+	}
+	if raw, err := o.Cache.ClusterHosts(); err == nil && raw != nil {
+		json.Unmarshal(raw, &c.hosts) // the hosts last seen: spanning switches reach them while etcd is away
+	}
+	err = c.register()
+	if err == nil {
+		err = c.readAll()
+	}
+	switch {
+	case err != nil && c.state == nil:
+		cli.Close()
+		return nil, err
+	case err != nil:
+		var owned *NameTakenError
+		if errors.As(err, &owned) {
+			cli.Close()
+			return nil, err
+		}
+		c.log.Warn("etcd cannot be reached: serving the last state seen, retrying", "err", err)
+	}
+	c.done.Add(1)
+	go c.run(err == nil)
+	return c, nil
+}
+
+// NameTakenError: a live host with another VTEP has this host's name.
+type NameTakenError struct{ Name, VTEP string }
+
+func (e *NameTakenError) Error() string {
+	return fmt.Sprintf("host name %q is registered by a live host with VTEP %s: give this host another --host-name (or stop that one)", e.Name, e.VTEP)
+}
+
+func (c *Cluster) key(k string) string { return c.o.Prefix + k }
+
+func (c *Cluster) req() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, c.o.Timeout)
+}
+
+// unavailable wraps an etcd failure.
+func (c *Cluster) unavailable(err error) error {
+	return fmt.Errorf("%w (%s): %v; nothing was changed", ErrUnavailable, strings.Join(c.o.Endpoints, ","), err)
+}
+
+// register grants a lease and puts this host's keys under it.
+func (c *Cluster) register() error {
+	ctx, cancel := c.req()
+	defer cancel()
+	live := c.key(keyLive + c.o.Host)
+	r, err := c.cli.Get(ctx, live)
+	if err != nil {
+		return c.unavailable(err)
+	}
+	if len(r.Kvs) > 0 {
+		var other registration
+		if json.Unmarshal(r.Kvs[0].Value, &other) == nil && other.VTEP != c.reg.VTEP {
+			return &NameTakenError{Name: c.o.Host, VTEP: other.VTEP}
+		}
+		// The same host restarted before its old lease ran out: take over.
+		if old := clientv3.LeaseID(r.Kvs[0].Lease); old != 0 {
+			c.cli.Revoke(ctx, old)
+		}
+	}
+	lease, err := c.cli.Grant(ctx, int64(c.o.LeaseTTL/time.Second))
+	if err != nil {
+		return c.unavailable(err)
+	}
+	c.reg.LastSeen = time.Now().UTC()
+	raw, _ := json.Marshal(c.reg)
+	_, err = c.cli.Txn(ctx).Then(clientv3.OpPut(live, string(raw), clientv3.WithLease(lease.ID)),
+		clientv3.OpPut(c.key(keyHosts+c.o.Host), string(raw))).Commit()
+	if err != nil {
+		return c.unavailable(err)
+	}
+	c.mu.Lock()
+	c.lease = lease.ID
+	c.mu.Unlock()
+	return nil
+}
+
+// readAll reads the state (creating it if the cluster has none) and the hosts.
+func (c *Cluster) readAll() error {
+	ctx, cancel := c.req()
+	defer cancel()
+	if c.o.Initial != nil {
+		raw, err := json.Marshal(c.o.Initial)
+		if err != nil {
+			return err
+		}
+		_, err = c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyState)), "=", 0)).
+			Then(clientv3.OpPut(c.key(keyState), string(raw))).Commit()
+		if err != nil {
+			return c.unavailable(err)
+		}
+	}
+	r, err := c.cli.Get(ctx, c.key(keyState))
+	if err != nil {
+		return c.unavailable(err)
+	}
+	if len(r.Kvs) == 0 {
+		return fmt.Errorf("%w: the cluster has no state", store.ErrCorrupt)
+	}
+	if err := c.take(r.Kvs[0].Value, uint64(r.Kvs[0].ModRevision)); err != nil {
+		return err
+	}
+	h, err := c.cli.Get(ctx, c.key(keyHosts), clientv3.WithPrefix())
+	if err != nil {
+		return c.unavailable(err)
+	}
+	l, err := c.cli.Get(ctx, c.key(keyLive), clientv3.WithPrefix())
+	if err != nil {
+		return c.unavailable(err)
+	}
+	c.mu.Lock()
+	c.hosts, c.live = map[string]registration{}, map[string]bool{}
+	for _, kv := range h.Kvs {
+		var reg registration
+		if json.Unmarshal(kv.Value, &reg) == nil {
+			c.hosts[reg.Name] = reg
+		}
+	}
+	for _, kv := range l.Kvs {
+		c.live[strings.TrimPrefix(string(kv.Key), c.key(keyLive))] = true
+	}
+	c.mu.Unlock()
+	c.cacheHosts()
+	return nil
+}
+
+// cacheHosts keeps the hosts' registrations in the host's store.
+func (c *Cluster) cacheHosts() {
+	c.mu.Lock()
+	raw, err := json.Marshal(c.hosts)
+	c.mu.Unlock()
+	if err == nil {
+		err = c.o.Cache.SetClusterHosts(raw)
+	}
+	if err != nil {
+		c.log.Warn("caching the cluster's hosts", "err", err)
+	}
+}
+
+// take makes raw (the state at rev) the last state seen, if it is newer.
+func (c *Cluster) take(raw []byte, rev uint64) error {
+	c.mu.Lock()
+	if rev <= c.rev && c.state != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	var cfg config.Config
+	if err := config.Decode(strings.NewReader(string(raw)), &cfg); err != nil {
+		return fmt.Errorf("%w: the cluster's state: %w", store.ErrCorrupt, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%w: the cluster's state: %w", store.ErrCorrupt, err)
+	}
+	c.mu.Lock()
+	if rev <= c.rev && c.state != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.state, c.rev = &cfg, rev
+	c.mu.Unlock()
+	if err := c.o.Cache.SetClusterCache(raw, rev); err != nil {
+		c.log.Warn("caching the cluster's state", "err", err)
+	}
+	return nil
+}
+
+// OnChange sets what is called (on the watch's goroutine) after the state
+// or the hosts changed.
+func (c *Cluster) OnChange(f func()) {
+	c.mu.Lock()
+	c.onChange = f
+	c.mu.Unlock()
+}
+
+func (c *Cluster) changed() {
+	c.mu.Lock()
+	f := c.onChange
+	c.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// run keeps the lease alive and watches the state and the hosts,
+// re-registering and re-reading after etcd was lost.
+func (c *Cluster) run(ok bool) {
+	defer c.done.Done()
+	for c.ctx.Err() == nil {
+		if !ok {
+			if err := c.register(); err == nil {
+				if err = c.readAll(); err == nil {
+					c.log.Info("etcd is back: re-registered and re-read the state")
+					c.changed()
+					ok = true
+				}
+			}
+			if !ok {
+				select {
+				case <-c.ctx.Done():
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+		}
+		c.follow()
+		ok = false
+	}
+}
+
+// follow keeps the lease and applies watch events until either fails.
+func (c *Cluster) follow() {
+	ctx, cancel := context.WithCancel(clientv3.WithRequireLeader(c.ctx))
+	defer cancel()
+	c.mu.Lock()
+	lease, from := c.lease, c.rev
+	c.mu.Unlock()
+	ka, err := c.cli.KeepAlive(ctx, lease)
+	if err != nil {
+		return
+	}
+	c.setOffline(nil)
+	defer c.setOffline(errors.New("the connection to etcd was lost"))
+	wc := c.cli.Watch(ctx, c.o.Prefix, clientv3.WithPrefix(), clientv3.WithRev(int64(from)+1))
+	tick := time.NewTicker(c.o.LeaseTTL / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case _, alive := <-ka:
+			if !alive {
+				c.log.Warn("lost the cluster lease (etcd unreachable?): re-registering")
+				return
+			}
+		case <-tick.C:
+			c.reg.LastSeen = time.Now().UTC()
+			raw, _ := json.Marshal(c.reg)
+			rctx, rcancel := c.req()
+			_, err := c.cli.Put(rctx, c.key(keyHosts+c.o.Host), string(raw))
+			rcancel()
+			if err != nil {
+				c.log.Warn("etcd unreachable", "err", err)
+				return
+			}
+		case wr, open := <-wc:
+			if !open || wr.Err() != nil {
+				if c.ctx.Err() == nil {
+					c.log.Warn("watch of the cluster's state ended", "err", wr.Err())
+				}
+				return
+			}
+			changed, hostsChanged := false, false
+			for _, ev := range wr.Events {
+				k := strings.TrimPrefix(string(ev.Kv.Key), c.o.Prefix)
+				del := ev.Type == clientv3.EventTypeDelete
+				switch {
+				case k == keyState && !del:
+					if err := c.take(ev.Kv.Value, uint64(ev.Kv.ModRevision)); err != nil {
+						c.log.Error("the cluster's state cannot be read", "err", err)
+						continue
+					}
+					changed = true
+				case strings.HasPrefix(k, keyHosts):
+					var reg registration
+					c.mu.Lock()
+					if del {
+						delete(c.hosts, strings.TrimPrefix(k, keyHosts))
+						changed, hostsChanged = true, true
+					} else if json.Unmarshal(ev.Kv.Value, &reg) == nil {
+						if c.hosts[reg.Name].VTEP != reg.VTEP {
+							changed, hostsChanged = true, true
+						}
+						c.hosts[reg.Name] = reg
+					}
+					c.mu.Unlock()
+				case strings.HasPrefix(k, keyLive):
+					c.mu.Lock()
+					c.live[strings.TrimPrefix(k, keyLive)] = !del
+					c.mu.Unlock()
+				}
+			}
+			if hostsChanged {
+				c.cacheHosts()
+			}
+			if changed {
+				c.changed()
+			}
+		}
+	}
+}
+
+// Close stops watching and withdraws this host's lease (it shows down at once).
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	lease := c.lease
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	c.cli.Revoke(ctx, lease)
+	cancel()
+	c.cancel()
+	c.done.Wait()
+	return c.cli.Close()
+}
+
+func (c *Cluster) setOffline(err error) {
+	c.mu.Lock()
+	c.offline = err
+	c.mu.Unlock()
+}
+
+// Online says why a write cannot be stored now (etcd was lost and is not
+// back yet), or nil.
+func (c *Cluster) Online() error {
+	c.mu.Lock()
+	offline := c.offline
+	c.mu.Unlock()
+	if offline != nil {
+		return c.unavailable(offline)
+	}
+	// The connection is seen to fail (refused, reset) long before the
+	// lease's keep-alive gives up.
+	switch st := c.cli.ActiveConnection().GetState(); st {
+	case connectivity.TransientFailure, connectivity.Shutdown:
+		return c.unavailable(fmt.Errorf("connection %s", strings.ToLower(st.String())))
+	}
+	return nil
+}
+
+// Name is this host's name.
+func (c *Cluster) Name() string { return c.o.Host }
+
+// Refresh reads the state from etcd, if it can be reached, so that what
+// follows sees every write made through any host before it (the watch
+// may lag behind).
+func (c *Cluster) Refresh() error {
+	if err := c.Online(); err != nil {
+		return err
+	}
+	ctx, cancel := c.req()
+	r, err := c.cli.Get(ctx, c.key(keyState))
+	cancel()
+	if err != nil {
+		return c.unavailable(err)
+	}
+	if len(r.Kvs) > 0 {
+		return c.take(r.Kvs[0].Value, uint64(r.Kvs[0].ModRevision))
+	}
+	return nil
+}
+
+// Load returns a copy of the cluster's state and its revision: read from
+// etcd (Refresh), or the last state seen while etcd cannot be reached.
+func (c *Cluster) Load() (*config.Config, uint64, error) {
+	if err := c.Refresh(); errors.Is(err, store.ErrCorrupt) {
+		return nil, 0, err
+	}
+	s, rev, err := c.LoadShared()
+	if err != nil {
+		return nil, 0, err
+	}
+	return s.Clone(), rev, nil
+}
+
+// LoadShared is Load without the copy: the caller must not change it.
+func (c *Cluster) LoadShared() (*config.Config, uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		return nil, 0, fmt.Errorf("%w: no state read yet", ErrUnavailable)
+	}
+	return c.state, c.rev, nil
+}
+
+// Replace stores next if the cluster's state is still at rev: one etcd
+// transaction. It fails with store.ErrStale if another write came first
+// (the state seen is then the newer one) and with ErrUnavailable if etcd
+// cannot be reached.
+func (c *Cluster) Replace(next *config.Config, rev uint64) (uint64, error) {
+	raw, err := json.Marshal(next)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := c.req()
+	defer cancel()
+	k := c.key(keyState)
+	r, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", int64(rev))).
+		Then(clientv3.OpPut(k, string(raw))).Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return 0, c.unavailable(err)
+	}
+	if !r.Succeeded {
+		if g := r.Responses[0].GetResponseRange(); g != nil && len(g.Kvs) > 0 {
+			if err := c.take(g.Kvs[0].Value, uint64(g.Kvs[0].ModRevision)); err != nil {
+				return 0, err
+			}
+		}
+		return 0, fmt.Errorf("%w (revision %d was read)", store.ErrStale, rev)
+	}
+	nrev := uint64(r.Header.Revision)
+	c.mu.Lock()
+	if nrev > c.rev {
+		c.state, c.rev = next, nrev
+	}
+	c.mu.Unlock()
+	if err := c.o.Cache.SetClusterCache(raw, nrev); err != nil {
+		c.log.Warn("caching the cluster's state", "err", err)
+	}
+	return nrev, nil
+}
+
+// VTEPs returns the tunnel endpoint of every registered host, up or down
+// (a host that comes back is reached at once), by name.
+func (c *Cluster) VTEPs() map[string]netip.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]netip.Addr, len(c.hosts))
+	for name, reg := range c.hosts {
+		if a, err := netip.ParseAddr(reg.VTEP); err == nil {
+			out[name] = a
+		}
+	}
+	return out
+}
+
+// Hosts lists the registered hosts, sorted by name.
+func (c *Cluster) Hosts() []api.HostInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []api.HostInfo
+	for _, reg := range c.hosts {
+		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, Version: reg.Version,
+			Started: reg.Started.Format(time.RFC3339), LastSeen: reg.LastSeen.Format(time.RFC3339),
+			Up: c.live[reg.Name], Self: reg.Name == c.o.Host})
+	}
+	slices.SortFunc(out, func(a, b api.HostInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

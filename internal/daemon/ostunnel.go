@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/vswitch/vswitch/internal/nsrun"
+)
+
+// VXLANPort is the UDP port of the tunnels (IANA's).
+const VXLANPort = 4789
+
+// tunnel makes (or finds) a spanning switch's VXLAN device: the switch's
+// VNI, this host's endpoint as source, UDP 4789, learning the other
+// hosts' stations from what arrives; marked, up, no IPv6 of its own. A
+// device of that name made for another VNI or endpoint is made anew.
+func (b OSBackend) tunnel(s PortSpec) error {
+	local, err := netip.ParseAddr(s.Local)
+	if err != nil {
+		return fmt.Errorf("tunnel endpoint %q: %w", s.Local, err)
+	}
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if l, err := h.LinkByName(s.Device); err == nil {
+		vx, ok := l.(*netlink.Vxlan)
+		if ok && l.Attrs().Alias == Mark && vx.VxlanId == int(s.VNI) && vx.SrcAddr.Equal(net.IP(local.AsSlice())) &&
+			(s.MTU == 0 || l.Attrs().MTU == s.MTU) {
+			return b.switchSide(s.Device, true) // made before (a restart): adopted
+		}
+		if l.Attrs().Alias != Mark {
+			return fmt.Errorf("%s exists and is not vswitch's: remove it, or give the switch another VNI", s.Device)
+		}
+		if err := h.LinkDel(l); err != nil {
+			return err
+		}
+	}
+	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: s.Device, MTU: s.MTU}, VxlanId: int(s.VNI),
+		SrcAddr: net.IP(local.AsSlice()), Port: VXLANPort, Learning: true}
+	if err := h.LinkAdd(vx); err != nil {
+		return fmt.Errorf("make VXLAN device %s (VNI %d): %w", s.Device, s.VNI, err)
+	}
+	return b.switchSide(s.Device, true)
+}
+
+// removeTunnel deletes a VXLAN device vswitchd made.
+func (b OSBackend) removeTunnel(name string) error {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
+	var nf netlink.LinkNotFoundError
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil || l.Attrs().Alias != Mark {
+		return err
+	}
+	return h.LinkDel(l)
+}
+
+// SetPeers implements Backend: the tunnel's all-zeros forwarding entries
+// (where broadcast and unknown unicast go: one copy to each peer) become
+// exactly peers.
+func (b OSBackend) SetPeers(device string, peers []netip.Addr) error {
+	b.step("set peers of " + device)
+	return b.withLink(device, func(h *netlink.Handle, l netlink.Link) error {
+		have, err := h.NeighList(l.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			return err
+		}
+		want := map[netip.Addr]bool{}
+		for _, p := range peers {
+			want[p] = true
+		}
+		zero := net.HardwareAddr{0, 0, 0, 0, 0, 0}
+		for _, n := range have {
+			ip, ok := netip.AddrFromSlice(n.IP)
+			if !ok || n.HardwareAddr.String() != zero.String() {
+				continue
+			}
+			ip = ip.Unmap()
+			if want[ip] {
+				delete(want, ip)
+				continue
+			}
+			if err := h.NeighDel(&n); err != nil {
+				return fmt.Errorf("remove peer %s of %s: %w", ip, device, err)
+			}
+		}
+		for _, p := range peers {
+			if !want[p] {
+				continue
+			}
+			n := &netlink.Neigh{LinkIndex: l.Attrs().Index, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT | netlink.NUD_NOARP,
+				Flags: netlink.NTF_SELF, IP: net.IP(p.AsSlice()), HardwareAddr: zero}
+			if err := h.NeighAppend(n); err != nil {
+				return fmt.Errorf("add peer %s to %s: %w", p, device, err)
+			}
+		}
+		return nil
+	})
+}

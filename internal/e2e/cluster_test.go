@@ -1,0 +1,418 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/netnstest"
+)
+
+// etcdServer is a real etcd (Debian's etcd-server, which make lab
+// installs) serving clients on addr:2379 inside a namespace.
+type etcdServer struct {
+	t    *testing.T
+	ns   *netnstest.NS
+	addr string
+	dir  string
+	cmd  *exec.Cmd
+	log  *logBuffer
+}
+
+func (e *etcdServer) url() string { return "http://" + e.addr + ":2379" }
+
+func (e *etcdServer) start() {
+	e.t.Helper()
+	e.log = &logBuffer{}
+	e.cmd = exec.Command("ip", "netns", "exec", e.ns.Name, "etcd", "--name", "test", "--data-dir", e.dir,
+		"--listen-client-urls", e.url(), "--advertise-client-urls", e.url(),
+		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+		"--initial-cluster", "test=http://127.0.0.1:2380")
+	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
+	if err := e.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := e.ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", e.addr+":2379", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("etcd did not come up: %v\n%s", err, e.log)
+		}
+	}
+}
+
+// kill ends etcd (it started it, by PID).
+func (e *etcdServer) kill() {
+	if e.cmd != nil {
+		e.cmd.Process.Signal(syscall.SIGKILL)
+		e.cmd.Wait()
+		e.cmd = nil
+	}
+}
+
+// testCluster is an etcd and hosts, each a namespace running vswitchd,
+// joined by veths to an underlay namespace (a Linux bridge).
+type testCluster struct {
+	t        *testing.T
+	underlay *netnstest.NS
+	etcd     *etcdServer
+	hosts    map[string]*product
+	vtep     map[string]string
+}
+
+func newTestCluster(t *testing.T, names ...string) *testCluster {
+	netnstest.RequireRoot(t)
+	if _, err := exec.LookPath("etcd"); err != nil {
+		t.Fatalf("etcd is not installed: make lab installs it (lab/etcd.sh): %v", err)
+	}
+	vswitchd, vswitchctl := bins(t)
+	c := &testCluster{t: t, underlay: netnstest.New(t), hosts: map[string]*product{}, vtep: map[string]string{}}
+	if err := c.underlay.Do(func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(br)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.underlay.AddAddr(t, "br0", "10.88.0.1/24")
+	c.etcd = &etcdServer{t: t, ns: c.underlay, addr: "10.88.0.1", dir: t.TempDir()}
+	c.etcd.start()
+	t.Cleanup(c.etcd.kill)
+	for i, name := range names {
+		p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir()}
+		port := fmt.Sprintf("p%d", i)
+		netnstest.Veth(t, p.daemonNS, "ul0", c.underlay, port)
+		if err := c.underlay.Do(func() error {
+			l, err := netlink.LinkByName(port)
+			if err != nil {
+				return err
+			}
+			br, err := netlink.LinkByName("br0")
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetMaster(l, br)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c.vtep[name] = fmt.Sprintf("10.88.0.%d", 11+i)
+		p.daemonNS.AddAddr(t, "ul0", c.vtep[name]+"/24")
+		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", ""}
+		c.hosts[name] = p
+		t.Cleanup(func() {
+			if p.cmd != nil {
+				p.kill9()
+			}
+		})
+		p.start()
+	}
+	return c
+}
+
+// vmOn makes a namespace VM on host with one adapter on sw (more adapter
+// flags in extra) and the address ip, once its host brought it up.
+func (c *testCluster) vmOn(via, host, name, sw, ip string, extra ...string) vm {
+	c.t.Helper()
+	v := vm{ns: netnstest.New(c.t), ip: ip}
+	p := c.hosts[via]
+	p.must("vm", "add", name, "--host", host)
+	p.must(append([]string{"adapter", "add", name + "/eth0", "--switch", sw, "--netns", v.ns.Name}, extra...)...)
+	waitLink(c.t, v.ns, "eth0", c.hosts[host])
+	v.ns.AddAddr(c.t, "eth0", ip+"/24")
+	return v
+}
+
+// waitLink waits for a link its host makes.
+func waitLink(t *testing.T, ns *netnstest.NS, name string, host *product) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := ns.Do(func() error { _, err := netlink.LinkByName(name); return err })
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared in %s: %v\nits host's log:\n%s", name, ns, err, host.log)
+		}
+	}
+}
+
+// waitMatrix pings all pairs until the matrix is want (or 20 s passed).
+func waitMatrix(t *testing.T, vms map[string]vm, names []string, want string) {
+	t.Helper()
+	got := ""
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); {
+		if got = matrix(t, vms, names); got == want {
+			return
+		}
+	}
+	t.Fatalf("reachability across hosts:\n%s\nwant:\n%s", got, want)
+}
+
+// expected renders the matrix where VMs of one group reach each other and nothing else.
+func expected(names []string, group map[string]string) string {
+	var b strings.Builder
+	for _, from := range names {
+		for _, to := range names {
+			if from != to {
+				fmt.Fprintf(&b, "%s→%s %v\n", from, to, group[from] == group[to])
+			}
+		}
+	}
+	return b.String()
+}
+
+func hostsOf(t *testing.T, p *product) map[string]api.HostInfo {
+	t.Helper()
+	var hs []api.HostInfo
+	if err := json.Unmarshal([]byte(p.must("-o", "json", "host", "ls")), &hs); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]api.HostInfo{}
+	for _, h := range hs {
+		out[h.Name] = h
+	}
+	return out
+}
+
+// TestCluster runs three hosts on one etcd: hosts register and show up and
+// down, switches span hosts over VXLAN with the same isolation as on one
+// host, the MAC pool is one for the cluster under concurrent writes, and a
+// lost etcd or a killed vswitchd loses nothing.
+func TestCluster(t *testing.T) {
+	c := newTestCluster(t, "h1", "h2", "h3")
+	h1, h2, h3 := c.hosts["h1"], c.hosts["h2"], c.hosts["h3"]
+
+	hs := hostsOf(t, h2)
+	for _, name := range []string{"h1", "h2", "h3"} {
+		if h := hs[name]; !h.Up || h.VTEP != c.vtep[name] {
+			t.Fatalf("host ls on h2: %s is %+v; want up with VTEP %s\n%s", name, h, c.vtep[name], h2.must("host", "ls"))
+		}
+	}
+	if !hs["h2"].Self {
+		t.Errorf("host ls on h2 does not mark h2 as itself: %+v", hs["h2"])
+	}
+
+	// Bad input is refused with the field named, nothing changed.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"switch", "add", "x0", "--type", "private", "--span", "--vni", "16777216"}, "vni"},
+		{[]string{"switch", "add", "x0", "--type", "private", "--span", "--hosts", "h1,nohost"}, `switches[x0].hosts "nohost"`},
+		{[]string{"vm", "add", "x", "--host", "nohost"}, `vms[x].host "nohost"`},
+	} {
+		if code, out, errOut := h1.ctl(tc.args...); code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("vswitchctl %s: exit %d, %s%s; want a refusal naming %s", strings.Join(tc.args, " "), code, out, errOut, tc.want)
+		}
+	}
+
+	// Two spanning switches, made from different hosts; a local one.
+	h1.must("switch", "add", "lan0", "--type", "private", "--span")
+	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000")
+	h2.must("switch", "add", "loc2", "--type", "private")
+	if code, _, errOut := h1.ctl("switch", "add", "loc2", "--type", "private", "--span"); code == 0 || !strings.Contains(errOut, "local switch of host h2") {
+		t.Fatalf("a spanning switch named like h2's local switch: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := h1.ctl("switch", "add", "lan2", "--type", "private", "--span", "--vni", "5000"); code == 0 || !strings.Contains(errOut, "switch lan1 has it") {
+		t.Fatalf("a VNI taken: exit %d %s", code, errOut)
+	}
+	ls := h2.must("switch", "ls")
+	for _, want := range []string{"every host (spans)", "5000", "loc2"} {
+		if !strings.Contains(ls, want) {
+			t.Fatalf("switch ls on h2 does not show %q:\n%s", want, ls)
+		}
+	}
+	// An adapter on a switch its VM's host does not have is refused.
+	h1.must("vm", "add", "stray", "--host", "h1")
+	if code, _, errOut := h1.ctl("adapter", "add", "stray/eth0", "--switch", "loc2", "--netns", "nowhere"); code == 0 ||
+		!strings.Contains(errOut, "a switch on host h1") {
+		t.Fatalf("an adapter on another host's local switch: exit %d %s", code, errOut)
+	}
+	h1.must("vm", "rm", "stray")
+
+	// VMs on every host, all written through h1: lan0 untagged a, b, c;
+	// lan0 access 10 d, e; lan1 f, g (same addresses' subnet: only the
+	// switch separates them).
+	vms := map[string]vm{
+		"a": c.vmOn("h1", "h1", "a", "lan0", "10.89.0.1"),
+		"b": c.vmOn("h1", "h2", "b", "lan0", "10.89.0.2"),
+		"c": c.vmOn("h1", "h3", "c", "lan0", "10.89.0.3"),
+		"d": c.vmOn("h1", "h2", "d", "lan0", "10.89.0.4"),
+		"e": c.vmOn("h1", "h3", "e", "lan0", "10.89.0.5"),
+		"f": c.vmOn("h2", "h1", "f", "lan1", "10.89.0.6"),
+		"g": c.vmOn("h2", "h3", "g", "lan1", "10.89.0.7"),
+	}
+	h2.must("adapter", "vlan", "d/eth0", "--access", "10")
+	h3.must("adapter", "vlan", "e/eth0", "--access", "10")
+	names := []string{"a", "b", "c", "d", "e", "f", "g"}
+	groups := map[string]string{"a": "lan0", "b": "lan0", "c": "lan0", "d": "lan0.10", "e": "lan0.10", "f": "lan1", "g": "lan1"}
+	waitMatrix(t, vms, names, expected(names, groups))
+	if mtu := vms["b"].ns.Link(t, "eth0").Attrs().MTU; mtu != 1450 {
+		t.Errorf("an adapter of a spanning switch has MTU %d; want 1450 (the underlay's 1500 less VXLAN's 50)", mtu)
+	}
+
+	// TCP across hosts: a megabyte from a (h1) to c (h3), full-size segments.
+	l := vms["c"].ns.Listen(t, "10.89.0.3:7000")
+	got := make(chan int, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		defer conn.Close()
+		n, _ := io.Copy(io.Discard, conn)
+		got <- int(n)
+	}()
+	conn := vms["a"].ns.Dial(t, "10.89.0.3:7000")
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := conn.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatalf("TCP a → c across hosts: %v", err)
+	}
+	conn.Close()
+	if n := <-got; n != 1<<20 {
+		t.Fatalf("TCP a → c across hosts: %d bytes arrived, want %d", n, 1<<20)
+	}
+
+	// One MAC pool for the cluster: three hosts add 300 adapters at the
+	// same moment (their namespaces are not made: they wait), and every MAC
+	// is distinct.
+	var wg sync.WaitGroup
+	errs := make(chan string, 300)
+	for i, hn := range []string{"h1", "h2", "h3"} {
+		p := c.hosts[hn]
+		p.must("vm", "add", "many"+hn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 100 {
+				if code, out, errOut := p.ctl("adapter", "add", fmt.Sprintf("many%s/n%d", hn, j), "--switch", "lan1", "--netns",
+					fmt.Sprintf("none-%d-%d", i, j)); code != 0 {
+					errs <- fmt.Sprintf("%s: exit %d %s%s", hn, code, out, errOut)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	var ads []config.Adapter
+	if err := json.Unmarshal([]byte(h3.must("-o", "json", "adapter", "ls")), &ads); err != nil {
+		t.Fatal(err)
+	}
+	macs := map[string]string{}
+	n := 0
+	for _, a := range ads {
+		if !strings.HasPrefix(a.VM, "many") {
+			continue
+		}
+		n++
+		if other, dup := macs[a.MAC.String()]; dup {
+			t.Errorf("MAC %s given to %s and %s", a.MAC, other, a.ID())
+		}
+		macs[a.MAC.String()] = a.ID()
+	}
+	if n != 300 || len(macs) != 300 {
+		t.Fatalf("%d adapters with %d distinct MACs; want 300 and 300", n, len(macs))
+	}
+	for _, hn := range []string{"h1", "h2", "h3"} {
+		c.hosts[hn].must("vm", "rm", "many"+hn, "--force")
+	}
+
+	// etcd lost: traffic between existing VMs goes on; writes fail at once
+	// with exit 4 naming etcd; reads answer from the last state.
+	c.etcd.kill()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, _, errOut := h1.ctl("vm", "add", "late")
+		if code == 4 && strings.Contains(errOut, "etcd") {
+			break
+		}
+		if code == 0 {
+			t.Fatalf("a write succeeded with etcd down")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write with etcd down: exit %d %s; want exit 4 naming etcd", code, errOut)
+		}
+	}
+	start := time.Now()
+	code, _, errOut := h2.ctl("switch", "add", "nope", "--type", "private")
+	if code != 4 || !strings.Contains(errOut, "etcd") || time.Since(start) > 2*time.Second {
+		t.Fatalf("write with etcd down: exit %d after %v: %s; want exit 4 at once, naming etcd", code, time.Since(start), errOut)
+	}
+	if !strings.Contains(h2.must("switch", "ls"), "lan0") {
+		t.Fatal("reads fail while etcd is down")
+	}
+	waitMatrix(t, vms, []string{"a", "b", "c"}, expected([]string{"a", "b", "c"}, groups))
+
+	// A vswitchd restarted while etcd is down comes up with its cached state.
+	h2.kill9()
+	h2.start()
+	waitMatrix(t, vms, []string{"a", "b", "c"}, expected([]string{"a", "b", "c"}, groups))
+
+	// etcd back: every host writes again (h2 started without it), and a
+	// write made through one host converges on another.
+	c.etcd.start()
+	back := time.Now()
+	vms["late"] = vm{ns: netnstest.New(t), ip: "10.89.0.8"}
+	for _, w := range []struct {
+		p    *product
+		args []string
+	}{{h1, []string{"vm", "add", "late", "--host", "h3"}}, {h2, []string{"adapter", "add", "late/eth0", "--switch", "lan0", "--netns", vms["late"].ns.Name}}} {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if code, _, _ := w.p.ctl(w.args...); code == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("vswitchctl %s still fails 20 s after etcd came back:\n%s", strings.Join(w.args, " "), w.p.log)
+			}
+		}
+	}
+	t.Logf("writes through h1 and h2 stored %v after etcd came back", time.Since(back).Round(time.Millisecond))
+	waitLink(t, vms["late"].ns, "eth0", h3)
+	vms["late"].ns.AddAddr(t, "eth0", "10.89.0.8/24")
+	groups["late"] = "lan0"
+	waitMatrix(t, vms, []string{"a", "b", "late"}, expected([]string{"a", "b", "late"}, groups))
+
+	// A vswitchd killed: shown down after its lease (3 s here), the other
+	// hosts' traffic goes on; back, it converges to what was written meanwhile.
+	h3.kill9()
+	for deadline := time.Now().Add(15 * time.Second); hostsOf(t, h1)["h3"].Up; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("h3 still shown up 15 s after its vswitchd was killed:\n%s", h1.must("host", "ls"))
+		}
+	}
+	if !strings.Contains(h1.must("vm", "ls"), "late") {
+		t.Fatal("a down host's VM left the state")
+	}
+	waitMatrix(t, vms, []string{"a", "b"}, expected([]string{"a", "b"}, groups))
+	h2.must("adapter", "vlan", "e/eth0", "--access", "20") // while h3 is down: e leaves d's VLAN
+	h3.start()
+	groups["e"] = "lan0.20"
+	waitMatrix(t, vms, []string{"a", "c", "d", "e"}, expected([]string{"a", "c", "d", "e"}, groups))
+	if !hostsOf(t, h1)["h3"].Up {
+		t.Fatalf("h3 is not shown up again:\n%s", h1.must("host", "ls"))
+	}
+}
