@@ -21,6 +21,7 @@ type switchFlags struct {
 	ageing             time.Duration
 	tableSize          int
 	host, hosts        string
+	remoteVTEPs        string
 	span               bool
 	vni                uint32
 }
@@ -38,6 +39,7 @@ func (f *switchFlags) register(c *cobra.Command) {
 	fl.StringVar(&f.host, "host", "", "in a cluster: the host a switch that does not span is on (the host asked, if not given)")
 	fl.BoolVar(&f.span, "span", false, "in a cluster: the switch is on several hosts (--hosts, or all), joined by VXLAN")
 	fl.StringVar(&f.hosts, "hosts", "", "the hosts a spanning switch is on, comma-separated (every host if not given)")
+	fl.StringVar(&f.remoteVTEPs, "remote-vteps", "", "tunnel endpoints outside the cluster (plain Linux VXLAN hosts) a spanning switch also floods to, comma-separated")
 	fl.Uint32Var(&f.vni, "vni", 0, "a spanning switch's VXLAN network identifier, 1-16777215 (allocated if not given)")
 }
 
@@ -80,6 +82,9 @@ func (f *switchFlags) apply(c *cobra.Command, s *config.Switch) {
 	}
 	if ch("vni") {
 		s.VNI = f.vni
+	}
+	if ch("remote-vteps") {
+		s.RemoteVTEPs = f.remoteVTEPs
 	}
 }
 

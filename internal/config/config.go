@@ -8,6 +8,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -74,6 +75,20 @@ type Switch struct {
 	// VNI is a spanning switch's VXLAN network identifier (1-16777215),
 	// unique in the cluster.
 	VNI uint32 `json:"vni,omitempty"`
+	// RemoteVTEPs are tunnel endpoints outside the cluster (plain Linux
+	// VXLAN hosts) that a spanning switch also floods to, comma-separated.
+	RemoteVTEPs string `json:"remoteVTEPs,omitempty"`
+}
+
+// Remotes returns the switch's remote tunnel endpoints (valid ones only).
+func (s *Switch) Remotes() []netip.Addr {
+	var out []netip.Addr
+	for _, r := range strings.Split(s.RemoteVTEPs, ",") {
+		if a, err := netip.ParseAddr(r); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // MaxVNI is the largest VXLAN network identifier (24 bits).

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -270,6 +271,17 @@ func (s *Switch) validatePlace(p string, vnis map[uint32]string, l *field.List) 
 	if s.Host != "" && !nameOK(s.Host, maxName) {
 		l.Add(p+".host", s.Host, "a host name ("+nameRule+")")
 	}
+	if s.RemoteVTEPs != "" {
+		for _, r := range strings.Split(s.RemoteVTEPs, ",") {
+			if a, err := netip.ParseAddr(r); err != nil || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+				l.Add(p+".remoteVTEPs", s.RemoteVTEPs, "unicast IP addresses separated by commas (plain VXLAN hosts the switch also floods to)")
+				break
+			}
+		}
+		if !s.Span {
+			l.Add(p+".remoteVTEPs", s.RemoteVTEPs, "only on a spanning switch (span)")
+		}
+	}
 	if !s.Span {
 		if s.Hosts != "" {
 			l.Add(p+".hosts", s.Hosts, "only on a spanning switch (span)")
@@ -304,7 +316,7 @@ func (s *Switch) validatePlace(p string, vnis map[uint32]string, l *field.List) 
 }
 
 func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vms map[string]bool, hostOf map[string]string) {
-	kernelPorts, joined := map[string]int{}, map[string]bool{}
+	kernelPorts, joined := map[[2]string]int{}, map[[2]string]bool{}
 	ids := map[string]bool{}
 	macs := map[frame.MAC]string{}
 	for i := range c.Adapters {
@@ -347,30 +359,47 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		a.VLAN.validate(p+".vlan", def, l)
 		a.Attachment.validate(p+".attachment", l)
 		if sw != nil && sw.IsKernel() {
-			if k := a.Attachment.Kind; k == AttachQEMUStream || k == AttachQEMUDgram {
-				joined[sw.Name] = true // served by the core, joined to the kernel path by one port
+			k := [2]string{sw.Name, hostOf[a.VM]} // the ports a kernel switch has on one host
+			if a.Attachment.Kind == AttachQEMUStream || a.Attachment.Kind == AttachQEMUDgram {
+				joined[k] = true // served by the core, joined to the kernel path by one port
 			} else {
-				kernelPorts[sw.Name]++
+				kernelPorts[k]++
 			}
 		}
+	}
+	for k, n := range kernelPorts {
+		if joined[k] {
+			n++
+			delete(joined, k)
+		}
+		kernelPorts[k] = n
+	}
+	for k := range joined {
+		kernelPorts[k] = 1
 	}
 	for _, s := range c.Switches {
 		if !s.IsKernel() {
 			continue
 		}
-		n := kernelPorts[s.Name]
-		if joined[s.Name] {
-			n++
+		extra := 0 // the switch's own ports, on each of its hosts
+		for _, own := range []bool{s.Type == External, s.ManagementOS(), s.Span} {
+			if own {
+				extra++
+			}
 		}
-		if s.Type == External {
-			n++
+		most, on := extra, ""
+		for k, n := range kernelPorts {
+			if k[0] == s.Name && n+extra > most {
+				most, on = n+extra, k[1]
+			}
 		}
-		if s.ManagementOS() {
-			n++
-		}
-		if n > MaxKernelPorts {
+		if most > MaxKernelPorts {
+			where := ""
+			if on != "" {
+				where = " on host " + on
+			}
 			l.Add(fmt.Sprintf("switches[%s].datapath", s.Name), string(s.Datapath),
-				fmt.Sprintf("userspace for a switch of %d ports (the kernel data path takes at most %d)", n, MaxKernelPorts))
+				fmt.Sprintf("userspace for a switch of %d ports%s (the kernel data path takes at most %d)", most, where, MaxKernelPorts))
 		}
 	}
 }

@@ -331,6 +331,11 @@ func (c *Controller) overlay(cfg *config.Config) *Overlay {
 				peers = append(peers, a)
 			}
 		}
+		for _, a := range sw.Remotes() { // plain VXLAN hosts outside the cluster
+			if a != c.deps.VTEP && !slices.Contains(peers, a) {
+				peers = append(peers, a)
+			}
+		}
 		slices.SortFunc(peers, netip.Addr.Compare)
 		o.Peers[sw.Name] = peers
 	}

@@ -101,23 +101,8 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 	t.Cleanup(c.etcd.kill)
 	for i, name := range names {
 		p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir()}
-		port := fmt.Sprintf("p%d", i)
-		netnstest.Veth(t, p.daemonNS, "ul0", c.underlay, port)
-		if err := c.underlay.Do(func() error {
-			l, err := netlink.LinkByName(port)
-			if err != nil {
-				return err
-			}
-			br, err := netlink.LinkByName("br0")
-			if err != nil {
-				return err
-			}
-			return netlink.LinkSetMaster(l, br)
-		}); err != nil {
-			t.Fatal(err)
-		}
 		c.vtep[name] = fmt.Sprintf("10.88.0.%d", 11+i)
-		p.daemonNS.AddAddr(t, "ul0", c.vtep[name]+"/24")
+		c.join(p.daemonNS, c.vtep[name])
 		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", ""}
 		c.hosts[name] = p
 		t.Cleanup(func() {
@@ -128,6 +113,73 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 		p.start()
 	}
 	return c
+}
+
+// join connects a namespace to the underlay (its ul0, with address ip).
+func (c *testCluster) join(ns *netnstest.NS, ip string) {
+	c.t.Helper()
+	port := netnstest.UniqueName("ul")
+	netnstest.Veth(c.t, ns, "ul0", c.underlay, port)
+	bridge(c.t, c.underlay, "br0", port)
+	ns.AddAddr(c.t, "ul0", ip+"/24")
+}
+
+// bridge makes port a port of br in ns.
+func bridge(t *testing.T, ns *netnstest.NS, br, port string) {
+	t.Helper()
+	if err := ns.Do(func() error {
+		l, err := netlink.LinkByName(port)
+		if err != nil {
+			return err
+		}
+		b, err := netlink.LinkByName(br)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetMaster(l, b)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// plainVXLANHost is a Linux host outside the cluster: the kernel's own
+// VXLAN device (VNI vni, UDP 4789) and a bridge, the cluster's hosts as
+// its remote endpoints, and one VM (a namespace on a veth) with address vmIP.
+func (c *testCluster) plainVXLANHost(vni uint32, ip, vmIP string) vm {
+	c.t.Helper()
+	host := netnstest.New(c.t)
+	c.join(host, ip)
+	v := vm{ns: netnstest.New(c.t), ip: vmIP}
+	if err := host.Do(func() error {
+		vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "vx0"}, VxlanId: int(vni), SrcAddr: net.ParseIP(ip), Port: 4789, Learning: true}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br1"}}
+		for _, l := range []netlink.Link{vx, br} {
+			if err := netlink.LinkAdd(l); err != nil {
+				return err
+			}
+		}
+		if err := netlink.LinkSetMaster(vx, br); err != nil {
+			return err
+		}
+		for _, l := range []netlink.Link{vx, br} {
+			if err := netlink.LinkSetUp(l); err != nil {
+				return err
+			}
+		}
+		for _, remote := range c.vtep {
+			if err := netlink.NeighAppend(&netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: syscall.AF_BRIDGE, State: netlink.NUD_PERMANENT,
+				Flags: netlink.NTF_SELF, IP: net.ParseIP(remote), HardwareAddr: net.HardwareAddr{0, 0, 0, 0, 0, 0}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		c.t.Fatalf("plain VXLAN host: %v", err)
+	}
+	netnstest.Veth(c.t, host, "pv0", v.ns, "eth0")
+	bridge(c.t, host, "br1", "pv0")
+	v.ns.AddAddr(c.t, "eth0", vmIP+"/24")
+	return v
 }
 
 // vmOn makes a namespace VM on host with one adapter on sw (more adapter
@@ -229,7 +281,7 @@ func TestCluster(t *testing.T) {
 
 	// Two spanning switches, made from different hosts; a local one.
 	h1.must("switch", "add", "lan0", "--type", "private", "--span")
-	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000")
+	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000", "--datapath", "kernel") // the tunnel on the kernel data path too
 	h2.must("switch", "add", "loc2", "--type", "private")
 	if code, _, errOut := h1.ctl("switch", "add", "loc2", "--type", "private", "--span"); code == 0 || !strings.Contains(errOut, "local switch of host h2") {
 		t.Fatalf("a spanning switch named like h2's local switch: exit %d %s", code, errOut)
@@ -267,6 +319,25 @@ func TestCluster(t *testing.T) {
 	h3.must("adapter", "vlan", "e/eth0", "--access", "10")
 	names := []string{"a", "b", "c", "d", "e", "f", "g"}
 	groups := map[string]string{"a": "lan0", "b": "lan0", "c": "lan0", "d": "lan0.10", "e": "lan0.10", "f": "lan1", "g": "lan1"}
+	waitMatrix(t, vms, names, expected(names, groups))
+
+	// A plain Linux host with the kernel's VXLAN and a bridge, the cluster's
+	// hosts as its remote endpoints and it as lan0's remote endpoint, talks
+	// to lan0's untagged VMs (VLAN 1 rides the tunnel untagged), and to no one else.
+	var sws []config.Switch
+	if err := json.Unmarshal([]byte(h2.must("-o", "json", "switch", "ls")), &sws); err != nil {
+		t.Fatal(err)
+	}
+	var vni uint32
+	for _, sw := range sws {
+		if sw.Name == "lan0" {
+			vni = sw.VNI
+		}
+	}
+	vms["p"] = c.plainVXLANHost(vni, "10.88.0.50", "10.89.0.9")
+	h3.must("switch", "set", "lan0", "--remote-vteps", "10.88.0.50")
+	groups["p"] = "lan0"
+	names = append(names, "p")
 	waitMatrix(t, vms, names, expected(names, groups))
 	if mtu := vms["b"].ns.Link(t, "eth0").Attrs().MTU; mtu != 1450 {
 		t.Errorf("an adapter of a spanning switch has MTU %d; want 1450 (the underlay's 1500 less VXLAN's 50)", mtu)
@@ -307,7 +378,7 @@ func TestCluster(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range 100 {
-				if code, out, errOut := p.ctl("adapter", "add", fmt.Sprintf("many%s/n%d", hn, j), "--switch", "lan1", "--netns",
+				if code, out, errOut := p.ctl("adapter", "add", fmt.Sprintf("many%s/n%d", hn, j), "--switch", "lan0", "--netns",
 					fmt.Sprintf("none-%d-%d", i, j)); code != 0 {
 					errs <- fmt.Sprintf("%s: exit %d %s%s", hn, code, out, errOut)
 				}
