@@ -16,6 +16,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
 
@@ -109,6 +110,7 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 			if p.cmd != nil {
 				p.kill9()
 			}
+			p.stopVMs()
 		})
 		p.start()
 	}
@@ -342,6 +344,25 @@ func TestCluster(t *testing.T) {
 	if mtu := vms["b"].ns.Link(t, "eth0").Attrs().MTU; mtu != 1450 {
 		t.Errorf("an adapter of a spanning switch has MTU %d; want 1450 (the underlay's 1500 less VXLAN's 50)", mtu)
 	}
+
+	// A tagged trunk VM on h1 (a QEMU guest with VLAN sub-interfaces, run
+	// by h1's vswitchd) talks in VLAN 10 to the access VMs d on h2 and e on
+	// h3, and not to f on h1's other spanning switch.
+	for name, ip := range map[string]string{"d": "10.89.10.4/24", "e": "10.89.10.5/24", "f": "10.89.10.6/24"} {
+		vms[name].ns.AddAddr(t, "eth0", ip)
+	}
+	lab := guestlab.Build(t)
+	h1.must("vm", "add", "trunk", "--kernel", lab.Kernel, "--initrd", lab.Initrd, "--memory", "192", "--append",
+		guestlab.Cmdline(guestlab.Guest{IP: "10.89.20.10/24", VLANs: "10:10.89.10.10/24",
+			Cmd: "for i in $(seq 30); do ping -c 1 -W 1 10.89.10.4 >/dev/null && break; done; " +
+				"ping -c 2 -W 2 10.89.10.4 && ping -c 2 -W 2 10.89.10.5 && ! ping -c 2 -W 1 10.89.10.6"}))
+	h1.must("adapter", "add", "trunk/eth0", "--switch", "lan0")
+	h1.must("adapter", "vlan", "trunk/eth0", "--trunk", "10,20")
+	h1.must("vm", "start", "trunk")
+	if st := h1.waitExited("trunk"); st.ExitCode != 0 || !strings.Contains(h1.must("vm", "console", "trunk"), "VSWITCH-RESULT rc=0") {
+		t.Fatalf("trunk VM on h1: %+v; console:\n%s", st, h1.must("vm", "console", "trunk"))
+	}
+	h2.must("vm", "rm", "trunk", "--force")
 
 	// TCP across hosts: a megabyte from a (h1) to c (h3), full-size segments.
 	l := vms["c"].ns.Listen(t, "10.89.0.3:7000")
