@@ -106,6 +106,9 @@ type SwitchStats struct {
 // Topology is the tree vswitchctl topology prints.
 type Topology struct {
 	Switches []TopologySwitch `json:"switches"`
+	// In a cluster: the hosts, and the host that answered ("" on a single host).
+	Hosts []HostInfo `json:"hosts,omitempty"`
+	Self  string     `json:"self,omitempty"`
 }
 
 // TopologySwitch is a switch with what hangs off it.
@@ -116,8 +119,15 @@ type TopologySwitch struct {
 	Uplink      *TopologyPort  `json:"uplink,omitempty"`
 	HostAdapter *TopologyPort  `json:"hostAdapter,omitempty"`
 	Adapters    []TopologyPort `json:"adapters"`
-	Running     bool           `json:"running"`
+	Running     bool           `json:"running"`  // on the host that answered
 	Datapath    string         `json:"datapath"` // userspace or kernel
+	// In a cluster: the host a local switch is on, or the hosts a spanning
+	// switch spans ("" every host), its VNI and the MTU its adapters get.
+	Host      string `json:"host,omitempty"`
+	Span      bool   `json:"span,omitempty"`
+	SpanHosts string `json:"spanHosts,omitempty"`
+	VNI       uint32 `json:"vni,omitempty"`
+	MTU       int    `json:"mtu,omitempty"`
 }
 
 // TopologyPort is one port in the tree.
@@ -127,7 +137,8 @@ type TopologyPort struct {
 	MAC        string `json:"mac,omitempty"`
 	Type       string `json:"type,omitempty"`
 	Attachment string `json:"attachment,omitempty"`
-	State      string `json:"state,omitempty"` // PortUp, PortWaiting, PortFailed or PortDown
+	State      string `json:"state,omitempty"` // PortUp, PortWaiting, PortFailed or PortDown; "" on another host
+	Host       string `json:"host,omitempty"`  // in a cluster: the host the adapter's VM is on
 }
 
 // VMStatus is a VM that vswitchd runs with QEMU.

@@ -285,7 +285,16 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 	for _, ps := range s.c.PortStates(c) {
 		states[[2]string{ps.Switch, ps.Port}] = ps.State
 	}
+	if h := r.URL.Query().Get("host"); h != "" {
+		c = c.ForHost(h)
+	}
 	t := Topology(c, func(name string) bool { return s.c.Switch(name) != nil })
+	t.Hosts, t.Self = s.c.Hosts(), s.c.HostName()
+	for i := range t.Switches {
+		if ts := &t.Switches[i]; ts.Span {
+			ts.MTU = s.c.OverlayMTU()
+		}
+	}
 	for i := range t.Switches {
 		ts := &t.Switches[i]
 		if ts.Uplink != nil {
@@ -304,10 +313,15 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 // Topology builds the tree of switches, uplinks, host adapters and adapters.
 func Topology(c *config.Config, running func(string) bool) api.Topology {
 	t := api.Topology{Switches: []api.TopologySwitch{}}
+	vmHost := map[string]string{}
+	for _, vm := range c.VMs {
+		vmHost[vm.Name] = vm.Host
+	}
 	for i := range c.Switches {
 		sw := &c.Switches[i]
 		ts := api.TopologySwitch{Name: sw.Name, Type: string(sw.Type), DefaultVLAN: uint16(sw.VLANOrDefault()),
-			Adapters: []api.TopologyPort{}, Running: running(sw.Name), Datapath: string(cmp.Or(sw.Datapath, config.Userspace))}
+			Adapters: []api.TopologyPort{}, Running: running(sw.Name), Datapath: string(cmp.Or(sw.Datapath, config.Userspace)),
+			Host: sw.Host, Span: sw.Span, SpanHosts: sw.Hosts, VNI: sw.VNI}
 		if sw.Type == config.External {
 			v := "trunk 1-4094 native " + sw.VLANOrDefault().String()
 			if sw.UplinkVLAN != (config.VLAN{}) {
@@ -328,7 +342,7 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 				att += " " + a.Attachment.Namespace
 			}
 			ts.Adapters = append(ts.Adapters, api.TopologyPort{Name: a.ID(), VLAN: a.VLAN.String(), MAC: a.MAC.String(),
-				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att)})
+				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att), Host: vmHost[a.VM]})
 		}
 		slices.SortFunc(ts.Adapters, func(x, y api.TopologyPort) int { return strings.Compare(x.Name, y.Name) })
 		t.Switches = append(t.Switches, ts)

@@ -189,9 +189,11 @@ func backend(m map[string]uint64) string {
 }
 
 func (a *app) topologyCmd() *cobra.Command {
-	return &cobra.Command{Use: "topology", Short: "Show switches with their uplink, host adapter and adapters", Args: nArgs(0, "no arguments"),
+	var host string
+	cmd := &cobra.Command{Use: "topology [--host NAME]", Short: "Show switches with their uplink, host adapter and adapters (in a cluster: of every host, or one)",
+		Args: nArgs(0, "no arguments"),
 		RunE: func(c *cobra.Command, _ []string) error {
-			t, err := a.client().Topology()
+			t, err := a.client().Topology(host)
 			if err != nil {
 				return err
 			}
@@ -201,20 +203,43 @@ func (a *app) topologyCmd() *cobra.Command {
 			fmt.Fprint(a.out, RenderTopology(t))
 			return nil
 		}}
+	cmd.Flags().StringVar(&host, "host", "", "in a cluster: only what is on this host")
+	return cmd
 }
 
 // RenderTopology draws the switch tree as text.
 func RenderTopology(t api.Topology) string {
 	var b strings.Builder
+	for _, h := range t.Hosts {
+		state := "down"
+		if h.Up {
+			state = "up"
+		}
+		if h.Name == t.Self {
+			state += ", this host"
+		}
+		fmt.Fprintf(&b, "host %s (VTEP %s, %s)\n", h.Name, h.VTEP, state)
+	}
 	if len(t.Switches) == 0 {
 		b.WriteString("no switches\n")
 	}
 	for _, s := range t.Switches {
 		state := ""
-		if s.Datapath == string(config.Kernel) {
-			state = ", kernel data path"
+		switch {
+		case s.Span && s.SpanHosts == "":
+			state = fmt.Sprintf(", spans every host, VXLAN VNI %d", s.VNI)
+		case s.Span:
+			state = fmt.Sprintf(", spans %s, VXLAN VNI %d", s.SpanHosts, s.VNI)
+		case s.Host != "":
+			state = ", on host " + s.Host
 		}
-		if !s.Running {
+		if s.MTU > 0 {
+			state += fmt.Sprintf(", adapters' MTU %d", s.MTU)
+		}
+		if s.Datapath == string(config.Kernel) {
+			state += ", kernel data path"
+		}
+		if !s.Running && (s.Host == t.Self || s.Span) {
 			state += ", not running"
 		}
 		fmt.Fprintf(&b, "%s (%s, default VLAN %d%s)\n", s.Name, s.Type, s.DefaultVLAN, state)
@@ -226,7 +251,11 @@ func RenderTopology(t api.Topology) string {
 			lines = append(lines, fmt.Sprintf("host adapter %s  [%s]", s.HostAdapter.Name, s.HostAdapter.VLAN))
 		}
 		for _, p := range s.Adapters {
-			lines = append(lines, fmt.Sprintf("%s  %s  %s  %s  [%s]", p.Name, p.MAC, p.Type, p.Attachment, p.VLAN))
+			l := fmt.Sprintf("%s  %s  %s  %s  [%s]", p.Name, p.MAC, p.Type, p.Attachment, p.VLAN)
+			if p.Host != "" {
+				l += "  on " + p.Host
+			}
+			lines = append(lines, l)
 		}
 		for i, l := range lines {
 			branch := "├── "

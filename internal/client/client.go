@@ -232,9 +232,13 @@ func (c *Client) PortStates() ([]api.PortState, error) {
 }
 
 // Topology returns the tree of switches and their ports.
-func (c *Client) Topology() (api.Topology, error) {
+func (c *Client) Topology(host string) (api.Topology, error) {
 	var t api.Topology
-	return t, c.do("GET", "/v1/topology", nil, &t)
+	path := "/v1/topology"
+	if host != "" {
+		path += "?host=" + url.QueryEscape(host)
+	}
+	return t, c.do("GET", path, nil, &t)
 }
 
 // SetVM replaces a VM's settings.

@@ -293,6 +293,9 @@ func (c *Controller) convergeLocked() ([]string, error) {
 // State returns the stored state and its revision.
 func (c *Controller) State() (*config.Config, uint64, error) { return c.src.Load() }
 
+// OverlayMTU is the MTU adapters of spanning switches get on this host.
+func (c *Controller) OverlayMTU() int { return c.deps.OverlayMTU }
+
 // HostName is this host's name in its cluster ("" on a single host).
 func (c *Controller) HostName() string { return c.host }
 

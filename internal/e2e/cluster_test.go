@@ -323,6 +323,20 @@ func TestCluster(t *testing.T) {
 	groups := map[string]string{"a": "lan0", "b": "lan0", "c": "lan0", "d": "lan0.10", "e": "lan0.10", "f": "lan1", "g": "lan1"}
 	waitMatrix(t, vms, names, expected(names, groups))
 
+	// The topology from any host shows every host, where each switch is and
+	// which host each adapter is on; --host shows one host's part.
+	topo := h3.must("topology")
+	for _, want := range []string{"host h1 (VTEP 10.88.0.11, up)", "host h3 (VTEP 10.88.0.13, up, this host)",
+		"lan0 (private, default VLAN 1, spans every host, VXLAN VNI 1, adapters' MTU 1450)", "loc2 (private, default VLAN 1, on host h2)",
+		"[access 10]  on h2", "on h1"} {
+		if !strings.Contains(topo, want) {
+			t.Fatalf("topology on h3 does not show %q:\n%s", want, topo)
+		}
+	}
+	if topo := h1.must("topology", "--host", "h2"); !strings.Contains(topo, "b/eth0") || strings.Contains(topo, "a/eth0") || !strings.Contains(topo, "loc2") {
+		t.Fatalf("topology --host h2 does not show h2's part alone:\n%s", topo)
+	}
+
 	// A plain Linux host with the kernel's VXLAN and a bridge, the cluster's
 	// hosts as its remote endpoints and it as lan0's remote endpoint, talks
 	// to lan0's untagged VMs (VLAN 1 rides the tunnel untagged), and to no one else.
