@@ -172,6 +172,7 @@ type PortState struct {
 type HostInfo struct {
 	Name     string `json:"name"`
 	VTEP     string `json:"vtep"`
+	MTU      int    `json:"mtu"` // what adapters of spanning switches get there
 	Version  string `json:"version"`
 	Started  string `json:"started"`  // RFC 3339
 	LastSeen string `json:"lastSeen"` // RFC 3339
@@ -182,3 +183,19 @@ type HostInfo struct {
 // CodeUnavailable is a write refused because the cluster's store (etcd)
 // cannot be reached: 503, nothing was changed.
 const CodeUnavailable = "unavailable"
+
+// Move is the body of POST /v1/vms/{name}/move.
+type Move struct {
+	To    string `json:"to"`              // the host the VM goes to
+	Check bool   `json:"check,omitempty"` // only say what would block it
+}
+
+// MoveResult is its answer: what blocks the move (check), or what it did.
+type MoveResult struct {
+	VM       string   `json:"vm"`
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	Blockers []string `json:"blockers"` // empty: nothing blocks it
+	Moved    bool     `json:"moved"`
+	Result   *Result  `json:"result,omitempty"`
+}

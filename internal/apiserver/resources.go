@@ -377,6 +377,22 @@ func (s *Server) startVM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// moveVM moves a VM to another host of the cluster, or says what blocks it.
+func (s *Server) moveVM(w http.ResponseWriter, r *http.Request) {
+	var m api.Move
+	if err := decode(r, &m); err != nil {
+		s.fail(w, err)
+		return
+	}
+	res, err := s.c.MoveVM(r.PathValue("name"), m.To, m.Check)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	res.Blockers = orEmpty(res.Blockers)
+	writeJSON(w, http.StatusOK, res)
+}
+
 // stopVM stops QEMU; the exit takes the VM's adapters down.
 func (s *Server) stopVM(w http.ResponseWriter, r *http.Request) {
 	st, err := s.c.StopVM(r.PathValue("name"), 10*time.Second)

@@ -88,6 +88,7 @@ var routeTable = []struct {
 	{"PUT", "/v1/vms/{name}", func(s *Server) http.HandlerFunc { return s.setVM }},
 	{"POST", "/v1/vms/{name}/start", func(s *Server) http.HandlerFunc { return s.startVM }},
 	{"POST", "/v1/vms/{name}/stop", func(s *Server) http.HandlerFunc { return s.stopVM }},
+	{"POST", "/v1/vms/{name}/move", func(s *Server) http.HandlerFunc { return s.moveVM }},
 	{"GET", "/v1/vms/{name}/status", func(s *Server) http.HandlerFunc { return s.vmStatus }},
 	{"GET", "/v1/vms/{name}/console", func(s *Server) http.HandlerFunc { return s.vmConsole }},
 	{"GET", "/v1/adapters", func(s *Server) http.HandlerFunc { return s.listAdapters }},
@@ -151,6 +152,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 	case errors.Is(err, vmrun.ErrCannotRun):
 		status, e.Code = http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, vmrun.ErrRunning), errors.Is(err, vmrun.ErrNotRunning):
+		status, e.Code = http.StatusConflict, api.CodeConflict
+	case errors.Is(err, daemon.ErrBlocked):
 		status, e.Code = http.StatusConflict, api.CodeConflict
 	case errors.Is(err, store.ErrUnavailable):
 		status, e.Code = http.StatusServiceUnavailable, api.CodeUnavailable

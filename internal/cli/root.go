@@ -119,6 +119,8 @@ func (a *app) report(err error) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(a.errOut, "error: %v\n", err)
 		return ExitUsage
+	case errors.Is(err, errBlocked):
+		return ExitFailed
 	}
 	fmt.Fprintf(a.errOut, "error: %v\n", err)
 	return ExitFailed

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 
@@ -95,8 +96,46 @@ func (a *app) vmCmd() *cobra.Command {
 	ls := &cobra.Command{Use: "ls", Short: "List VMs (Get-VM)", Args: nArgs(0, "no arguments"), RunE: func(c *cobra.Command, _ []string) error {
 		return a.listVMs()
 	}}
-	return group("vm", "VMs (workloads)", add, set, rm, start, stop, console, ls)
+	var to string
+	var check bool
+	move := &cobra.Command{Use: "move NAME --to HOST [--check]", Short: "Move a VM's network to another host of the cluster (the aid a live migration needs)",
+		Args: nArgs(1, "the VM's name"), RunE: func(c *cobra.Command, args []string) error {
+			if to == "" {
+				return usagef("--to is required: the host the VM goes to")
+			}
+			r, err := a.client().MoveVM(args[0], api.Move{To: to, Check: check})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.json(r)
+			}
+			switch {
+			case check && len(r.Blockers) == 0:
+				fmt.Fprintf(a.out, "nothing blocks moving VM %s from %s to %s\n", r.VM, r.From, r.To)
+			case check:
+				fmt.Fprintf(a.out, "VM %s cannot move from %s to %s:\n", r.VM, r.From, r.To)
+				for _, b := range r.Blockers {
+					fmt.Fprintf(a.out, "  %s\n", b)
+				}
+				return errBlocked
+			default:
+				fmt.Fprintf(a.out, "VM %s moved from %s to %s\n", r.VM, r.From, r.To)
+				if r.Result != nil {
+					for _, ch := range r.Result.Changes {
+						fmt.Fprintf(a.out, "  %s\n", ch)
+					}
+				}
+			}
+			return nil
+		}}
+	move.Flags().StringVar(&to, "to", "", "the host the VM goes to")
+	move.Flags().BoolVar(&check, "check", false, "change nothing: say what would block the move")
+	return group("vm", "VMs (workloads)", add, set, rm, start, stop, console, ls, move)
 }
+
+// errBlocked: move --check found something in the way (printed already).
+var errBlocked = errors.New("the move is blocked")
 
 func (a *app) status(st api.VMStatus, err error) error {
 	if err != nil {

@@ -80,6 +80,13 @@ func (c *Client) State() (api.State, error) {
 	return s, c.do("GET", "/v1/state", nil, &s)
 }
 
+// MoveVM moves a VM to another host of the cluster (check: only says
+// what would block it).
+func (c *Client) MoveVM(name string, m api.Move) (api.MoveResult, error) {
+	var r api.MoveResult
+	return r, c.do("POST", "/v1/vms/"+url.PathEscape(name)+"/move", m, &r)
+}
+
 // Hosts lists the hosts of the cluster (none on a single host).
 func (c *Client) Hosts() ([]api.HostInfo, error) {
 	var out []api.HostInfo

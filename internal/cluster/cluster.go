@@ -49,6 +49,7 @@ type Options struct {
 	TLS       *tls.Config // nil: plain HTTP
 	Host      string      // this host's name
 	VTEP      netip.Addr  // this host's VXLAN tunnel endpoint
+	MTU       int         // the MTU adapters of spanning switches get here
 	Version   string
 	Cache     *store.Store // the host's own store: the last state seen is kept in it
 	Initial   *config.Config
@@ -62,6 +63,7 @@ type Options struct {
 type registration struct {
 	Name     string    `json:"name"`
 	VTEP     string    `json:"vtep"`
+	MTU      int       `json:"mtu"`
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
 	LastSeen time.Time `json:"lastSeen"`
@@ -112,7 +114,7 @@ func Join(o Options) (*Cluster, error) {
 	}
 	now := time.Now().UTC()
 	c := &Cluster{o: o, cli: cli, log: o.Log, hosts: map[string]registration{}, live: map[string]bool{},
-		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), Version: o.Version, Started: now, LastSeen: now}}
+		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, Version: o.Version, Started: now, LastSeen: now}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.offline = errors.New("not connected yet")
 	if raw, rev, err := o.Cache.ClusterCache(); err == nil && raw != nil {
@@ -553,7 +555,7 @@ func (c *Cluster) Hosts() []api.HostInfo {
 	defer c.mu.Unlock()
 	var out []api.HostInfo
 	for _, reg := range c.hosts {
-		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, Version: reg.Version,
+		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, MTU: reg.MTU, Version: reg.Version,
 			Started: reg.Started.Format(time.RFC3339), LastSeen: reg.LastSeen.Format(time.RFC3339),
 			Up: c.live[reg.Name], Self: reg.Name == c.o.Host})
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
@@ -127,8 +128,9 @@ type Controller struct {
 	up      map[string]bool // VMs started here and not exited, under mu
 	pending error           // what the last converge could not do, under mu
 
-	stop chan struct{}
-	done chan struct{} // closed when the retry loop ends; nil until Start runs it
+	stop     chan struct{}
+	done     chan struct{} // closed when the retry loop ends; nil until Start runs it
+	retrying atomic.Bool   // soon's loop runs
 }
 
 // Outcome is what a committed change did.
@@ -196,7 +198,11 @@ func (c *Controller) Start() ([]string, error) {
 		c.deps.Cluster.OnChange(func() { // another host's write, or a host came or went
 			c.mu.Lock()
 			c.convergeLocked()
+			pending := c.pending != nil
 			c.mu.Unlock()
+			if pending {
+				c.soon()
+			}
 		})
 	}
 	if errors.Is(err, store.ErrCorrupt) {
@@ -243,6 +249,35 @@ func (c *Controller) adoptLocked() {
 	}
 }
 
+// soon tries what a change from the cluster could not do again within
+// the next two seconds, every 200 ms (a device another host is letting
+// go of a VM that moved here is free a moment later), before the retry
+// loop's pace takes over.
+func (c *Controller) soon() {
+	if !c.retrying.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.retrying.Store(false)
+		for range 10 {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			c.mu.Lock()
+			if c.pending != nil {
+				c.convergeLocked()
+			}
+			done := c.pending == nil
+			c.mu.Unlock()
+			if done {
+				return
+			}
+		}
+	}()
+}
+
 func (c *Controller) retry() {
 	defer close(c.done)
 	t := time.NewTicker(c.deps.RetryEvery)
@@ -281,7 +316,7 @@ func (c *Controller) convergeLocked() ([]string, error) {
 		c.log.Error("reading the stored state", "err", err)
 		return nil, err
 	}
-	c.d.SetOverlay(c.overlay(cfg))
+	c.prepare(cfg)
 	changes, err := c.d.Apply(c.local(cfg))
 	c.pending = err
 	if err != nil {
@@ -313,6 +348,17 @@ func (c *Controller) local(cfg *config.Config) *config.Config {
 		return cfg
 	}
 	return cfg.ForHost(c.host)
+}
+
+// prepare gives the daemon what the next Apply of all's local part needs
+// from the rest of the cluster: the spanning switches' peers, and the
+// devices other hosts now have.
+func (c *Controller) prepare(all *config.Config) {
+	if c.deps.Cluster == nil {
+		return
+	}
+	c.d.SetOverlay(c.overlay(all))
+	c.d.SetHandover(HandoverKeys(all, c.host))
 }
 
 // overlay is what this host's spanning switches need: for each, the
@@ -449,10 +495,10 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	}
 	changes, aerr := []string{}, c.pending
 	if !prev.Equal(next) {
-		c.d.SetOverlay(c.overlay(nextAll))
+		c.prepare(nextAll)
 		changes, aerr = c.d.Apply(next)
 		if refused := refusal(prev, next, aerr); refused != nil {
-			c.d.SetOverlay(c.overlay(all))
+			c.prepare(all)
 			_, err := c.d.Apply(prev)
 			if err != nil {
 				c.log.Warn("undoing a refused change", "err", err)

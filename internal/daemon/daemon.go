@@ -5,6 +5,7 @@
 package daemon
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/errtree"
 	"github.com/vswitch/vswitch/internal/l2"
+	"github.com/vswitch/vswitch/internal/port/tap"
 )
 
 // Backend opens the OS side of ports and removes it.
@@ -96,6 +98,7 @@ type Daemon struct {
 	timeout  time.Duration        // the deadline of one host step
 	busy     map[string]bool      // host steps that timed out and have not returned yet
 	overlay  *Overlay             // spanning switches' tunnels; nil: none (a single host)
+	handover map[string]bool      // record keys of devices another host of the cluster now has
 
 	view atomic.Pointer[view] // what readers see
 }
@@ -139,6 +142,37 @@ type liveSwitch struct {
 	tookOver string       // the NIC whose identity was taken, if any
 	holder   string       // the host adapter that holds it ("": taken off, held by none)
 	peers    []netip.Addr // spanning: the endpoints its tunnel floods to, as last set
+}
+
+// SetHandover names the host objects (record keys) that adapters now on
+// another host of the cluster use: a port that goes is closed, its device
+// kept for that host (a namespace VM that moved).
+func (d *Daemon) SetHandover(keys map[string]bool) {
+	d.mu.Lock()
+	d.handover = keys
+	d.mu.Unlock()
+}
+
+// HandoverKeys returns the record keys of the devices that adapters on
+// other hosts than host use and that another host can take over: a
+// namespace adapter's TAP on the userspace core lives wholly in the
+// namespace (on the kernel path, its veth has an end in the old host).
+func HandoverKeys(all *config.Config, host string) map[string]bool {
+	hostOf := map[string]string{}
+	for _, vm := range all.VMs {
+		hostOf[vm.Name] = vm.Host
+	}
+	out := map[string]bool{}
+	for i := range all.Adapters {
+		a := &all.Adapters[i]
+		sw := all.Switch(a.Switch)
+		if hostOf[a.VM] == host || a.Attachment.Kind != config.AttachNetns || sw == nil || sw.IsKernel() {
+			continue
+		}
+		spec := PortSpec{Kind: string(config.AttachNetns), Namespace: a.Attachment.Namespace, Device: cmp.Or(a.Attachment.Device, tap.DefaultName)}
+		out[spec.key()] = true
+	}
+	return out
 }
 
 // SetOverlay sets what the next Apply gives spanning switches.
@@ -497,6 +531,12 @@ func (d *Daemon) addPorts(ls *liveSwitch, wp *switchPlan, note func(string, ...a
 }
 
 func (d *Daemon) remove(spec PortSpec) error {
+	if d.handover[spec.key()] { // the adapter's VM moved to another host, which takes its device over
+		if err := d.disown(spec.key()); err != nil {
+			return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "forget " + spec.Kind, Err: err}
+		}
+		return nil
+	}
 	if _, err := hostStep(d, portKey(spec), func() (struct{}, error) { return struct{}{}, d.backend.Remove(spec) }, nil); err != nil {
 		return &StepError{Switch: spec.Switch, Port: spec.Name, Step: "remove " + spec.Kind, Err: err}
 	}

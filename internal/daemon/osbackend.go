@@ -74,6 +74,9 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 		return tap.Open(tap.Config{Name: s.Device, Namespace: b.Namespace, MAC: s.MAC, MTU: s.MTU, Mark: Mark, Adopt: true})
 	case string(config.AttachNetns):
 		p, err := tap.Open(tap.Config{Name: s.Device, Namespace: s.Namespace, MAC: s.MAC, MTU: s.MTU, Mark: Mark, Adopt: true})
+		if err == nil && s.Announce {
+			announce(s.Namespace, s.Device, s.MAC) // queued in the TAP until the switch reads it
+		}
 		return p, notYet(err)
 	case string(config.AttachQEMUStream), string(config.AttachQEMUDgram):
 		if err := os.MkdirAll(filepath.Dir(s.Socket), 0o700); err != nil {

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/nsrun"
 )
 
@@ -108,5 +110,30 @@ func (b OSBackend) SetPeers(device string, peers []netip.Addr) error {
 			}
 		}
 		return nil
+	})
+}
+
+// announce sends one RARP from mac on a namespace's interface, as QEMU
+// announces a VM after a migration: every switch on the way learns where
+// the station is now. Best effort: a lost announcement costs only one flood.
+func announce(ns, dev string, mac frame.MAC) {
+	f := make([]byte, 60)
+	copy(f[0:6], frame.Broadcast[:])
+	copy(f[6:12], mac[:])
+	binary.BigEndian.PutUint16(f[12:], 0x8035)        // RARP
+	copy(f[14:22], []byte{0, 1, 0x08, 0, 6, 4, 0, 3}) // Ethernet, IPv4, 6, 4, reverse request
+	copy(f[22:28], mac[:])                            // sender hardware address
+	copy(f[32:38], mac[:])                            // target hardware address
+	nsrun.In(nsrun.Path(ns), func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
 	})
 }

@@ -53,6 +53,10 @@ type PortSpec struct {
 	MTU       int    // the device's MTU when vswitchd makes it (0: its default)
 	VNI       uint32 // tunnel: the VXLAN network identifier
 	Local     string // tunnel: this host's endpoint address
+	// Announce: once open, the adapter announces its MAC (a RARP from its
+	// side, as QEMU does after a migration), so that every host of a
+	// spanning switch learns where it is at once.
+	Announce bool
 }
 
 // portPlan is one desired port: its OS side and its switch configuration.
@@ -132,6 +136,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 		spec := PortSpec{Switch: a.Switch, Name: a.ID(), Kind: string(a.Attachment.Kind), MAC: a.MAC, Kernel: sp.kernel}
 		if t := sp.ports[KindTunnel]; t != nil && a.Attachment.Kind == config.AttachNetns {
 			spec.MTU = t.spec.MTU // what vswitchd makes fits the tunnel
+			spec.Announce = true
 		}
 		switch a.Attachment.Kind {
 		case config.AttachNetns:

@@ -401,6 +401,75 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("TCP a → c across hosts: %d bytes arrived, want %d", n, 1<<20)
 	}
 
+	// vm move: what would block it is said first; the move keeps a ping
+	// from another host going with at most a second lost, the VM keeps
+	// its MAC, device and address, and the new host has its port.
+	vms["w"] = c.vmOn("h1", "h1", "w", "lan0", "10.89.0.11")
+	h1.must("vm", "add", "l", "--host", "h2")
+	h1.must("adapter", "add", "l/eth0", "--switch", "loc2", "--netns", "nowhere-l")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"vm", "move", "w", "--to", "h2", "--check"}, 0, "nothing blocks moving VM w from h1 to h2"},
+		{[]string{"vm", "move", "w", "--to", "nohost", "--check"}, 1, "host nohost is not a host of the cluster"},
+		{[]string{"vm", "move", "l", "--to", "h1", "--check"}, 1, "switch loc2 is not on host h1"},
+		{[]string{"vm", "move", "l", "--to", "h1"}, 1, "switch loc2 is not on host h1"},
+	} {
+		code, out, errOut := h3.ctl(tc.args...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("vswitchctl %s: exit %d %s%s; want exit %d saying %q", strings.Join(tc.args, " "), code, out, errOut, tc.code, tc.want)
+		}
+	}
+	h1.must("vm", "rm", "l", "--force")
+	macBefore := vms["w"].ns.Link(t, "eth0").Attrs().HardwareAddr.String()
+	var okAt []time.Time
+	stopPing := make(chan struct{})
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		for {
+			select {
+			case <-stopPing:
+				return
+			default:
+			}
+			if vms["c"].ns.Ping(t, "10.89.0.11", 300*time.Millisecond) == nil {
+				okAt = append(okAt, time.Now())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(time.Second)
+	moveAt := time.Now()
+	if out := h3.must("vm", "move", "w", "--to", "h2"); !strings.Contains(out, "VM w moved from h1 to h2") {
+		t.Fatalf("vm move: %s", out)
+	}
+	time.Sleep(4 * time.Second)
+	close(stopPing)
+	<-pinged
+	worst, last := time.Duration(0), moveAt
+	for _, at := range okAt {
+		if at.After(moveAt) && at.Sub(last) > worst {
+			worst = at.Sub(last)
+		}
+		if at.After(moveAt) {
+			last = at
+		}
+	}
+	if len(okAt) == 0 || time.Since(okAt[len(okAt)-1]) > time.Second || worst > 1200*time.Millisecond {
+		t.Fatalf("ping c → w across the move: longest gap %v (want ≤ 1 s of loss), %d replies", worst, len(okAt))
+	}
+	t.Logf("vm move: longest gap in c's pings to w %v", worst.Round(time.Millisecond))
+	if mac := vms["w"].ns.Link(t, "eth0").Attrs().HardwareAddr.String(); mac != macBefore || len(vms["w"].ns.Addrs(t, "eth0")) == 0 {
+		t.Fatalf("w after the move: MAC %s (was %s), addresses %v", mac, macBefore, vms["w"].ns.Addrs(t, "eth0"))
+	}
+	if !strings.Contains(h2.must("stats", "lan0"), "w/eth0") || strings.Contains(h1.must("stats", "lan0"), "w/eth0") {
+		t.Fatalf("after the move, w/eth0 is not a port of h2's lan0 alone:\nh2:\n%s\nh1:\n%s", h2.must("stats", "lan0"), h1.must("stats", "lan0"))
+	}
+	groups["w"] = "lan0"
+
 	// One MAC pool for the cluster: three hosts add 300 adapters at the
 	// same moment (their namespaces are not made: they wait), and every MAC
 	// is distinct.

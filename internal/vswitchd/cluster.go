@@ -90,7 +90,7 @@ func joinCluster(o ClusterOptions, st *store.Store, initial *config.Config, log 
 			return nil, netip.Addr{}, 0, fmt.Errorf("--etcd %q: want an endpoint URL, http://HOST:PORT or https://HOST:PORT", e)
 		}
 	}
-	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, Version: Version(),
+	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, MTU: mtu, Version: Version(),
 		Cache: st, Initial: initial, Log: log, LeaseTTL: o.LeaseTTL})
 	if err != nil {
 		return nil, netip.Addr{}, 0, err
