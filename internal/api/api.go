@@ -9,6 +9,13 @@ import (
 	"github.com/vswitch/vswitch/internal/field"
 )
 
+// HostHeader asks for a read from another host of the cluster: the host
+// that gets the request fetches the answer from that host's API.
+const HostHeader = "Vswitch-Host"
+
+// PeerPort is where a cluster host serves the other hosts' reads, on its VTEP.
+const PeerPort = 8471
+
 // SocketPath is where vswitchd listens by default (mode 0600: root only).
 const SocketPath = "/run/vswitch/vswitchd.sock"
 
@@ -20,6 +27,8 @@ const (
 	CodeConflict = "conflict"  // 409: e.g. the store is locked
 	CodeTooLarge = "too_large" // 413
 	CodeFailed   = "failed"    // 500: the host refused a step; Step says which
+	// CodeUnauthorized: 401, a peer listener's token is missing or wrong.
+	CodeUnauthorized = "unauthorized"
 )
 
 // Error is the body of every failed request: {"error": {...}}.
@@ -173,6 +182,7 @@ type HostInfo struct {
 	Name     string `json:"name"`
 	VTEP     string `json:"vtep"`
 	MTU      int    `json:"mtu"` // what adapters of spanning switches get there
+	API      string `json:"api"` // host:port where it serves the other hosts' reads
 	Version  string `json:"version"`
 	Started  string `json:"started"`  // RFC 3339
 	LastSeen string `json:"lastSeen"` // RFC 3339

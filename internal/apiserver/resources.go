@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"errors"
 	"cmp"
 	"fmt"
 	"net/http"
@@ -403,16 +404,32 @@ func (s *Server) stopVM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
+// A VM's status and console are its host's: asked elsewhere in a
+// cluster, they are fetched from it.
 func (s *Server) vmStatus(w http.ResponseWriter, r *http.Request) {
 	if c, _, ok := s.load(w); ok {
-		if c.VM(r.PathValue("name")) == nil {
+		vm := c.VM(r.PathValue("name"))
+		if vm == nil {
 			s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
 			return
 		}
-		writeJSON(w, http.StatusOK, s.c.VMStatus(r.PathValue("name")))
+		if vm.Host != "" && vm.Host != s.c.HostName() {
+			if _, _, err := s.c.Peer(vm.Host); errors.Is(err, daemon.ErrHostDown) {
+				writeJSON(w, http.StatusOK, api.VMStatus{Name: vm.Name, State: "unknown", Note: "its host " + vm.Host + " is down"})
+				return
+			}
+		}
+		if !s.onHost(w, r, vm.Host) {
+			writeJSON(w, http.StatusOK, s.c.VMStatus(r.PathValue("name")))
+		}
 	}
 }
 
 func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"console": s.c.VMConsole(r.PathValue("name"))})
+	if c, _, ok := s.load(w); ok {
+		if vm := c.VM(r.PathValue("name")); vm != nil && s.onHost(w, r, vm.Host) {
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"console": s.c.VMConsole(r.PathValue("name"))})
+	}
 }

@@ -41,8 +41,15 @@ func New(c *daemon.Controller, log *slog.Logger) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the HTTP handler. A read asked of another host of the
+// cluster (api.HostHeader) is answered by that host.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.onHost(w, r, r.Header.Get(api.HostHeader)) {
+			s.mux.ServeHTTP(w, r)
+		}
+	})
+}
 
 // Listen opens the unix socket at path with the given mode (0600: root
 // only), replacing a stale socket file. A socket another process serves
@@ -153,6 +160,8 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		status, e.Code = http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, vmrun.ErrRunning), errors.Is(err, vmrun.ErrNotRunning):
 		status, e.Code = http.StatusConflict, api.CodeConflict
+	case errors.Is(err, daemon.ErrHostDown):
+		status, e.Code = http.StatusServiceUnavailable, api.CodeUnavailable
 	case errors.Is(err, daemon.ErrBlocked):
 		status, e.Code = http.StatusConflict, api.CodeConflict
 	case errors.Is(err, store.ErrUnavailable):

@@ -19,6 +19,7 @@ import (
 func (a *app) fdbCmd() *cobra.Command {
 	var q client.FDBQuery
 	var limit int
+	var host string
 	c := &cobra.Command{Use: "fdb SWITCH", Short: "Show a switch's MAC table", Args: nArgs(1, "the switch's name"),
 		Long: "Show a switch's MAC table, sorted by VLAN and MAC. It is read from the daemon page by page\n" +
 			"and each page printed as it arrives, so that a table of any size is shown in little memory.",
@@ -37,7 +38,7 @@ func (a *app) fdbCmd() *cobra.Command {
 				out = &fdbJSON{w: a.out}
 			}
 			left := limit
-			err := a.client().WalkFDB(args[0], q, func(rows []api.FDBEntry) bool {
+			err := a.client().OnHost(host).WalkFDB(args[0], q, func(rows []api.FDBEntry) bool {
 				if limit > 0 {
 					rows = rows[:min(len(rows), left)]
 					left -= len(rows)
@@ -57,6 +58,7 @@ func (a *app) fdbCmd() *cobra.Command {
 	f.StringVar(&q.Port, "port", "", "only this port's entries (e.g. web/eth0, uplink, host)")
 	f.IntVar(&limit, "limit", 0, "stop after this many rows (0: all)")
 	f.IntVar(&q.Limit, "page-size", api.FDBPageMax, fmt.Sprintf("rows per request to the daemon (1 to %d)", api.FDBPageMax))
+	f.StringVar(&host, "host", "", "in a cluster: the table of the switch on this host (read from that host)")
 	return c
 }
 
@@ -126,13 +128,14 @@ func (j *fdbJSON) end() {
 }
 
 func (a *app) statsCmd() *cobra.Command {
-	return &cobra.Command{Use: "stats [SWITCH]", Short: "Show port counters", Args: cobra.MaximumNArgs(1),
+	var host string
+	cmd := &cobra.Command{Use: "stats [SWITCH] [--host NAME]", Short: "Show port counters", Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			sw := ""
 			if len(args) == 1 {
 				sw = args[0]
 			}
-			switches, err := a.client().SwitchStats(sw)
+			switches, err := a.client().OnHost(host).SwitchStats(sw)
 			if err != nil {
 				return err
 			}
@@ -161,6 +164,8 @@ func (a *app) statsCmd() *cobra.Command {
 			}
 			return nil
 		}}
+	cmd.Flags().StringVar(&host, "host", "", "in a cluster: the counters of this host (read from that host)")
+	return cmd
 }
 
 func drops(m map[string]uint64) string {

@@ -25,6 +25,15 @@ var ErrUnreachable = errors.New("vswitchd is not reachable")
 type Client struct {
 	hc     *http.Client
 	socket string
+	host   string // reads from this host of the cluster ("": the daemon's own)
+}
+
+// OnHost returns a client whose reads are answered by another host of
+// the cluster (through the daemon on the socket); "" is the daemon's own.
+func (c *Client) OnHost(host string) *Client {
+	cp := *c
+	cp.host = host
+	return &cp
 }
 
 // New returns a client for the daemon listening on socket.
@@ -50,6 +59,9 @@ func (c *Client) do(method, path string, body, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.host != "" {
+		req.Header.Set(api.HostHeader, c.host)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w at %s: %w", ErrUnreachable, c.socket, err)

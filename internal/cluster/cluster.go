@@ -12,7 +12,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,9 +36,11 @@ import (
 
 // Keys under Options.Prefix.
 const (
-	keyState      = "state"  // the desired state (config.Config as JSON)
-	keyHosts      = "hosts/" // hosts/NAME: a host's registration (no lease: kept while it is down)
-	keyLive       = "live/"  // live/NAME: present while the host's lease lives
+	keyState = "state"      // the desired state (config.Config as JSON)
+	keyHosts = "hosts/"     // hosts/NAME: a host's registration (no lease: kept while it is down)
+	keyLive  = "live/"      // live/NAME: present while the host's lease lives
+	keyToken = "peer-token" // the token hosts' API listeners for each other require
+	// DefaultPrefix is where a cluster's keys are.
 	DefaultPrefix = "/vswitch/v1/"
 )
 
@@ -50,6 +54,7 @@ type Options struct {
 	Host      string      // this host's name
 	VTEP      netip.Addr  // this host's VXLAN tunnel endpoint
 	MTU       int         // the MTU adapters of spanning switches get here
+	API       string      // host:port where this host serves the other hosts' reads
 	Version   string
 	Cache     *store.Store // the host's own store: the last state seen is kept in it
 	Initial   *config.Config
@@ -64,6 +69,7 @@ type registration struct {
 	Name     string    `json:"name"`
 	VTEP     string    `json:"vtep"`
 	MTU      int       `json:"mtu"`
+	API      string    `json:"api"`
 	Version  string    `json:"version"`
 	Started  time.Time `json:"started"`
 	LastSeen time.Time `json:"lastSeen"`
@@ -83,7 +89,8 @@ type Cluster struct {
 	live     map[string]bool
 	onChange func()
 	lease    clientv3.LeaseID
-	offline  error // why etcd is not followed now; nil while it is
+	offline  error  // why etcd is not followed now; nil while it is
+	token    string // the peer token
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -114,7 +121,7 @@ func Join(o Options) (*Cluster, error) {
 	}
 	now := time.Now().UTC()
 	c := &Cluster{o: o, cli: cli, log: o.Log, hosts: map[string]registration{}, live: map[string]bool{},
-		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, Version: o.Version, Started: now, LastSeen: now}}
+		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, API: o.API, Version: o.Version, Started: now, LastSeen: now}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.offline = errors.New("not connected yet")
 	if raw, rev, err := o.Cache.ClusterCache(); err == nil && raw != nil {
@@ -215,6 +222,21 @@ func (c *Cluster) readAll() error {
 		if err != nil {
 			return c.unavailable(err)
 		}
+	}
+	tok := make([]byte, 32)
+	rand.Read(tok)
+	if _, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyToken)), "=", 0)).
+		Then(clientv3.OpPut(c.key(keyToken), hex.EncodeToString(tok))).Commit(); err != nil {
+		return c.unavailable(err)
+	}
+	tr, err := c.cli.Get(ctx, c.key(keyToken))
+	if err != nil {
+		return c.unavailable(err)
+	}
+	if len(tr.Kvs) > 0 {
+		c.mu.Lock()
+		c.token = string(tr.Kvs[0].Value)
+		c.mu.Unlock()
 	}
 	r, err := c.cli.Get(ctx, c.key(keyState))
 	if err != nil {
@@ -453,6 +475,14 @@ func (c *Cluster) Online() error {
 	return nil
 }
 
+// Token is the secret hosts' API listeners for each other require (made
+// once per cluster, kept in etcd; "" until read).
+func (c *Cluster) Token() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
+
 // Name is this host's name.
 func (c *Cluster) Name() string { return c.o.Host }
 
@@ -555,7 +585,7 @@ func (c *Cluster) Hosts() []api.HostInfo {
 	defer c.mu.Unlock()
 	var out []api.HostInfo
 	for _, reg := range c.hosts {
-		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, MTU: reg.MTU, Version: reg.Version,
+		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, MTU: reg.MTU, API: reg.API, Version: reg.Version,
 			Started: reg.Started.Format(time.RFC3339), LastSeen: reg.LastSeen.Format(time.RFC3339),
 			Up: c.live[reg.Name], Self: reg.Name == c.o.Host})
 	}

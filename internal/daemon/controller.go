@@ -73,6 +73,8 @@ type Cluster interface {
 	Refresh() error
 	// Online says why writes cannot be stored now (etcd unreachable), or nil.
 	Online() error
+	// Token is the secret hosts' API listeners for each other require.
+	Token() string
 }
 
 // Deps are what a Controller works with.
@@ -327,6 +329,36 @@ func (c *Controller) convergeLocked() ([]string, error) {
 
 // State returns the stored state and its revision.
 func (c *Controller) State() (*config.Config, uint64, error) { return c.src.Load() }
+
+// PeerToken is the token other hosts of the cluster present ("": none,
+// a single host: the peer listener refuses everything).
+func (c *Controller) PeerToken() string {
+	if c.deps.Cluster == nil {
+		return ""
+	}
+	return c.deps.Cluster.Token()
+}
+
+// ErrHostDown: a read asked of another host that is down.
+var ErrHostDown = errors.New("the host is down")
+
+// Peer returns where another host of the cluster serves reads, and the
+// token it requires.
+func (c *Controller) Peer(host string) (addr, token string, err error) {
+	if c.deps.Cluster == nil {
+		return "", "", field.New("host", host, "nothing: this host is not in a cluster (vswitchd --etcd)")
+	}
+	for _, h := range c.deps.Cluster.Hosts() {
+		if h.Name != host {
+			continue
+		}
+		if !h.Up {
+			return "", "", fmt.Errorf("host %s: %w (last seen %s)", host, ErrHostDown, h.LastSeen)
+		}
+		return h.API, c.deps.Cluster.Token(), nil
+	}
+	return "", "", fmt.Errorf("host %q: %w (vswitchctl host ls)", host, config.ErrNotFound)
+}
 
 // OverlayMTU is the MTU adapters of spanning switches get on this host.
 func (c *Controller) OverlayMTU() int { return c.deps.OverlayMTU }

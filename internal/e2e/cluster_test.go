@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -469,6 +471,36 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("after the move, w/eth0 is not a port of h2's lan0 alone:\nh2:\n%s\nh1:\n%s", h2.must("stats", "lan0"), h1.must("stats", "lan0"))
 	}
 	groups["w"] = "lan0"
+
+	// Live data of another host, read through any host: h1 shows h2's
+	// counters and h3's MAC table; the peer listener answers no one
+	// without the cluster's token.
+	if st := h1.must("stats", "lan0", "--host", "h2"); !strings.Contains(st, "w/eth0") || strings.Contains(st, "a/eth0") {
+		t.Fatalf("stats lan0 --host h2 through h1:\n%s", st)
+	}
+	if fdb := h1.must("fdb", "lan0", "--host", "h3"); !strings.Contains(fdb, "c/eth0") {
+		t.Fatalf("fdb lan0 --host h3 through h1:\n%s", fdb)
+	}
+	if err := c.underlay.Do(func() error {
+		conn, err := net.DialTimeout("tcp", c.vtep["h2"]+":8471", 2*time.Second) // on this thread: in the namespace
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /v1/state HTTP/1.1\r\nHost: h2\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), "lan0") {
+			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, body)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("h2's peer listener without the token: %v", err)
+	}
 
 	// One MAC pool for the cluster: three hosts add 300 adapters at the
 	// same moment (their namespaces are not made: they wait), and every MAC

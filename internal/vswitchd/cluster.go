@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/cluster"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/store"
@@ -28,6 +30,9 @@ type ClusterOptions struct {
 	HostName          string   // this host's name in the cluster; the hostname if ""
 	VTEP              string   // this host's VXLAN tunnel endpoint: one of its addresses
 	LeaseTTL          time.Duration
+	// PeerAPI is where the host serves the other hosts' reads (with the
+	// cluster's token): VTEP:api.PeerPort if "".
+	PeerAPI string
 }
 
 // ClusterFlags registers the cluster's flags on fs.
@@ -40,6 +45,7 @@ func ClusterFlags(fs *flag.FlagSet, o *ClusterOptions) {
 	fs.StringVar(&o.HostName, "host-name", "", "this host's name in the cluster (the hostname if not given)")
 	fs.StringVar(&o.VTEP, "vtep", "", "this host's VXLAN tunnel endpoint: one of its addresses, on the network the hosts reach each other on")
 	fs.DurationVar(&o.LeaseTTL, "lease", 10*time.Second, "how long a host that stops heartbeating is shown up")
+	fs.StringVar(&o.PeerAPI, "peer-api", "", fmt.Sprintf("where this host serves the other hosts' reads (counters, MAC tables, VM state), with the cluster's token (VTEP:%d if not given)", api.PeerPort))
 }
 
 // Version is vswitchd's version as the cluster shows it: the module's
@@ -64,7 +70,7 @@ func Version() string {
 // joinCluster checks the options and joins: it returns the membership, the
 // tunnel endpoint and the MTU adapters of spanning switches get (the
 // endpoint's interface's, less the VXLAN overhead).
-func joinCluster(o ClusterOptions, st *store.Store, initial *config.Config, log *slog.Logger) (*cluster.Cluster, netip.Addr, int, error) {
+func joinCluster(o *ClusterOptions, st *store.Store, initial *config.Config, log *slog.Logger) (*cluster.Cluster, netip.Addr, int, error) {
 	if o.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -79,9 +85,12 @@ func joinCluster(o ClusterOptions, st *store.Store, initial *config.Config, log 
 	if err != nil {
 		return nil, netip.Addr{}, 0, err
 	}
+	if o.PeerAPI == "" {
+		o.PeerAPI = net.JoinHostPort(vtep.String(), fmt.Sprint(api.PeerPort))
+	}
 	var tc *tls.Config
 	if o.CACert != "" || o.Cert != "" || o.Key != "" {
-		if tc, err = etcdTLS(o); err != nil {
+		if tc, err = etcdTLS(*o); err != nil {
 			return nil, netip.Addr{}, 0, err
 		}
 	}
@@ -90,7 +99,7 @@ func joinCluster(o ClusterOptions, st *store.Store, initial *config.Config, log 
 			return nil, netip.Addr{}, 0, fmt.Errorf("--etcd %q: want an endpoint URL, http://HOST:PORT or https://HOST:PORT", e)
 		}
 	}
-	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, MTU: mtu, Version: Version(),
+	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, MTU: mtu, API: o.PeerAPI, Version: Version(),
 		Cache: st, Initial: initial, Log: log, LeaseTTL: o.LeaseTTL})
 	if err != nil {
 		return nil, netip.Addr{}, 0, err

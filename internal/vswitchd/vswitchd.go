@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -85,7 +86,7 @@ func Run(ctx context.Context, o Options) error {
 	var vtep netip.Addr
 	var overlayMTU int
 	if len(o.Cluster.Etcd) > 0 {
-		if member, vtep, overlayMTU, err = joinCluster(o.Cluster, st, initial, log); err != nil {
+		if member, vtep, overlayMTU, err = joinCluster(&o.Cluster, st, initial, log); err != nil {
 			return err
 		}
 		defer member.Close() // after the controller: the lease goes last
@@ -132,6 +133,16 @@ func Run(ctx context.Context, o Options) error {
 		WriteTimeout: 2 * time.Minute, IdleTimeout: 6 * ht}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(l) }()
+	if member != nil {
+		pl, err := net.Listen("tcp", o.Cluster.PeerAPI)
+		if err != nil {
+			return fmt.Errorf("--peer-api %s: %w", o.Cluster.PeerAPI, err)
+		}
+		ps := &http.Server{Handler: srv.PeerHandler(), ReadHeaderTimeout: ht, ReadTimeout: 3 * ht, WriteTimeout: 2 * time.Minute, IdleTimeout: 6 * ht}
+		go ps.Serve(pl)
+		defer ps.Close()
+		log.Info("serving the other hosts' reads", "addr", o.Cluster.PeerAPI)
+	}
 	log.Info("vswitchd serving", "socket", o.Socket)
 	if o.Ready != nil {
 		close(o.Ready)
