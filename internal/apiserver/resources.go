@@ -1,8 +1,8 @@
 package apiserver
 
 import (
-	"errors"
 	"cmp"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
