@@ -198,6 +198,11 @@ func (c *Controller) Start() ([]string, error) {
 	c.mu.Unlock()
 	if c.deps.Cluster != nil {
 		c.deps.Cluster.OnChange(func() { // another host's write, or a host came or went
+			select {
+			case <-c.stop: // closed: nothing is converged any more
+				return
+			default:
+			}
 			c.mu.Lock()
 			c.convergeLocked()
 			pending := c.pending != nil
@@ -494,6 +499,10 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	}
 }
 
+// MinOverlayMTU is the least MTU a spanning switch's adapters may get
+// (IPv6's minimum).
+const MinOverlayMTU = 1280
+
 // maxAttempts bounds how often a cluster write is made again after
 // another host's write came first.
 const maxAttempts = 100
@@ -560,6 +569,10 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	}
 	for _, sw := range next.Switches {
 		old := prev.Switch(sw.Name)
+		if sw.Span && (old == nil || !old.Span) {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s spans hosts over VXLAN (VNI %d): its adapters and host adapters get MTU %d here "+
+				"(the underlay's less VXLAN's overhead); frames between hosts are not encrypted: the underlay is trusted", sw.Name, sw.VNI, c.deps.OverlayMTU))
+		}
 		if old != nil && old.IsKernel() != sw.IsKernel() && len(next.AdaptersOn(sw.Name)) > 0 {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s moved to the %s data path: its namespace adapters' "+
 				"interfaces and its host adapter were made anew (a veth on the kernel path, a TAP on the core): set their addresses again; "+
@@ -595,6 +608,12 @@ func (c *Controller) checkCluster(prev, next *config.Config) error {
 			}
 		}
 		return l.Err()
+	}
+	for _, sw := range next.Switches {
+		if old := prev.Switch(sw.Name); sw.Span && sw.On(c.host) && (old == nil || !old.Span) && c.deps.OverlayMTU < MinOverlayMTU {
+			l.Add(fmt.Sprintf("switches[%s].span", sw.Name), "true", fmt.Sprintf("false on this host: its underlay leaves adapters an MTU of %d "+
+				"after VXLAN's overhead, less than %d (raise the MTU of the VTEP's interface)", c.deps.OverlayMTU, MinOverlayMTU))
+		}
 	}
 	known := c.deps.Cluster.VTEPs()
 	hostOK := func(p, h string, old bool) {

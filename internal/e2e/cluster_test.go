@@ -2,12 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -267,6 +269,25 @@ func TestCluster(t *testing.T) {
 	}
 	if !hs["h2"].Self {
 		t.Errorf("host ls on h2 does not mark h2 as itself: %+v", hs["h2"])
+	}
+
+	// A vswitchd that cannot join says why and stops: its VTEP is not an
+	// address of its host, or its name is a live host's with another VTEP.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--host-name", "h4", "--vtep", "10.88.0.99"}, "--vtep 10.88.0.99: not an address of this host"},
+		{[]string{"--host-name", "h1", "--vtep", c.vtep["h2"], "--peer-api", c.vtep["h2"] + ":8499"}, `host name "h1" is registered by a live host with VTEP 10.88.0.11`},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		dir := t.TempDir()
+		out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h2.daemonNS.Name, h2.vswitchd, "--store", filepath.Join(dir, "db"),
+			"--socket", filepath.Join(dir, "sock"), "--bpf-dir", "", "--etcd", c.etcd.url()}, tc.args...)...).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("vswitchd %s: %v\n%s\nwant it to stop saying %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
 	}
 
 	// Bad input is refused with the field named, nothing changed.
