@@ -62,7 +62,11 @@ func (b OSBackend) Open(s PortSpec) (l2.Port, error) {
 		if err := b.tunnel(s); err != nil {
 			return nil, err
 		}
-		return afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+		p, err := afpacket.Open(afpacket.Config{Interface: s.Device, Namespace: b.Namespace})
+		if err != nil {
+			return nil, err
+		}
+		return &tunnelPort{Port: p, ns: b.Namespace, dev: s.Device}, nil
 	case KindJoin: // the core's end of a kernel switch's join (OpenDevice made it)
 		return afpacket.Open(afpacket.Config{Interface: joinCoreEnd(s), Namespace: b.Namespace})
 	case string(config.AttachTAP):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/nsrun"
+	"github.com/vswitch/vswitch/internal/port/afpacket"
 )
 
 // VXLANPort is the UDP port of the tunnels (IANA's).
@@ -136,4 +137,31 @@ func announce(ns, dev string, mac frame.MAC) {
 		defer unix.Close(fd)
 		return unix.Sendto(fd, f, 0, &unix.SockaddrLinklayer{Ifindex: ifi.Index, Halen: 6, Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}})
 	})
+}
+
+// tunnelPort is a spanning switch's tunnel on the userspace core: a packet
+// socket on the VXLAN device, whose counters add the device's own (what
+// the kernel dropped of what arrived on UDP 4789 for this VNI: bad VXLAN
+// headers and the like).
+type tunnelPort struct {
+	*afpacket.Port
+	ns, dev string
+}
+
+// BackendCounters implements l2.CountingPort.
+func (p *tunnelPort) BackendCounters() map[string]uint64 {
+	m := p.Port.BackendCounters()
+	h, err := nsrun.Netlink(nsrun.Path(p.ns))
+	if err != nil {
+		return m
+	}
+	defer h.Close()
+	l, err := h.LinkByName(p.dev)
+	if err != nil || l.Attrs().Statistics == nil {
+		return m
+	}
+	st := l.Attrs().Statistics
+	m["vxlan-rx-errors"], m["vxlan-bad-headers"], m["vxlan-rx-dropped"] = st.RxErrors, st.RxFrameErrors, st.RxDropped
+	m["vxlan-tx-errors"], m["vxlan-tx-dropped"] = st.TxErrors, st.TxDropped
+	return m
 }

@@ -401,6 +401,46 @@ func TestCluster(t *testing.T) {
 	}
 	h2.must("vm", "rm", "trunk", "--force")
 
+	// Garbage on UDP 4789 (short, bad flags, an unknown VNI) is dropped,
+	// the bad headers for a switch's VNI counted on its tunnel port, and
+	// the switch forwards on.
+	if err := c.underlay.Do(func() error {
+		conn, err := net.Dial("udp", c.vtep["h2"]+":4789")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		inner := make([]byte, 60)
+		copy(inner, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x99, 0x08, 0x06})
+		for _, pkt := range [][]byte{
+			{1, 2, 3}, // short
+			append([]byte{0x00, 0, 0, 0, 0, 0, 1, 0}, inner...),          // no I flag, VNI 1
+			append([]byte{0x08, 0xff, 0, 0, 0, 0, 1, 0}, inner...),       // reserved bits set, VNI 1
+			append([]byte{0x08, 0, 0, 0, 0x0f, 0x42, 0x3f, 0}, inner...), // VNI 999999: no such switch
+		} {
+			if _, err := conn.Write(pkt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var bad uint64
+	for deadline := time.Now().Add(5 * time.Second); bad == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var rows []api.PortStats
+		json.Unmarshal([]byte(h1.must("-o", "json", "stats", "lan0", "--host", "h2")), &rows)
+		for _, r := range rows {
+			if r.Port == "tunnel" {
+				bad = r.Backend["vxlan-rx-errors"]
+			}
+		}
+	}
+	if bad == 0 {
+		t.Errorf("garbage VXLAN headers for lan0's VNI are not counted on h2's tunnel port:\n%s", h1.must("stats", "lan0", "--host", "h2"))
+	}
+	waitMatrix(t, vms, []string{"a", "b", "c"}, expected([]string{"a", "b", "c"}, groups))
+
 	// TCP across hosts: a megabyte from a (h1) to c (h3), full-size segments.
 	l := vms["c"].ns.Listen(t, "10.89.0.3:7000")
 	got := make(chan int, 1)
