@@ -2,7 +2,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check bench fuzz demo build lab bpf
+.PHONY: test vet fmt-check bench fuzz demo demo-cluster build lab bpf
 
 ## test: gofmt check, go vet, the guest lab, and every test with the race detector (uncached)
 test: fmt-check vet lab
@@ -16,6 +16,10 @@ lab:
 ## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
 demo:
 	bash demo/demo.sh
+
+## demo-cluster: as root, three vswitch hosts (namespaces) on one etcd, a switch spanning them, a cross-host ping matrix
+demo-cluster:
+	bash demo/cluster.sh
 
 ## bpf: rebuild the kernel data path's program after a change to internal/kdp/bpf/kdp.c
 ## (the object and its Go are committed: a plain build needs no clang; as root installs clang, libbpf-dev)

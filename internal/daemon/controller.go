@@ -558,6 +558,13 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	}
 	c.pending = aerr
 	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
+	if c.deps.Cluster != nil {
+		for _, h := range c.deps.Cluster.Hosts() {
+			if h.Name != c.host && !all.ForHost(h.Name).Equal(nextAll.ForHost(h.Name)) {
+				out.Changes = append(out.Changes, fmt.Sprintf("stored for host %s, which brings it about", h.Name))
+			}
+		}
+	}
 	for vm := range c.up {
 		if v := next.VM(vm); v == nil || !v.Managed() { // removed (moved, or no longer run by vswitchd): stopped
 			out.Changes = append(out.Changes, "stop VM "+vm+" (no longer in the state)")
