@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // --pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +34,7 @@ func main() {
 		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)
 	vswitchd.ClusterFlags(flag.CommandLine, &o.Cluster)
+	pprofAddr := flag.String("pprof", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (for debugging; off if empty)")
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)
 	level := slog.LevelInfo
@@ -39,6 +42,9 @@ func main() {
 		level = slog.LevelDebug
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *pprofAddr != "" {
+		go func() { o.Logger.Error("pprof", "err", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := vswitchd.Run(ctx, o); err != nil {

@@ -25,7 +25,9 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/connectivity"
 
@@ -36,7 +38,6 @@ import (
 
 // Keys under Options.Prefix.
 const (
-	keyState = "state"      // the desired state (config.Config as JSON)
 	keyHosts = "hosts/"     // hosts/NAME: a host's registration (no lease: kept while it is down)
 	keyLive  = "live/"      // live/NAME: present while the host's lease lives
 	keyToken = "peer-token" // the token hosts' API listeners for each other require
@@ -89,8 +90,16 @@ type Cluster struct {
 	live     map[string]bool
 	onChange func()
 	lease    clientv3.LeaseID
-	offline  error  // why etcd is not followed now; nil while it is
-	token    string // the peer token
+	offline  error                // why etcd is not followed now; nil while it is
+	token    string               // the peer token
+	session  *concurrency.Session // holds the write lock's key; nil until the first write
+
+	cacheRev  uint64
+	cacheKick chan struct{}
+	objs      *objects // the state as the watch has it, key by key
+	objRev    uint64   // its revision
+	offerKick chan struct{}
+	cacheCfg  *config.Config // the newest state for the cache writer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -124,10 +133,15 @@ func Join(o Options) (*Cluster, error) {
 		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, API: o.API, Version: o.Version, Started: now, LastSeen: now}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.offline = errors.New("not connected yet")
+	c.cacheKick, c.offerKick = make(chan struct{}, 1), make(chan struct{}, 1)
+	c.done.Add(2)
+	go c.cacheWriter()
+	go c.stateWorker()
 	if raw, rev, err := o.Cache.ClusterCache(); err == nil && raw != nil {
 		var cfg config.Config
 		if err := json.Unmarshal(raw, &cfg); err == nil && cfg.Validate() == nil {
-			c.state, c.rev = &cfg, rev
+			c.state, c.rev = normalise(&cfg), rev
+			c.objs, c.objRev = split(c.state), rev
 		}
 	}
 	if raw, err := o.Cache.ClusterHosts(); err == nil && raw != nil {
@@ -139,11 +153,15 @@ func Join(o Options) (*Cluster, error) {
 	}
 	switch {
 	case err != nil && c.state == nil:
+		c.cancel()
+		c.done.Wait()
 		cli.Close()
 		return nil, err
 	case err != nil:
 		var owned *NameTakenError
 		if errors.As(err, &owned) {
+			c.cancel()
+			c.done.Wait()
 			cli.Close()
 			return nil, err
 		}
@@ -213,12 +231,12 @@ func (c *Cluster) readAll() error {
 	ctx, cancel := c.req()
 	defer cancel()
 	if c.o.Initial != nil {
-		raw, err := json.Marshal(c.o.Initial)
+		ops, err := diff(c.o.Prefix, nil, c.o.Initial)
 		if err != nil {
 			return err
 		}
-		_, err = c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyState)), "=", 0)).
-			Then(clientv3.OpPut(c.key(keyState), string(raw))).Commit()
+		_, err = c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyRev)), "=", 0)).
+			Then(append(ops, clientv3.OpPut(c.key(keyRev), ""))...).Commit()
 		if err != nil {
 			return c.unavailable(err)
 		}
@@ -238,14 +256,11 @@ func (c *Cluster) readAll() error {
 		c.token = string(tr.Kvs[0].Value)
 		c.mu.Unlock()
 	}
-	r, err := c.cli.Get(ctx, c.key(keyState))
+	r, err := c.cli.Get(ctx, c.key(keyStatePrefix), clientv3.WithPrefix())
 	if err != nil {
 		return c.unavailable(err)
 	}
-	if len(r.Kvs) == 0 {
-		return fmt.Errorf("%w: the cluster has no state", store.ErrCorrupt)
-	}
-	if err := c.take(r.Kvs[0].Value, uint64(r.Kvs[0].ModRevision)); err != nil {
+	if _, err := c.load(r.Kvs); err != nil {
 		return err
 	}
 	h, err := c.cli.Get(ctx, c.key(keyHosts), clientv3.WithPrefix())
@@ -285,32 +300,110 @@ func (c *Cluster) cacheHosts() {
 	}
 }
 
-// take makes raw (the state at rev) the last state seen, if it is newer.
-func (c *Cluster) take(raw []byte, rev uint64) error {
+// load makes a whole state read from etcd (a range of the state prefix)
+// the objects and the state, if it is newer than what is held.
+func (c *Cluster) load(kvs []*mvccpb.KeyValue) (bool, error) {
+	o, rev, err := fromKVs(c.o.Prefix, kvs)
+	if err != nil {
+		return false, err
+	}
 	c.mu.Lock()
-	if rev <= c.rev && c.state != nil {
-		c.mu.Unlock()
-		return nil
+	if rev > c.objRev || c.objs == nil {
+		c.objs, c.objRev = o, rev
 	}
 	c.mu.Unlock()
-	var cfg config.Config
-	if err := config.Decode(strings.NewReader(string(raw)), &cfg); err != nil {
-		return fmt.Errorf("%w: the cluster's state: %w", store.ErrCorrupt, err)
+	return c.publish()
+}
+
+// publish makes the objects, if newer than the state, the state: it is
+// assembled and validated whole (a state no writer validated is refused).
+func (c *Cluster) publish() (bool, error) {
+	c.mu.Lock()
+	if c.objs == nil || c.state != nil && c.objRev <= c.rev {
+		c.mu.Unlock()
+		return false, nil
 	}
+	cfg, rev := c.objs.config(), c.objRev
+	c.mu.Unlock()
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%w: the cluster's state: %w", store.ErrCorrupt, err)
+		return false, fmt.Errorf("%w: the cluster's state: %w", store.ErrCorrupt, err)
 	}
 	c.mu.Lock()
-	if rev <= c.rev && c.state != nil {
+	if c.state != nil && rev <= c.rev {
 		c.mu.Unlock()
-		return nil
+		return false, nil
 	}
-	c.state, c.rev = &cfg, rev
+	c.state, c.rev = cfg, rev
 	c.mu.Unlock()
-	if err := c.o.Cache.SetClusterCache(raw, rev); err != nil {
-		c.log.Warn("caching the cluster's state", "err", err)
+	c.cacheState(cfg, rev)
+	return true, nil
+}
+
+// stateWorker publishes what the watch brought: a host behind by many
+// writes assembles, validates and converges once, not once per write.
+func (c *Cluster) stateWorker() {
+	defer c.done.Done()
+	for {
+		select {
+		case <-c.offerKick:
+		case <-c.ctx.Done():
+			return
+		}
+		changed, err := c.publish()
+		if err != nil {
+			c.log.Error("the cluster's state cannot be read", "err", err)
+			continue
+		}
+		if changed {
+			c.changed()
+		}
 	}
-	return nil
+}
+
+// cacheState has the cache writer keep cfg (the state at rev) in the
+// host's store: one fsync'd write for the latest of a burst of changes,
+// off the path of writes and watch events.
+func (c *Cluster) cacheState(cfg *config.Config, rev uint64) {
+	c.mu.Lock()
+	if rev > c.cacheRev {
+		c.cacheCfg, c.cacheRev = cfg, rev
+	}
+	c.mu.Unlock()
+	select {
+	case c.cacheKick <- struct{}{}:
+	default:
+	}
+}
+
+// cacheWriter writes the latest state to cache until Close, then once more.
+func (c *Cluster) cacheWriter() {
+	defer c.done.Done()
+	var written uint64
+	for {
+		stop := false
+		select {
+		case <-c.cacheKick:
+		case <-c.ctx.Done():
+			stop = true
+		}
+		c.mu.Lock()
+		cfg, rev := c.cacheCfg, c.cacheRev
+		c.mu.Unlock()
+		if rev > written {
+			raw, err := json.Marshal(cfg)
+			if err == nil {
+				err = c.o.Cache.SetClusterCache(raw, rev)
+			}
+			if err != nil {
+				c.log.Warn("caching the cluster's state", "err", err)
+			} else {
+				written = rev
+			}
+		}
+		if stop {
+			return
+		}
+	}
 }
 
 // OnChange sets what is called (on the watch's goroutine) after the state
@@ -398,17 +491,34 @@ func (c *Cluster) follow() {
 				}
 				return
 			}
-			changed, hostsChanged := false, false
+			changed, hostsChanged, stateMoved := false, false, false
 			for _, ev := range wr.Events {
 				k := strings.TrimPrefix(string(ev.Kv.Key), c.o.Prefix)
 				del := ev.Type == clientv3.EventTypeDelete
 				switch {
-				case k == keyState && !del:
-					if err := c.take(ev.Kv.Value, uint64(ev.Kv.ModRevision)); err != nil {
-						c.log.Error("the cluster's state cannot be read", "err", err)
-						continue
+				case strings.HasPrefix(k, keyStatePrefix):
+					var v []byte
+					if !del {
+						v = ev.Kv.Value
 					}
-					changed = true
+					rev := uint64(ev.Kv.ModRevision)
+					var err error
+					c.mu.Lock()
+					// Older than the objects (a full read, or this host's own
+					// write, got there first): skipped. The events of one
+					// revision all pass, the same revision again is the same values.
+					if rev >= c.objRev {
+						if c.objs == nil { // this host's own write was the last: its state is the objects
+							c.objs = split(c.state)
+						}
+						err = c.objs.apply(k, v)
+						c.objRev = rev
+					}
+					c.mu.Unlock()
+					if err != nil {
+						c.log.Error("the cluster's state cannot be read", "key", k, "err", err)
+					}
+					stateMoved = true
 				case strings.HasPrefix(k, keyHosts):
 					var reg registration
 					c.mu.Lock()
@@ -426,6 +536,12 @@ func (c *Cluster) follow() {
 					c.mu.Lock()
 					c.live[strings.TrimPrefix(k, keyLive)] = !del
 					c.mu.Unlock()
+				}
+			}
+			if stateMoved {
+				select {
+				case c.offerKick <- struct{}{}:
+				default:
 				}
 			}
 			if hostsChanged {
@@ -446,6 +562,12 @@ func (c *Cluster) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	c.cli.Revoke(ctx, lease)
 	cancel()
+	c.mu.Lock()
+	s := c.session
+	c.mu.Unlock()
+	if s != nil {
+		s.Orphan() // its lease goes with the revoke below, or expires
+	}
 	c.cancel()
 	c.done.Wait()
 	return c.cli.Close()
@@ -475,6 +597,46 @@ func (c *Cluster) Online() error {
 	return nil
 }
 
+// Lock takes the cluster's write lock (an etcd mutex: writers queue in
+// order, none starves), so that a write's read, edit, local apply and
+// compare-and-swap are not raced by other hosts' writes; call unlock after.
+func (c *Cluster) Lock() (unlock func(), err error) {
+	if err := c.Online(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	s := c.session
+	c.mu.Unlock()
+	if s == nil || isDone(s.Done()) {
+		if s, err = concurrency.NewSession(c.cli, concurrency.WithTTL(int(c.o.LeaseTTL/time.Second)), concurrency.WithContext(c.ctx)); err != nil {
+			return nil, c.unavailable(err)
+		}
+		c.mu.Lock()
+		c.session = s
+		c.mu.Unlock()
+	}
+	m := concurrency.NewMutex(s, c.key("write-lock/"))
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	if err := m.Lock(ctx); err != nil {
+		return nil, c.unavailable(fmt.Errorf("the cluster's write lock: %w", err))
+	}
+	return func() {
+		ctx, cancel := c.req()
+		defer cancel()
+		m.Unlock(ctx) // if it fails, the key goes with the session's lease
+	}, nil
+}
+
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // Token is the secret hosts' API listeners for each other require (made
 // once per cluster, kept in etcd; "" until read).
 func (c *Cluster) Token() string {
@@ -494,15 +656,31 @@ func (c *Cluster) Refresh() error {
 		return err
 	}
 	ctx, cancel := c.req()
-	r, err := c.cli.Get(ctx, c.key(keyState))
-	cancel()
+	defer cancel()
+	r, err := c.cli.Get(ctx, c.key(keyRev), clientv3.WithKeysOnly()) // the revision: the objects only if newer
 	if err != nil {
 		return c.unavailable(err)
 	}
-	if len(r.Kvs) > 0 {
-		return c.take(r.Kvs[0].Value, uint64(r.Kvs[0].ModRevision))
+	if len(r.Kvs) == 0 {
+		return fmt.Errorf("%w: the cluster has no state (no %s)", store.ErrCorrupt, keyRev)
 	}
-	return nil
+	want := uint64(r.Kvs[0].ModRevision)
+	c.mu.Lock()
+	current, watched := want <= c.rev, want <= c.objRev
+	c.mu.Unlock()
+	switch {
+	case current:
+		return nil
+	case watched:
+		_, err = c.publish()
+		return err
+	}
+	all, err := c.cli.Get(ctx, c.key(keyStatePrefix), clientv3.WithPrefix())
+	if err != nil {
+		return c.unavailable(err)
+	}
+	_, err = c.load(all.Kvs)
+	return err
 }
 
 // Load returns a copy of the cluster's state and its revision: read from
@@ -533,37 +711,55 @@ func (c *Cluster) LoadShared() (*config.Config, uint64, error) {
 // (the state seen is then the newer one) and with ErrUnavailable if etcd
 // cannot be reached.
 func (c *Cluster) Replace(next *config.Config, rev uint64) (uint64, error) {
-	raw, err := json.Marshal(next)
+	c.mu.Lock()
+	prev, held := c.state, c.rev
+	c.mu.Unlock()
+	if prev == nil || held != rev {
+		return 0, fmt.Errorf("%w (revision %d was read, %d is held)", store.ErrStale, rev, held)
+	}
+	ops, err := diff(c.o.Prefix, prev, next)
 	if err != nil {
 		return 0, err
 	}
+	if len(ops) >= maxTxnOps {
+		return 0, fmt.Errorf("%w: this write changes %d objects of the cluster's state and one write may change at most %d "+
+			"(etcd's --max-txn-ops, 128 by default): make it in steps (remove a switch's adapters, then the switch)", ErrTooBig, len(ops), maxTxnOps-1)
+	}
 	ctx, cancel := c.req()
 	defer cancel()
-	k := c.key(keyState)
+	k := c.key(keyRev)
 	r, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", int64(rev))).
-		Then(clientv3.OpPut(k, string(raw))).Else(clientv3.OpGet(k)).Commit()
+		Then(append(ops, clientv3.OpPut(k, ""))...).Else(clientv3.OpGet(c.key(keyStatePrefix), clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return 0, c.unavailable(err)
 	}
 	if !r.Succeeded {
-		if g := r.Responses[0].GetResponseRange(); g != nil && len(g.Kvs) > 0 {
-			if err := c.take(g.Kvs[0].Value, uint64(g.Kvs[0].ModRevision)); err != nil {
+		if g := r.Responses[0].GetResponseRange(); g != nil {
+			if _, err := c.load(g.Kvs); err != nil {
 				return 0, err
 			}
 		}
 		return 0, fmt.Errorf("%w (revision %d was read)", store.ErrStale, rev)
 	}
 	nrev := uint64(r.Header.Revision)
+	sortState(next) // as the objects assemble it: the same order on every host
 	c.mu.Lock()
-	if nrev > c.rev {
+	if c.objRev < nrev { // no later write seen yet: the objects are exactly next, split when the watch needs them
+		c.objs, c.objRev = nil, nrev
+	}
+	if c.rev < nrev {
 		c.state, c.rev = next, nrev
 	}
 	c.mu.Unlock()
-	if err := c.o.Cache.SetClusterCache(raw, nrev); err != nil {
-		c.log.Warn("caching the cluster's state", "err", err)
-	}
+	c.cacheState(next, nrev)
 	return nrev, nil
 }
+
+// maxTxnOps is etcd's default bound on the operations of one transaction.
+const maxTxnOps = 128
+
+// ErrTooBig: a write changes more objects than one etcd transaction takes.
+var ErrTooBig = errors.New("the write is too big for one transaction")
 
 // VTEPs returns the tunnel endpoint of every registered host, up or down
 // (a host that comes back is reached at once), by name.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -174,5 +175,77 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 		}
 	}
 	clear(s[len(out):])
+	return out
+}
+
+// ChangedHosts returns the hosts a change from prev to next is about: those of
+// the VMs whose documents changed and of the switches that changed
+// (every host, "*", for a switch spanning all), without copying either.
+func ChangedHosts(prev, next *Config) map[string]bool {
+	out := map[string]bool{}
+	oldSw := map[string]*Switch{}
+	for i := range prev.Switches {
+		oldSw[prev.Switches[i].Name] = &prev.Switches[i]
+	}
+	touch := func(s *Switch) {
+		switch {
+		case !s.Span:
+			out[s.Host] = true
+		case s.Hosts == "":
+			out["*"] = true
+		default:
+			for _, h := range strings.Split(s.Hosts, ",") {
+				out[h] = true
+			}
+		}
+	}
+	for i := range next.Switches {
+		s := &next.Switches[i]
+		if old := oldSw[s.Name]; !old.Equal(s) {
+			touch(s)
+			if old != nil {
+				touch(old)
+			}
+		}
+		delete(oldSw, s.Name)
+	}
+	for _, s := range oldSw {
+		touch(s)
+	}
+	oldAds, newAds := adaptersByVM(prev), adaptersByVM(next)
+	oldVM := map[string]*VM{}
+	for i := range prev.VMs {
+		oldVM[prev.VMs[i].Name] = &prev.VMs[i]
+	}
+	for i := range next.VMs {
+		vm := &next.VMs[i]
+		old := oldVM[vm.Name]
+		if old == nil || *old != *vm || !slices.EqualFunc(oldAds[vm.Name], newAds[vm.Name], func(x, y *Adapter) bool { return x.Equal(y) }) {
+			out[vm.Host] = true
+			if old != nil {
+				out[old.Host] = true
+			}
+		}
+		delete(oldVM, vm.Name)
+	}
+	for _, vm := range oldVM {
+		out[vm.Host] = true
+	}
+	if prev.Host != next.Host {
+		out["*"] = true
+	}
+	return out
+}
+
+// adaptersByVM points at each VM's adapters, sorted by name.
+func adaptersByVM(c *Config) map[string][]*Adapter {
+	out := map[string][]*Adapter{}
+	for i := range c.Adapters {
+		a := &c.Adapters[i]
+		out[a.VM] = append(out[a.VM], a)
+	}
+	for _, l := range out {
+		slices.SortFunc(l, func(x, y *Adapter) int { return strings.Compare(x.Name, y.Name) })
+	}
 	return out
 }

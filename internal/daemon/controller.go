@@ -71,6 +71,8 @@ type Cluster interface {
 	// Refresh reads the state anew (what follows sees every write made
 	// before, through any host).
 	Refresh() error
+	// Lock takes the cluster's write lock.
+	Lock() (unlock func(), err error)
 	// Online says why writes cannot be stored now (etcd unreachable), or nil.
 	Online() error
 	// Token is the secret hosts' API listeners for each other require.
@@ -129,6 +131,10 @@ type Controller struct {
 	mu      sync.Mutex      // one write or converge at a time
 	up      map[string]bool // VMs started here and not exited, under mu
 	pending error           // what the last converge could not do, under mu
+	// In a cluster: this host's part and its overlay as last applied
+	// (nil: unknown), under mu.
+	applied        *config.Config
+	appliedOverlay *Overlay
 
 	stop     chan struct{}
 	done     chan struct{} // closed when the retry loop ends; nil until Start runs it
@@ -204,7 +210,7 @@ func (c *Controller) Start() ([]string, error) {
 			default:
 			}
 			c.mu.Lock()
-			c.convergeLocked()
+			c.clusterChanged()
 			pending := c.pending != nil
 			c.mu.Unlock()
 			if pending {
@@ -323,13 +329,35 @@ func (c *Controller) convergeLocked() ([]string, error) {
 		c.log.Error("reading the stored state", "err", err)
 		return nil, err
 	}
+	local := c.local(cfg)
 	c.prepare(cfg)
-	changes, err := c.d.Apply(c.local(cfg))
+	changes, err := c.d.Apply(local)
 	c.pending = err
 	if err != nil {
 		c.log.Warn("converging", "err", err)
 	}
+	c.remember(local, cfg)
 	return changes, err
+}
+
+// clusterChanged converges after another host's write or a host that came
+// or went, unless this host's part and its tunnels' peers are as they were
+// when last applied and nothing waits for a retry: most writes in a
+// cluster are about other hosts.
+func (c *Controller) clusterChanged() {
+	all, _, err := c.src.LoadShared()
+	if err == nil && c.pending == nil && c.applied != nil && c.local(all).Equal(c.applied) && c.overlay(all).equal(c.appliedOverlay) {
+		return
+	}
+	c.convergeLocked()
+}
+
+// remember notes what was applied (local, with all's overlay), for clusterChanged.
+func (c *Controller) remember(local, all *config.Config) {
+	if c.deps.Cluster == nil {
+		return
+	}
+	c.applied, c.appliedOverlay = local, c.overlay(all)
 }
 
 // State returns the stored state and its revision.
@@ -481,22 +509,44 @@ func (c *Controller) PortStates(cfg *config.Config) []api.PortState {
 // answer is a *RefusedError; an adapter waiting for its namespace is
 // stored with a warning and retried.
 func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// In a cluster another host may write between the read and the
-	// compare-and-swap: the edit is then made again on the newer state
-	// (the host converges to whatever this host's part of it is).
-	for attempt := 1; ; attempt++ {
-		if c.deps.Cluster != nil {
-			if err := c.deps.Cluster.Refresh(); err != nil {
-				return Outcome{}, err // etcd unreachable: nothing can be stored
-			}
-		}
-		out, retry, err := c.changeOnce(edit)
-		if !retry || attempt == maxAttempts {
+	// In a cluster a write is first tried on its own: read, edit, apply
+	// this host's part, compare-and-swap. If another host wrote first, it
+	// queues for the cluster's write lock (an etcd mutex, taken before the
+	// host's own lock so that the host converges other hosts' writes while
+	// its writer waits) and is made again on the newer state, until it is
+	// stored: a host that keeps losing the race still gets its turn.
+	start := time.Now()
+	out, retry, err := c.attempt(edit)
+	if !retry {
+		c.log.Debug("write", "took", time.Since(start), "attempts", 1, "err", err)
+		return out, err
+	}
+	unlock, err := c.deps.Cluster.Lock()
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer unlock()
+	locked := time.Now()
+	for n := 2; ; n++ {
+		out, retry, err := c.attempt(edit)
+		if !retry || n == maxAttempts {
+			c.log.Debug("write", "took", time.Since(start), "waited for the cluster's lock", locked.Sub(start), "attempts", n, "err", err)
 			return out, err
 		}
 	}
+}
+
+// attempt makes one try of a write under the host's lock; retry says that
+// another host's write came first (a cluster only).
+func (c *Controller) attempt(edit func(*config.Config) error) (Outcome, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deps.Cluster != nil {
+		if err := c.deps.Cluster.Refresh(); err != nil {
+			return Outcome{}, false, err // etcd unreachable: nothing can be stored
+		}
+	}
+	return c.changeOnce(edit)
 }
 
 // MinOverlayMTU is the least MTU a spanning switch's adapters may get
@@ -545,10 +595,16 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 				c.log.Warn("undoing a refused change", "err", err)
 			}
 			c.pending = err // what the undo left (a step still running late) is retried
+			c.remember(prev, all)
 			return Outcome{}, false, refused
 		}
 	}
 	rev, err = c.src.Replace(nextAll, rev) // validated above; on a single host c.mu keeps rev current
+	if err == nil {
+		c.remember(next, nextAll)
+	} else {
+		c.applied = nil // converged to something not stored: the next change from the cluster converges
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrStale) && c.deps.Cluster != nil {
 			return Outcome{}, true, err
@@ -559,8 +615,9 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	c.pending = aerr
 	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
 	if c.deps.Cluster != nil {
+		touched := config.ChangedHosts(all, nextAll)
 		for _, h := range c.deps.Cluster.Hosts() {
-			if h.Name != c.host && !all.ForHost(h.Name).Equal(nextAll.ForHost(h.Name)) {
+			if h.Name != c.host && (touched[h.Name] || touched["*"]) {
 				out.Changes = append(out.Changes, fmt.Sprintf("stored for host %s, which brings it about", h.Name))
 			}
 		}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -34,6 +35,14 @@ type Overlay struct {
 	Local netip.Addr
 	MTU   int                     // of adapters and host adapters on spanning switches; 0: the device's default
 	Peers map[string][]netip.Addr // switch → the other hosts' endpoints, sorted
+}
+
+// equal reports whether two overlays (either may be nil) are the same.
+func (o *Overlay) equal(p *Overlay) bool {
+	if o == nil || p == nil {
+		return o == p
+	}
+	return o.Local == p.Local && o.MTU == p.MTU && maps.EqualFunc(o.Peers, p.Peers, slices.Equal)
 }
 
 // TunnelDevice names a spanning switch's VXLAN device: "vx" and its VNI.

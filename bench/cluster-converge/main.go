@@ -1,0 +1,115 @@
+// Command cluster-converge is bench/cluster's convergence figure: against
+// the vswitchd of every host of a running cluster it makes a spanning
+// switch and VMs spread over the hosts, adds adapters (each a TAP that
+// QEMU could open: the VM's host makes the device and attaches a port),
+// one writer per host at once, and times until every host reports every
+// adapter it owns up; then removes what it made.
+//
+//	cluster-converge -sockets h1.sock,h2.sock,h3.sock -hosts h1,h2,h3 [-n 1000] [-vms 99]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/client"
+	"github.com/vswitch/vswitch/internal/config"
+)
+
+func main() {
+	socks := flag.String("sockets", "", "the hosts' API sockets, comma-separated")
+	hosts := flag.String("hosts", "", "the hosts' names, in the same order")
+	n := flag.Int("n", 1000, "adapters to add")
+	vms := flag.Int("vms", 99, "VMs to spread them over (round robin over the hosts)")
+	writers := flag.Int("writers", 0, "write through this many of the hosts at once (each the adapters of its own VMs; 1: all through the first host); 0: all")
+	flag.Parse()
+	var cs []*client.Client
+	for _, s := range strings.Split(*socks, ",") {
+		cs = append(cs, client.New(s))
+	}
+	if err := run(cs, strings.Split(*hosts, ","), *n, *vms, *writers); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster-converge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cs []*client.Client, hosts []string, n, vms, writers int) error {
+	if writers <= 0 || writers > len(cs) {
+		writers = len(cs)
+	}
+	if len(cs) != len(hosts) {
+		return fmt.Errorf("%d sockets for %d hosts", len(cs), len(hosts))
+	}
+	const sw = "conv"
+	if _, err := cs[0].AddSwitch(config.Switch{Name: sw, Type: config.Private, Span: true}); err != nil {
+		return err
+	}
+	for v := range vms {
+		if _, err := cs[0].AddVM(config.VM{Name: fmt.Sprint("cv", v), Host: hosts[v%len(hosts)]}); err != nil {
+			return err
+		}
+	}
+	defer func() {
+		for v := range vms {
+			cs[0].RemoveVM(fmt.Sprint("cv", v), true)
+		}
+		cs[0].RemoveSwitch(sw, true)
+	}()
+	start := time.Now()
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for w := range writers { // writer w adds the adapters of the VMs on host w (and those of the hosts without a writer), through host w
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				v := i % vms
+				if v%len(cs)%writers != w {
+					continue
+				}
+				a := config.Adapter{VM: fmt.Sprint("cv", v), Name: fmt.Sprint("nic", i/vms), Switch: sw, DynamicMAC: true,
+					Attachment: config.Attachment{Kind: config.AttachTAP, Device: fmt.Sprint("vcv", i)}}
+				if _, err := cs[w].AddAdapter(a); err != nil {
+					errs <- fmt.Errorf("adapter %d through %s: %w", i, hosts[w], err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	written := time.Since(start)
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		up := 0
+		for _, c := range cs {
+			states, err := c.PortStates()
+			if err != nil {
+				return err
+			}
+			for _, ps := range states {
+				if ps.Switch == sw && ps.Port != "tunnel" && ps.State == api.PortUp {
+					up++
+				}
+			}
+		}
+		if up == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d adapters up after 5 minutes", up, n)
+		}
+	}
+	took := time.Since(start)
+	fmt.Printf("%d adapters over %d hosts, written through %d of them at once: written in %.2f s, all up on their hosts in %.2f s\n",
+		n, len(cs), writers, written.Seconds(), took.Seconds())
+	fmt.Printf("converge_seconds=%.2f\n", took.Seconds())
+	return nil
+}
