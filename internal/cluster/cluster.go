@@ -591,7 +591,7 @@ func (c *Cluster) Online() error {
 	// The connection is seen to fail (refused, reset) long before the
 	// lease's keep-alive gives up.
 	switch st := c.cli.ActiveConnection().GetState(); st {
-	case connectivity.TransientFailure, connectivity.Shutdown:
+	case connectivity.TransientFailure, connectivity.Connecting, connectivity.Shutdown: // refused, or dialling again after a loss
 		return c.unavailable(fmt.Errorf("connection %s", strings.ToLower(st.String())))
 	}
 	return nil
