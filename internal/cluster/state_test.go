@@ -44,7 +44,9 @@ func TestWriteIsWhatChanged(t *testing.T) {
 		{"a switch removed with its adapters", func(c *config.Config) { c.Switches = c.Switches[:1]; c.Adapters = c.Adapters[1:] }, "delete state/switch/loc2,put state/vm/b"},
 		{"a VM removed", func(c *config.Config) { c.VMs = c.VMs[:1]; c.Adapters = append(c.Adapters[:1], c.Adapters[2]) }, "delete state/vm/a"},
 		{"the pool", func(c *config.Config) { c.Host.MACMax = frame.MAC{2, 0x56, 0x53, 0, 1, 0} }, "put state/host"},
-		{"a new switch", func(c *config.Config) { c.Switches = append(c.Switches, config.Switch{Name: "lan9", Type: config.Private, Span: true, VNI: 9}) }, "put state/switch/lan9"},
+		{"a new switch", func(c *config.Config) {
+			c.Switches = append(c.Switches, config.Switch{Name: "lan9", Type: config.Private, Span: true, VNI: 9})
+		}, "put state/switch/lan9"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			next := state()
