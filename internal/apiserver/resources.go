@@ -119,6 +119,21 @@ func (s *Server) setSwitch(w http.ResponseWriter, r *http.Request) {
 		if sw.Name != r.PathValue("name") {
 			return nil, field.New("name", sw.Name, "the name in the path ("+r.PathValue("name")+"); a switch cannot be renamed")
 		}
+		if old := c.Switch(sw.Name); old != nil && old.Span != sw.Span {
+			if sw.Span { // a local switch that now spans: it is on hosts, with a VNI
+				sw.Host = ""
+			} else { // a spanning switch made local: on the host asked, unless one is given
+				sw.VNI, sw.Hosts, sw.RemoteVTEPs = 0, "", ""
+				sw.Host = cmp.Or(sw.Host, s.c.HostName())
+			}
+		}
+		if sw.Span && sw.VNI == 0 {
+			vni, err := c.AllocateVNI()
+			if err != nil {
+				return nil, err
+			}
+			sw.VNI = vni
+		}
 		return nil, c.SetSwitch(sw)
 	})
 }

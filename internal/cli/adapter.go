@@ -138,8 +138,10 @@ func (a *app) adapterCmd() *cobra.Command {
 			}
 			return a.result(a.client().RemoveAdapter(vm, name))
 		}}
-	ls := &cobra.Command{Use: "ls [VM]", Short: "List adapters (Get-VMNetworkAdapter)", Args: cobra.MaximumNArgs(1),
-		RunE: func(c *cobra.Command, args []string) error { return a.listAdapters(args) }}
+	var lsHost string
+	ls := &cobra.Command{Use: "ls [VM] [--host NAME]", Short: "List adapters (Get-VMNetworkAdapter)", Args: cobra.MaximumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return a.listAdapters(args, lsHost) }}
+	ls.Flags().StringVar(&lsHost, "host", "", "in a cluster: only the adapters of VMs on this host")
 	return group("adapter", "VM network adapters", add, set, rm, ls, a.vlanCmd(), a.qemuArgsCmd())
 }
 
@@ -151,10 +153,13 @@ func (a *app) getAdapter(id string) (config.Adapter, error) {
 	return a.client().Adapter(vm, name)
 }
 
-func (a *app) listAdapters(args []string) error {
+func (a *app) listAdapters(args []string, host string) error {
 	st, err := a.client().State()
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		st.Config = *st.Config.ForHost(host)
 	}
 	var ads []config.Adapter
 	for _, ad := range st.Config.Adapters {
@@ -165,7 +170,7 @@ func (a *app) listAdapters(args []string) error {
 	if a.output == "json" {
 		return a.json(orEmpty(ads))
 	}
-	states, err := a.client().PortStates()
+	states, err := a.client().OnHost(host).PortStates() // a port's state is its host's
 	if err != nil {
 		return err
 	}

@@ -120,17 +120,22 @@ func (a *app) switchCmd() *cobra.Command {
 			return a.result(a.client().RemoveSwitch(args[0], force))
 		}}
 	rm.Flags().BoolVar(&force, "force", false, "also remove the switch's adapters")
-	ls := &cobra.Command{Use: "ls", Short: "List switches (Get-VMSwitch)", Args: nArgs(0, "no arguments"),
-		RunE: func(c *cobra.Command, _ []string) error { return a.listSwitches() }}
+	var lsHost string
+	ls := &cobra.Command{Use: "ls [--host NAME]", Short: "List switches (Get-VMSwitch)", Args: nArgs(0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error { return a.listSwitches(lsHost) }}
+	ls.Flags().StringVar(&lsHost, "host", "", "in a cluster: only the switches on this host")
 	show := &cobra.Command{Use: "show NAME", Short: "Show one switch", Args: nArgs(1, "the switch's name"),
 		RunE: func(c *cobra.Command, args []string) error { return a.showSwitch(args[0]) }}
 	return group("switch", "Virtual switches", add, set, rm, ls, show)
 }
 
-func (a *app) listSwitches() error {
+func (a *app) listSwitches(host string) error {
 	st, err := a.client().State()
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		st.Config = *st.Config.ForHost(host)
 	}
 	if a.output == "json" {
 		return a.json(orEmpty(st.Config.Switches))

@@ -93,9 +93,11 @@ func (a *app) vmCmd() *cobra.Command {
 			}
 			return err
 		}}
-	ls := &cobra.Command{Use: "ls", Short: "List VMs (Get-VM)", Args: nArgs(0, "no arguments"), RunE: func(c *cobra.Command, _ []string) error {
-		return a.listVMs()
+	var lsHost string
+	ls := &cobra.Command{Use: "ls [--host NAME]", Short: "List VMs (Get-VM)", Args: nArgs(0, "no arguments"), RunE: func(c *cobra.Command, _ []string) error {
+		return a.listVMs(lsHost)
 	}}
+	ls.Flags().StringVar(&lsHost, "host", "", "in a cluster: only the VMs on this host")
 	var to string
 	var check bool
 	move := &cobra.Command{Use: "move NAME --to HOST [--check]", Short: "Move a VM's network to another host of the cluster (the aid a live migration needs)",
@@ -153,10 +155,13 @@ func (a *app) status(st api.VMStatus, err error) error {
 	return nil
 }
 
-func (a *app) listVMs() error {
+func (a *app) listVMs(host string) error {
 	st, err := a.client().State()
 	if err != nil {
 		return err
+	}
+	if host != "" {
+		st.Config = *st.Config.ForHost(host)
 	}
 	var rows []api.VMStatus
 	for _, vm := range st.Config.VMs {

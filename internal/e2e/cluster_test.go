@@ -359,6 +359,26 @@ func TestCluster(t *testing.T) {
 	if topo := h1.must("topology", "--host", "h2"); !strings.Contains(topo, "b/eth0") || strings.Contains(topo, "a/eth0") || !strings.Contains(topo, "loc2") {
 		t.Fatalf("topology --host h2 does not show h2's part alone:\n%s", topo)
 	}
+	// Lists filter by host; a port's state is its host's, read from it.
+	if ls := h1.must("adapter", "ls", "--host", "h3"); !strings.Contains(ls, "c/eth0") || strings.Contains(ls, "a/eth0") || !strings.Contains(ls, " up") {
+		t.Fatalf("adapter ls --host h3 through h1:\n%s", ls)
+	}
+	if ls := h3.must("vm", "ls", "--host", "h2"); !strings.Contains(ls, "b ") || strings.Contains(ls, "a ") {
+		t.Fatalf("vm ls --host h2 through h3:\n%s", ls)
+	}
+	// A local switch made to span gets a VNI and is on every host; back, it is on the host given.
+	h1.must("switch", "set", "loc2", "--span")
+	var spanned []config.Switch
+	json.Unmarshal([]byte(h3.must("-o", "json", "switch", "ls")), &spanned)
+	for _, sw := range spanned {
+		if sw.Name == "loc2" && (!sw.Span || sw.VNI == 0 || sw.Host != "") {
+			t.Fatalf("loc2 after set --span: %+v", sw)
+		}
+	}
+	h1.must("switch", "set", "loc2", "--span=false", "--host", "h2")
+	if ls := h3.must("switch", "ls", "--host", "h2"); !strings.Contains(ls, "loc2") || strings.Contains(h3.must("switch", "ls", "--host", "h1"), "loc2") {
+		t.Fatalf("loc2 back on h2:\n%s", ls)
+	}
 
 	// A plain Linux host with the kernel's VXLAN and a bridge, the cluster's
 	// hosts as its remote endpoints and it as lan0's remote endpoint, talks
