@@ -54,19 +54,6 @@ func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// where says where an existing switch is, for errors.
-func where(sw *config.Switch) string {
-	switch {
-	case sw.Span && sw.Hosts == "":
-		return "a spanning switch on every host"
-	case sw.Span:
-		return "a spanning switch on hosts " + sw.Hosts
-	case sw.Host != "":
-		return "a local switch of host " + sw.Host
-	}
-	return "a " + string(sw.Type) + " switch"
-}
-
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, orEmpty(s.c.Hosts()))
 }
@@ -89,8 +76,10 @@ func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
 	write(s, w, r, func(c *config.Config, sw config.Switch) (*api.Result, error) {
-		if old := c.Switch(sw.Name); old != nil {
-			return nil, field.New("name", sw.Name, "a name no other switch has (switch "+sw.Name+" is "+where(old)+")")
+		if old := c.Switch(sw.Name); old != nil && (old.Span || old.Host != "") {
+			return nil, field.New("name", sw.Name, "a name no other switch has (switch "+sw.Name+" is "+old.Where()+")")
+		} else if old != nil {
+			return nil, field.New("name", sw.Name, "a name no other switch has")
 		}
 		if !sw.Span && sw.Host == "" {
 			sw.Host = s.c.HostName() // in a cluster, a switch that does not span is on the host that was asked

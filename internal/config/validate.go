@@ -336,7 +336,7 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		if sw == nil {
 			l.Add(p+".switch", a.Switch, "the name of an existing switch")
 		} else if h := hostOf[a.VM]; !sw.On(h) {
-			l.Add(p+".switch", a.Switch, "a switch on host "+h+", where VM "+a.VM+" is (switch "+sw.Name+" is "+sw.where()+")")
+			l.Add(p+".switch", a.Switch, "a switch on host "+h+", where VM "+a.VM+" is (switch "+sw.Name+" is "+sw.Where()+")")
 		}
 		switch {
 		case a.MAC.IsZero() && !a.DynamicMAC:
@@ -434,8 +434,9 @@ func (t *Attachment) validate(p string, l *field.List) {
 
 func (v *VLAN) isZero() bool { return *v == VLAN{} }
 
-// where says where a switch is, for errors.
-func (s *Switch) where() string {
+// Where says where a switch is, for messages: "on host h2", "on every
+// host", "on hosts h1,h2" (spanning), or "not on a cluster host".
+func (s *Switch) Where() string {
 	switch {
 	case !s.Span && s.Host == "":
 		return "not on a cluster host"

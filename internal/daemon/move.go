@@ -91,7 +91,7 @@ func (c *Controller) moveBlockers(all *config.Config, vm *config.VM, to string) 
 		}
 		sw := all.Switch(a.Switch)
 		if sw != nil && !sw.On(to) {
-			out = append(out, fmt.Sprintf("adapter %s: switch %s is not on host %s (it is %s)", a.ID(), sw.Name, to, placeOf(sw)))
+			out = append(out, fmt.Sprintf("adapter %s: switch %s is not on host %s (it is %s)", a.ID(), sw.Name, to, sw.Where()))
 			continue
 		}
 		if sw != nil && sw.Span && known && source.MTU != 0 && target.MTU != source.MTU {
@@ -106,14 +106,4 @@ func (c *Controller) moveBlockers(all *config.Config, vm *config.VM, to string) 
 		}
 	}
 	return out
-}
-
-func placeOf(sw *config.Switch) string {
-	switch {
-	case sw.Span && sw.Hosts == "":
-		return "on every host"
-	case sw.Span:
-		return "on hosts " + sw.Hosts
-	}
-	return "on host " + sw.Host
 }

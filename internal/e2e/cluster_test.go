@@ -308,7 +308,7 @@ func TestCluster(t *testing.T) {
 	h1.must("switch", "add", "lan0", "--type", "private", "--span")
 	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000", "--datapath", "kernel") // the tunnel on the kernel data path too
 	h2.must("switch", "add", "loc2", "--type", "private")
-	if code, _, errOut := h1.ctl("switch", "add", "loc2", "--type", "private", "--span"); code == 0 || !strings.Contains(errOut, "local switch of host h2") {
+	if code, _, errOut := h1.ctl("switch", "add", "loc2", "--type", "private", "--span"); code == 0 || !strings.Contains(errOut, "switch loc2 is on host h2") {
 		t.Fatalf("a spanning switch named like h2's local switch: exit %d %s", code, errOut)
 	}
 	if code, _, errOut := h1.ctl("switch", "add", "lan2", "--type", "private", "--span", "--vni", "5000"); code == 0 || !strings.Contains(errOut, "switch lan1 has it") {
