@@ -349,6 +349,14 @@ func (c *Cluster) stateWorker() {
 		case <-c.ctx.Done():
 			return
 		}
+		// Debounce: what comes within the next moment is taken in the
+		// same pass, and this host's own write (whose watch event can
+		// arrive before its transaction's answer) is not assembled again.
+		select {
+		case <-time.After(publishDelay):
+		case <-c.ctx.Done():
+			return
+		}
 		changed, err := c.publish()
 		if err != nil {
 			c.log.Error("the cluster's state cannot be read", "err", err)
@@ -375,7 +383,14 @@ func (c *Cluster) cacheState(cfg *config.Config, rev uint64) {
 	}
 }
 
-// cacheWriter writes the latest state to cache until Close, then once more.
+// Pacing of the watch's and the cache's work.
+const (
+	publishDelay  = 5 * time.Millisecond   // the state worker's debounce
+	cacheInterval = 250 * time.Millisecond // the cache is written at most this often (and at Close)
+)
+
+// cacheWriter writes the latest state to cache, at most every
+// cacheInterval, until Close, then once more.
 func (c *Cluster) cacheWriter() {
 	defer c.done.Done()
 	var written uint64
@@ -383,6 +398,11 @@ func (c *Cluster) cacheWriter() {
 		stop := false
 		select {
 		case <-c.cacheKick:
+			select {
+			case <-time.After(cacheInterval):
+			case <-c.ctx.Done():
+				stop = true
+			}
 		case <-c.ctx.Done():
 			stop = true
 		}
