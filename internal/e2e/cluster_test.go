@@ -3,11 +3,19 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,6 +32,55 @@ import (
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
 
+// tlsFiles are a CA, a server certificate for etcd's address and a
+// client certificate, PEM files in a test's directory.
+type tlsFiles struct{ ca, serverCert, serverKey, clientCert, clientKey string }
+
+func makeTLS(t *testing.T, serverIP string) *tlsFiles {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, kind string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey := newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vswitch test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	f := &tlsFiles{ca: write("ca.pem", "CERTIFICATE", caDER)}
+	leaf := func(serial int64, name string, usage x509.ExtKeyUsage, ips []net.IP) (string, string) {
+		k := newKey()
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(24 * time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kder)
+	}
+	f.serverCert, f.serverKey = leaf(2, "etcd", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP(serverIP)})
+	f.clientCert, f.clientKey = leaf(3, "vswitchd", x509.ExtKeyUsageClientAuth, nil)
+	return f
+}
+
 // etcdServer is a real etcd (Debian's etcd-server, which make lab
 // installs) serving clients on addr:2379 inside a namespace.
 type etcdServer struct {
@@ -33,17 +90,27 @@ type etcdServer struct {
 	dir  string
 	cmd  *exec.Cmd
 	log  *logBuffer
+	tls  *tlsFiles // clients must present a certificate of its CA; nil: plain HTTP
 }
 
-func (e *etcdServer) url() string { return "http://" + e.addr + ":2379" }
+func (e *etcdServer) url() string {
+	if e.tls != nil {
+		return "https://" + e.addr + ":2379"
+	}
+	return "http://" + e.addr + ":2379"
+}
 
 func (e *etcdServer) start() {
 	e.t.Helper()
 	e.log = &logBuffer{}
-	e.cmd = exec.Command("ip", "netns", "exec", e.ns.Name, "etcd", "--name", "test", "--data-dir", e.dir,
+	args := []string{"netns", "exec", e.ns.Name, "etcd", "--name", "test", "--data-dir", e.dir,
 		"--listen-client-urls", e.url(), "--advertise-client-urls", e.url(),
 		"--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-		"--initial-cluster", "test=http://127.0.0.1:2380")
+		"--initial-cluster", "test=http://127.0.0.1:2380"}
+	if e.tls != nil {
+		args = append(args, "--cert-file", e.tls.serverCert, "--key-file", e.tls.serverKey, "--trusted-ca-file", e.tls.ca, "--client-cert-auth")
+	}
+	e.cmd = exec.Command("ip", args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
 	if err := e.cmd.Start(); err != nil {
 		e.t.Fatal(err)
@@ -85,6 +152,11 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, names ...string) *testCluster {
+	return newTestClusterTLS(t, false, names...)
+}
+
+// newTestClusterTLS is newTestCluster, with etcd requiring mutual TLS if withTLS.
+func newTestClusterTLS(t *testing.T, withTLS bool, names ...string) *testCluster {
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Fatalf("etcd is not installed: make lab installs it (lab/etcd.sh): %v", err)
@@ -102,6 +174,9 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 	}
 	c.underlay.AddAddr(t, "br0", "10.88.0.1/24")
 	c.etcd = &etcdServer{t: t, ns: c.underlay, addr: "10.88.0.1", dir: t.TempDir()}
+	if withTLS {
+		c.etcd.tls = makeTLS(t, "10.88.0.1")
+	}
 	c.etcd.start()
 	t.Cleanup(c.etcd.kill)
 	for i, name := range names {
@@ -109,6 +184,9 @@ func newTestCluster(t *testing.T, names ...string) *testCluster {
 		c.vtep[name] = fmt.Sprintf("10.88.0.%d", 11+i)
 		c.join(p.daemonNS, c.vtep[name])
 		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", ""}
+		if f := c.etcd.tls; f != nil {
+			p.args = append(p.args, "--etcd-cacert", f.ca, "--etcd-cert", f.clientCert, "--etcd-key", f.clientKey)
+		}
 		c.hosts[name] = p
 		t.Cleanup(func() {
 			if p.cmd != nil {
@@ -703,4 +781,29 @@ func TestCluster(t *testing.T) {
 	if !hostsOf(t, h1)["h3"].Up {
 		t.Fatalf("h3 is not shown up again:\n%s", h1.must("host", "ls"))
 	}
+}
+
+// TestClusterOverTLS: hosts join an etcd that requires mutual TLS
+// (--etcd-cacert, --etcd-cert, --etcd-key), and a spanning switch works
+// across them; a vswitchd without a client certificate is refused.
+func TestClusterOverTLS(t *testing.T) {
+	c := newTestClusterTLS(t, true, "t1", "t2")
+	t1, t2 := c.hosts["t1"], c.hosts["t2"]
+	if hs := hostsOf(t, t2); !hs["t1"].Up || !hs["t2"].Up {
+		t.Fatalf("host ls over TLS:\n%s", t2.must("host", "ls"))
+	}
+	t1.must("switch", "add", "sec0", "--type", "private", "--span")
+	vms := map[string]vm{"x": c.vmOn("t1", "t1", "x", "sec0", "10.89.1.1"), "y": c.vmOn("t2", "t2", "y", "sec0", "10.89.1.2")}
+	waitMatrix(t, vms, []string{"x", "y"}, expected([]string{"x", "y"}, map[string]string{"x": "sec0", "y": "sec0"}))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t2.daemonNS.Name, t2.vswitchd, "--store", filepath.Join(dir, "db"),
+		"--socket", filepath.Join(dir, "sock"), "--bpf-dir", "", "--etcd", c.etcd.url(), "--host-name", "t3", "--vtep", c.vtep["t2"],
+		"--peer-api", c.vtep["t2"]+":8498", "--etcd-cacert", c.etcd.tls.ca).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "etcd") {
+		t.Fatalf("a vswitchd without a client certificate joined, or did not say why: %v\n%s", err, out)
+	}
+	t.Logf("without a client certificate: %s", strings.TrimSpace(string(out)))
 }
