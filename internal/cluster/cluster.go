@@ -18,8 +18,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -156,6 +160,9 @@ func Join(o Options) (*Cluster, error) {
 		c.cancel()
 		c.done.Wait()
 		cli.Close()
+		if why := diagnose(o.Endpoints, o.TLS, o.Timeout); why != nil {
+			return nil, fmt.Errorf("%w: %w", err, why)
+		}
 		return nil, err
 	case err != nil:
 		var owned *NameTakenError
@@ -170,6 +177,47 @@ func Join(o Options) (*Cluster, error) {
 	c.done.Add(1)
 	go c.run(err == nil)
 	return c, nil
+}
+
+// diagnose says why the endpoints cannot be reached when the client only
+// says its deadline passed: the first endpoint's connection or TLS
+// handshake error (a certificate refused is the usual cause), or nil.
+func diagnose(endpoints []string, tc *tls.Config, timeout time.Duration) error {
+	for _, e := range endpoints {
+		u, err := url.Parse(e)
+		if err != nil {
+			return fmt.Errorf("endpoint %q: %w", e, err)
+		}
+		d := &net.Dialer{Timeout: timeout}
+		if u.Scheme != "https" {
+			conn, err := d.Dial("tcp", u.Host)
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", e, err)
+			}
+			conn.Close()
+			continue
+		}
+		cfg := &tls.Config{}
+		if tc != nil {
+			cfg = tc.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		conn, err := tls.DialWithDialer(d, "tcp", u.Host, cfg)
+		if err != nil {
+			return fmt.Errorf("endpoint %s: TLS: %w (check --etcd-cacert, --etcd-cert and --etcd-key)", e, err)
+		}
+		// The server may refuse the client's certificate only after the
+		// handshake: a read shows it.
+		conn.SetReadDeadline(time.Now().Add(timeout))
+		_, rerr := conn.Read(make([]byte, 1))
+		conn.Close()
+		if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) && !errors.Is(rerr, io.EOF) {
+			return fmt.Errorf("endpoint %s: TLS: %w (check --etcd-cacert, --etcd-cert and --etcd-key)", e, rerr)
+		}
+	}
+	return nil
 }
 
 // NameTakenError: a live host with another VTEP has this host's name.

@@ -802,7 +802,7 @@ func TestClusterOverTLS(t *testing.T) {
 	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", t2.daemonNS.Name, t2.vswitchd, "--store", filepath.Join(dir, "db"),
 		"--socket", filepath.Join(dir, "sock"), "--bpf-dir", "", "--etcd", c.etcd.url(), "--host-name", "t3", "--vtep", c.vtep["t2"],
 		"--peer-api", c.vtep["t2"]+":8498", "--etcd-cacert", c.etcd.tls.ca).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "etcd") {
+	if err == nil || !strings.Contains(string(out), "TLS") || !strings.Contains(string(out), "--etcd-cert") {
 		t.Fatalf("a vswitchd without a client certificate joined, or did not say why: %v\n%s", err, out)
 	}
 	t.Logf("without a client certificate: %s", strings.TrimSpace(string(out)))
