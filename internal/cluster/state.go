@@ -148,7 +148,8 @@ func (o *objects) apply(key string, value []byte) error {
 }
 
 // diff returns the operations that turn prev (nil: nothing) into next,
-// state/rev not included. It compares in place: nothing is copied.
+// state/rev not included: a put of each object config.Compare finds
+// changed, a delete of each gone.
 func diff(prefix string, prev, next *config.Config) ([]clientv3.Op, error) {
 	var ops []clientv3.Op
 	put := func(key string, v any) error {
@@ -159,69 +160,33 @@ func diff(prefix string, prev, next *config.Config) ([]clientv3.Op, error) {
 		ops = append(ops, clientv3.OpPut(prefix+key, string(raw)))
 		return nil
 	}
-	if prev == nil {
-		prev = &config.Config{}
-		if err := put(keyHostDoc, next.Host); err != nil {
-			return nil, err
-		}
-	} else if prev.Host != next.Host {
+	ch := config.Compare(cmp.Or(prev, &config.Config{}), next)
+	if prev == nil || ch.Host {
 		if err := put(keyHostDoc, next.Host); err != nil {
 			return nil, err
 		}
 	}
-	oldSw := make(map[string]*config.Switch, len(prev.Switches))
-	for i := range prev.Switches {
-		oldSw[prev.Switches[i].Name] = &prev.Switches[i]
-	}
-	for i := range next.Switches {
-		s := &next.Switches[i]
-		if !oldSw[s.Name].Equal(s) {
-			if err := put(keySwitch+s.Name, s); err != nil {
-				return nil, err
-			}
+	for _, sc := range ch.Switches {
+		if sc.New == nil {
+			ops = append(ops, clientv3.OpDelete(prefix+keySwitch+sc.Name))
+		} else if err := put(keySwitch+sc.Name, sc.New); err != nil {
+			return nil, err
 		}
-		delete(oldSw, s.Name)
 	}
-	for _, name := range slices.Sorted(maps.Keys(oldSw)) {
-		ops = append(ops, clientv3.OpDelete(prefix+keySwitch+name))
-	}
-	oldAds, newAds := adaptersByVM(prev), adaptersByVM(next)
-	oldVM := make(map[string]*config.VM, len(prev.VMs))
-	for i := range prev.VMs {
-		oldVM[prev.VMs[i].Name] = &prev.VMs[i]
-	}
-	for i := range next.VMs {
-		vm := &next.VMs[i]
-		old, a, b := oldVM[vm.Name], oldAds[vm.Name], newAds[vm.Name]
-		if old == nil || *old != *vm || !slices.EqualFunc(a, b, func(x, y *config.Adapter) bool { return x.Equal(y) }) {
-			d := vmDoc{VM: *vm}
-			for _, ad := range b {
-				d.Adapters = append(d.Adapters, *ad)
-			}
-			slices.SortFunc(d.Adapters, byName)
-			if err := put(keyVM+vm.Name, d); err != nil {
-				return nil, err
-			}
+	for _, vc := range ch.VMs {
+		if vc.New == nil {
+			ops = append(ops, clientv3.OpDelete(prefix+keyVM+vc.Name))
+			continue
 		}
-		delete(oldVM, vm.Name)
-	}
-	for _, name := range slices.Sorted(maps.Keys(oldVM)) {
-		ops = append(ops, clientv3.OpDelete(prefix+keyVM+name))
+		d := vmDoc{VM: *vc.New}
+		for _, a := range vc.Adapters {
+			d.Adapters = append(d.Adapters, *a)
+		}
+		if err := put(keyVM+vc.Name, d); err != nil {
+			return nil, err
+		}
 	}
 	return ops, nil
-}
-
-// adaptersByVM points at each VM's adapters, sorted by name.
-func adaptersByVM(c *config.Config) map[string][]*config.Adapter {
-	out := map[string][]*config.Adapter{}
-	for i := range c.Adapters {
-		a := &c.Adapters[i]
-		out[a.VM] = append(out[a.VM], a)
-	}
-	for _, l := range out {
-		slices.SortFunc(l, func(x, y *config.Adapter) int { return cmp.Compare(x.Name, y.Name) })
-	}
-	return out
 }
 
 // fromKVs reads a whole state (a range of the state prefix) and its revision.

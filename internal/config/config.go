@@ -100,7 +100,15 @@ func (s *Switch) On(host string) bool {
 	if !s.Span {
 		return s.Host == host
 	}
-	return s.Hosts == "" || slices.Contains(strings.Split(s.Hosts, ","), host)
+	return s.Hosts == "" || slices.Contains(s.HostList(), host)
+}
+
+// HostList returns the hosts a spanning switch names (none: every host).
+func (s *Switch) HostList() []string {
+	if s.Hosts == "" {
+		return nil
+	}
+	return strings.Split(s.Hosts, ",")
 }
 
 // Datapath is what forwards a switch's frames.
@@ -305,9 +313,8 @@ func cloneBool(p *bool) *bool {
 }
 
 // ForHost returns the part of the state that one host converges: the pool,
-// the switches on it, its VMs and their adapters. The result shares
-// nothing the caller may change with c only when it is c itself (host
-// "" with nothing placed elsewhere); treat it as read-only.
+// the switches on it, its VMs and their adapters. The slices are new; the
+// values behind pointer fields are c's: treat it as read-only.
 func (c *Config) ForHost(host string) *Config {
 	out := &Config{Host: c.Host}
 	for _, s := range c.Switches {
@@ -342,12 +349,4 @@ func (c *Config) AllocateVNI() (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("every VNI is taken")
-}
-
-// HostOf returns the host an adapter lives on: its VM's.
-func (c *Config) HostOf(a *Adapter) string {
-	if vm := c.VM(a.VM); vm != nil {
-		return vm.Host
-	}
-	return ""
 }

@@ -178,61 +178,98 @@ func deleteFunc[T any](s []T, del func(T) bool) []T {
 	return out
 }
 
-// ChangedHosts returns the hosts a change from prev to next is about: those of
-// the VMs whose documents changed and of the switches that changed
-// (every host, "*", for a switch spanning all), without copying either.
-func ChangedHosts(prev, next *Config) map[string]bool {
-	out := map[string]bool{}
-	oldSw := map[string]*Switch{}
+// Changes is what differs between two states, object by object as a
+// cluster stores them: the MAC pool, each switch, each VM with its
+// adapters. It points into the two states; nothing is copied.
+type Changes struct {
+	Host     bool           // the MAC pool
+	Switches []SwitchChange // sorted by name
+	VMs      []VMChange     // sorted by name
+}
+
+// SwitchChange is a switch added (Old nil), removed (New nil) or changed.
+type SwitchChange struct {
+	Name     string
+	Old, New *Switch
+}
+
+// VMChange is a VM added (Old nil), removed (New nil), or changed itself
+// or in its adapters; Adapters are New's, sorted by name.
+type VMChange struct {
+	Name     string
+	Old, New *VM
+	Adapters []*Adapter
+}
+
+// Compare returns what differs from prev to next.
+func Compare(prev, next *Config) Changes {
+	ch := Changes{Host: prev.Host != next.Host}
+	oldSw := make(map[string]*Switch, len(prev.Switches))
 	for i := range prev.Switches {
 		oldSw[prev.Switches[i].Name] = &prev.Switches[i]
-	}
-	touch := func(s *Switch) {
-		switch {
-		case !s.Span:
-			out[s.Host] = true
-		case s.Hosts == "":
-			out["*"] = true
-		default:
-			for _, h := range strings.Split(s.Hosts, ",") {
-				out[h] = true
-			}
-		}
 	}
 	for i := range next.Switches {
 		s := &next.Switches[i]
 		if old := oldSw[s.Name]; !old.Equal(s) {
-			touch(s)
-			if old != nil {
-				touch(old)
-			}
+			ch.Switches = append(ch.Switches, SwitchChange{Name: s.Name, Old: old, New: s})
 		}
 		delete(oldSw, s.Name)
 	}
-	for _, s := range oldSw {
-		touch(s)
+	for name, old := range oldSw {
+		ch.Switches = append(ch.Switches, SwitchChange{Name: name, Old: old})
 	}
 	oldAds, newAds := adaptersByVM(prev), adaptersByVM(next)
-	oldVM := map[string]*VM{}
+	oldVM := make(map[string]*VM, len(prev.VMs))
 	for i := range prev.VMs {
 		oldVM[prev.VMs[i].Name] = &prev.VMs[i]
 	}
+	sameAdapters := func(x, y *Adapter) bool { return x.Equal(y) }
 	for i := range next.VMs {
 		vm := &next.VMs[i]
 		old := oldVM[vm.Name]
-		if old == nil || *old != *vm || !slices.EqualFunc(oldAds[vm.Name], newAds[vm.Name], func(x, y *Adapter) bool { return x.Equal(y) }) {
-			out[vm.Host] = true
-			if old != nil {
-				out[old.Host] = true
-			}
+		if old == nil || *old != *vm || !slices.EqualFunc(oldAds[vm.Name], newAds[vm.Name], sameAdapters) {
+			ch.VMs = append(ch.VMs, VMChange{Name: vm.Name, Old: old, New: vm, Adapters: newAds[vm.Name]})
 		}
 		delete(oldVM, vm.Name)
 	}
-	for _, vm := range oldVM {
-		out[vm.Host] = true
+	for name, old := range oldVM {
+		ch.VMs = append(ch.VMs, VMChange{Name: name, Old: old})
 	}
-	if prev.Host != next.Host {
+	slices.SortFunc(ch.Switches, func(a, b SwitchChange) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(ch.VMs, func(a, b VMChange) int { return strings.Compare(a.Name, b.Name) })
+	return ch
+}
+
+// ChangedHosts returns the hosts a change from prev to next is about: those
+// of the VMs that changed and of the switches that changed ("*": every
+// host, for the pool or a switch spanning all).
+func ChangedHosts(prev, next *Config) map[string]bool {
+	ch := Compare(prev, next)
+	out := map[string]bool{}
+	if ch.Host {
 		out["*"] = true
+	}
+	for _, sc := range ch.Switches {
+		for _, s := range []*Switch{sc.Old, sc.New} {
+			switch {
+			case s == nil:
+			case !s.Span:
+				out[s.Host] = true
+			case s.Hosts == "":
+				out["*"] = true
+			default:
+				for _, h := range s.HostList() {
+					out[h] = true
+				}
+			}
+		}
+	}
+	for _, vc := range ch.VMs {
+		for _, vm := range []*VM{vc.Old, vc.New} {
+			if vm != nil {
+				out[vm.Host] = true
+			}
+		}
 	}
 	return out
 }

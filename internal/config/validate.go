@@ -92,7 +92,7 @@ func (c *Config) validateResources(l *field.List, hostOf map[string]string) {
 		case s.Hosts == "":
 			return []string{"*"}
 		}
-		return strings.Split(s.Hosts, ",")
+		return s.HostList()
 	}
 	for i := range c.Switches {
 		if s := &c.Switches[i]; s.ManagementOS() && nameOK(s.Name, maxIfName) {
@@ -295,10 +295,7 @@ func (s *Switch) validatePlace(p string, vnis map[uint32]string, l *field.List) 
 		l.Add(p+".host", s.Host, "empty on a spanning switch (it is on hosts)")
 	}
 	seen := map[string]bool{}
-	for _, h := range strings.Split(s.Hosts, ",") {
-		if s.Hosts == "" {
-			break
-		}
+	for _, h := range s.HostList() {
 		if !nameOK(h, maxName) || seen[h] {
 			l.Add(p+".hosts", s.Hosts, "host names separated by commas, each once ("+nameRule+"), or empty for every host")
 			break

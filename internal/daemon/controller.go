@@ -692,10 +692,8 @@ func (c *Controller) checkCluster(prev, next *config.Config) error {
 			hostOK(fmt.Sprintf("switches[%s].host", sw.Name), sw.Host, old != nil && old.Host == sw.Host)
 			continue
 		}
-		for _, h := range strings.Split(sw.Hosts, ",") {
-			if sw.Hosts != "" {
-				hostOK(fmt.Sprintf("switches[%s].hosts", sw.Name), h, old != nil && old.Hosts == sw.Hosts)
-			}
+		for _, h := range sw.HostList() {
+			hostOK(fmt.Sprintf("switches[%s].hosts", sw.Name), h, old != nil && old.Hosts == sw.Hosts)
 		}
 	}
 	for _, vm := range next.VMs {
