@@ -35,22 +35,27 @@ func (s *Server) onHost(w http.ResponseWriter, r *http.Request, host string) boo
 		s.fail(w, err)
 		return true
 	}
+	s.proxy(w, r, host, addr, token)
+	return true
+}
+
+// proxy answers r with what host's peer listener at addr answers to it.
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request, host, addr, token string) {
 	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://"+addr+r.URL.RequestURI(), nil)
 	if err != nil {
 		s.fail(w, err)
-		return true
+		return
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := peerClient.Do(req)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, &api.Error{Code: api.CodeUnavailable, Message: fmt.Sprintf("host %s (%s) did not answer: %v", host, addr, err)})
-		return true
+		return
 	}
 	defer resp.Body.Close()
 	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, resp.Body)
-	return true
 }
 
 // PeerHandler serves the other hosts of the cluster: reads only, with

@@ -54,6 +54,39 @@ func (s *Server) putHost(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// place fills in where a switch that is added (old nil) or changed is: a
+// switch that does not span on the host asked unless one is given, a new
+// spanning one on its hosts sorted and once each, a spanning one with a
+// VNI (the lowest free unless one is given); a switch that starts
+// spanning leaves its host, one that stops loses its VNI, hosts and
+// remote endpoints.
+func (s *Server) place(c *config.Config, sw, old *config.Switch) error {
+	if !sw.Span {
+		if old != nil && old.Span {
+			sw.VNI, sw.Hosts, sw.RemoteVTEPs = 0, "", ""
+		}
+		if old == nil || old.Span {
+			sw.Host = cmp.Or(sw.Host, s.c.HostName())
+		}
+		return nil
+	}
+	if old != nil && !old.Span {
+		sw.Host = ""
+	}
+	if hosts := sw.HostList(); old == nil && hosts != nil {
+		slices.Sort(hosts)
+		sw.Hosts = strings.Join(slices.Compact(hosts), ",")
+	}
+	if sw.VNI == 0 {
+		vni, err := c.AllocateVNI()
+		if err != nil {
+			return err
+		}
+		sw.VNI = vni
+	}
+	return nil
+}
+
 func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, orEmpty(s.c.Hosts()))
 }
@@ -76,27 +109,15 @@ func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) addSwitch(w http.ResponseWriter, r *http.Request) {
 	write(s, w, r, func(c *config.Config, sw config.Switch) (*api.Result, error) {
-		if old := c.Switch(sw.Name); old != nil && (old.Span || old.Host != "") {
-			return nil, field.New("name", sw.Name, "a name no other switch has (switch "+sw.Name+" is "+old.Where()+")")
-		} else if old != nil {
-			return nil, field.New("name", sw.Name, "a name no other switch has")
-		}
-		if !sw.Span && sw.Host == "" {
-			sw.Host = s.c.HostName() // in a cluster, a switch that does not span is on the host that was asked
-		}
-		if sw.Span {
-			if sw.Hosts != "" {
-				hosts := strings.Split(sw.Hosts, ",")
-				slices.Sort(hosts)
-				sw.Hosts = strings.Join(slices.Compact(hosts), ",")
+		if old := c.Switch(sw.Name); old != nil {
+			allowed := "a name no other switch has"
+			if old.Span || old.Host != "" {
+				allowed += " (switch " + sw.Name + " is " + old.Where() + ")"
 			}
-			if sw.VNI == 0 {
-				vni, err := c.AllocateVNI()
-				if err != nil {
-					return nil, err
-				}
-				sw.VNI = vni
-			}
+			return nil, field.New("name", sw.Name, allowed)
+		}
+		if err := s.place(c, &sw, nil); err != nil {
+			return nil, err
 		}
 		c.AddSwitch(sw)
 		return nil, nil
@@ -108,20 +129,8 @@ func (s *Server) setSwitch(w http.ResponseWriter, r *http.Request) {
 		if sw.Name != r.PathValue("name") {
 			return nil, field.New("name", sw.Name, "the name in the path ("+r.PathValue("name")+"); a switch cannot be renamed")
 		}
-		if old := c.Switch(sw.Name); old != nil && old.Span != sw.Span {
-			if sw.Span { // a local switch that now spans: it is on hosts, with a VNI
-				sw.Host = ""
-			} else { // a spanning switch made local: on the host asked, unless one is given
-				sw.VNI, sw.Hosts, sw.RemoteVTEPs = 0, "", ""
-				sw.Host = cmp.Or(sw.Host, s.c.HostName())
-			}
-		}
-		if sw.Span && sw.VNI == 0 {
-			vni, err := c.AllocateVNI()
-			if err != nil {
-				return nil, err
-			}
-			sw.VNI = vni
+		if err := s.place(c, &sw, c.Switch(sw.Name)); err != nil {
+			return nil, err
 		}
 		return nil, c.SetSwitch(sw)
 	})
@@ -296,12 +305,10 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 	t := Topology(c, func(name string) bool { return s.c.Switch(name) != nil })
 	t.Hosts, t.Self = s.c.Hosts(), s.c.HostName()
 	for i := range t.Switches {
-		if ts := &t.Switches[i]; ts.Span {
+		ts := &t.Switches[i]
+		if ts.Span {
 			ts.MTU = s.c.OverlayMTU()
 		}
-	}
-	for i := range t.Switches {
-		ts := &t.Switches[i]
 		if ts.Uplink != nil {
 			ts.Uplink.State = states[[2]string{ts.Name, daemon.KindUplink}]
 		}
@@ -417,14 +424,18 @@ func (s *Server) vmStatus(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, fmt.Errorf("VM %q: %w", r.PathValue("name"), config.ErrNotFound))
 			return
 		}
-		if vm.Host != "" && vm.Host != s.c.HostName() {
-			if _, _, err := s.c.Peer(vm.Host); errors.Is(err, daemon.ErrHostDown) {
-				writeJSON(w, http.StatusOK, api.VMStatus{Name: vm.Name, State: "unknown", Note: "its host " + vm.Host + " is down"})
-				return
-			}
+		if vm.Host == "" || vm.Host == s.c.HostName() {
+			writeJSON(w, http.StatusOK, s.c.VMStatus(vm.Name))
+			return
 		}
-		if !s.onHost(w, r, vm.Host) {
-			writeJSON(w, http.StatusOK, s.c.VMStatus(r.PathValue("name")))
+		addr, token, err := s.c.Peer(vm.Host)
+		switch {
+		case errors.Is(err, daemon.ErrHostDown):
+			writeJSON(w, http.StatusOK, api.VMStatus{Name: vm.Name, State: "unknown", Note: "its host " + vm.Host + " is down"})
+		case err != nil:
+			s.fail(w, err)
+		default:
+			s.proxy(w, r, vm.Host, addr, token)
 		}
 	}
 }

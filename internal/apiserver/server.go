@@ -160,15 +160,9 @@ func (s *Server) fail(w http.ResponseWriter, err error) {
 		status, e.Code = http.StatusBadRequest, api.CodeInvalid
 	case errors.Is(err, vmrun.ErrRunning), errors.Is(err, vmrun.ErrNotRunning):
 		status, e.Code = http.StatusConflict, api.CodeConflict
-	case errors.Is(err, daemon.ErrHostDown):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, daemon.ErrHostDown):
 		status, e.Code = http.StatusServiceUnavailable, api.CodeUnavailable
-	case errors.Is(err, daemon.ErrBlocked):
-		status, e.Code = http.StatusConflict, api.CodeConflict
-	case errors.Is(err, store.ErrUnavailable):
-		status, e.Code = http.StatusServiceUnavailable, api.CodeUnavailable
-	case errors.Is(err, store.ErrStale):
-		status, e.Code = http.StatusConflict, api.CodeConflict
-	case errors.Is(err, config.ErrPoolExhausted), errors.Is(err, store.ErrLocked):
+	case errors.Is(err, config.ErrPoolExhausted), errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrStale), errors.Is(err, daemon.ErrBlocked):
 		status, e.Code = http.StatusConflict, api.CodeConflict
 	default:
 		e.Code = api.CodeFailed

@@ -1,8 +1,8 @@
 // Package cluster keeps a vswitch cluster's one desired state in etcd and
-// registers this host in it. The state is one document under one key,
-// written only by compare-and-swap on its revision, so every write (a MAC
-// taken from the pool, a VNI allocated, a name claimed) is one etcd
-// transaction and two hosts never both succeed on the same revision.
+// registers this host in it. The state is one key per object (state.go),
+// written only by transactions that compare the state's revision, so every
+// write (a MAC taken from the pool, a VNI allocated, a name claimed) is
+// one etcd transaction and two hosts never both succeed on the same revision.
 // Hosts register under a lease (a heartbeat): a host whose lease expires
 // is shown down, its objects stay. The last state seen is cached in the
 // host's own bbolt file, so that a host keeps (and after a restart comes
@@ -89,7 +89,7 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	state    *config.Config // the last state seen (never changed: replaced whole)
-	rev      uint64         // its etcd revision (the state key's mod revision)
+	rev      uint64         // its revision (state/rev's mod revision)
 	hosts    map[string]registration
 	live     map[string]bool
 	onChange func()
@@ -155,28 +155,38 @@ func Join(o Options) (*Cluster, error) {
 	if err == nil {
 		err = c.readAll()
 	}
+	var owned *NameTakenError
 	switch {
+	case errors.As(err, &owned):
+		c.abort()
+		return nil, err
 	case err != nil && c.state == nil:
-		c.cancel()
-		c.done.Wait()
-		cli.Close()
+		c.abort()
 		if why := diagnose(o.Endpoints, o.TLS, o.Timeout); why != nil {
 			return nil, fmt.Errorf("%w: %w", err, why)
 		}
 		return nil, err
 	case err != nil:
-		var owned *NameTakenError
-		if errors.As(err, &owned) {
-			c.cancel()
-			c.done.Wait()
-			cli.Close()
-			return nil, err
-		}
 		c.log.Warn("etcd cannot be reached: serving the last state seen, retrying", "err", err)
 	}
 	c.done.Add(1)
 	go c.run(err == nil)
 	return c, nil
+}
+
+// abort undoes a Join that failed.
+func (c *Cluster) abort() {
+	c.cancel()
+	c.done.Wait()
+	c.cli.Close()
+}
+
+// kick wakes a worker waiting on ch, if it is not awake already.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // diagnose says why the endpoints cannot be reached when the client only
@@ -291,19 +301,18 @@ func (c *Cluster) readAll() error {
 	}
 	tok := make([]byte, 32)
 	rand.Read(tok)
-	if _, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyToken)), "=", 0)).
-		Then(clientv3.OpPut(c.key(keyToken), hex.EncodeToString(tok))).Commit(); err != nil {
-		return c.unavailable(err)
-	}
-	tr, err := c.cli.Get(ctx, c.key(keyToken))
+	token := hex.EncodeToString(tok) // made here if no host made one before, else the one there
+	tr, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(c.key(keyToken)), "=", 0)).
+		Then(clientv3.OpPut(c.key(keyToken), token)).Else(clientv3.OpGet(c.key(keyToken))).Commit()
 	if err != nil {
 		return c.unavailable(err)
 	}
-	if len(tr.Kvs) > 0 {
-		c.mu.Lock()
-		c.token = string(tr.Kvs[0].Value)
-		c.mu.Unlock()
+	if g := tr.Responses[0].GetResponseRange(); !tr.Succeeded && g != nil && len(g.Kvs) > 0 {
+		token = string(g.Kvs[0].Value)
 	}
+	c.mu.Lock()
+	c.token = token
+	c.mu.Unlock()
 	r, err := c.cli.Get(ctx, c.key(keyStatePrefix), clientv3.WithPrefix())
 	if err != nil {
 		return c.unavailable(err)
@@ -425,10 +434,7 @@ func (c *Cluster) cacheState(cfg *config.Config, rev uint64) {
 		c.cacheCfg, c.cacheRev = cfg, rev
 	}
 	c.mu.Unlock()
-	select {
-	case c.cacheKick <- struct{}{}:
-	default:
-	}
+	kick(c.cacheKick)
 }
 
 // Pacing of the watch's and the cache's work.
@@ -559,67 +565,67 @@ func (c *Cluster) follow() {
 				}
 				return
 			}
-			changed, hostsChanged, stateMoved := false, false, false
-			for _, ev := range wr.Events {
-				k := strings.TrimPrefix(string(ev.Kv.Key), c.o.Prefix)
-				del := ev.Type == clientv3.EventTypeDelete
-				switch {
-				case strings.HasPrefix(k, keyStatePrefix):
-					var v []byte
-					if !del {
-						v = ev.Kv.Value
-					}
-					rev := uint64(ev.Kv.ModRevision)
-					var err error
-					c.mu.Lock()
-					// Older than the objects (a full read, or this host's own
-					// write, got there first): skipped. The events of one
-					// revision all pass, the same revision again is the same values.
-					if rev >= c.objRev {
-						if c.objs == nil { // this host's own write was the last: its state is the objects
-							c.objs = split(c.state)
-						}
-						err = c.objs.apply(k, v)
-						c.objRev = rev
-					}
-					c.mu.Unlock()
-					if err != nil {
-						c.log.Error("the cluster's state cannot be read", "key", k, "err", err)
-					}
-					stateMoved = true
-				case strings.HasPrefix(k, keyHosts):
-					var reg registration
-					c.mu.Lock()
-					if del {
-						delete(c.hosts, strings.TrimPrefix(k, keyHosts))
-						changed, hostsChanged = true, true
-					} else if json.Unmarshal(ev.Kv.Value, &reg) == nil {
-						if c.hosts[reg.Name].VTEP != reg.VTEP {
-							changed, hostsChanged = true, true
-						}
-						c.hosts[reg.Name] = reg
-					}
-					c.mu.Unlock()
-				case strings.HasPrefix(k, keyLive):
-					c.mu.Lock()
-					c.live[strings.TrimPrefix(k, keyLive)] = !del
-					c.mu.Unlock()
-				}
-			}
+			hostsMoved, stateMoved := c.takeEvents(wr.Events)
 			if stateMoved {
-				select {
-				case c.offerKick <- struct{}{}:
-				default:
-				}
+				kick(c.offerKick)
 			}
-			if hostsChanged {
+			if hostsMoved {
 				c.cacheHosts()
-			}
-			if changed {
 				c.changed()
 			}
 		}
 	}
+}
+
+// takeEvents takes watch events into the objects, the hosts and who lives.
+// hostsMoved says a host came, went or has another endpoint (the tunnels
+// change); stateMoved that the objects did (the state worker publishes them).
+func (c *Cluster) takeEvents(events []*clientv3.Event) (hostsMoved, stateMoved bool) {
+	for _, ev := range events {
+		k := strings.TrimPrefix(string(ev.Kv.Key), c.o.Prefix)
+		del := ev.Type == clientv3.EventTypeDelete
+		switch {
+		case strings.HasPrefix(k, keyStatePrefix):
+			var v []byte
+			if !del {
+				v = ev.Kv.Value
+			}
+			rev := uint64(ev.Kv.ModRevision)
+			var err error
+			c.mu.Lock()
+			// Older than the objects (a full read, or this host's own
+			// write, got there first): skipped. The events of one
+			// revision all pass, the same revision again is the same values.
+			if rev >= c.objRev {
+				if c.objs == nil { // this host's own write was the last: its state is the objects
+					c.objs = split(c.state)
+				}
+				err = c.objs.apply(k, v)
+				c.objRev = rev
+			}
+			c.mu.Unlock()
+			if err != nil {
+				c.log.Error("the cluster's state cannot be read", "key", k, "err", err)
+			}
+			stateMoved = true
+		case strings.HasPrefix(k, keyHosts):
+			var reg registration
+			c.mu.Lock()
+			if del {
+				delete(c.hosts, strings.TrimPrefix(k, keyHosts))
+				hostsMoved = true
+			} else if json.Unmarshal(ev.Kv.Value, &reg) == nil {
+				hostsMoved = hostsMoved || c.hosts[reg.Name].VTEP != reg.VTEP
+				c.hosts[reg.Name] = reg
+			}
+			c.mu.Unlock()
+		case strings.HasPrefix(k, keyLive):
+			c.mu.Lock()
+			c.live[strings.TrimPrefix(k, keyLive)] = !del
+			c.mu.Unlock()
+		}
+	}
+	return hostsMoved, stateMoved
 }
 
 // Close stops watching and withdraws this host's lease (it shows down at once).
@@ -634,7 +640,7 @@ func (c *Cluster) Close() error {
 	s := c.session
 	c.mu.Unlock()
 	if s != nil {
-		s.Orphan() // its lease goes with the revoke below, or expires
+		s.Orphan() // stop its keep-alive: its lease, and any write-lock key under it, expires
 	}
 	c.cancel()
 	c.done.Wait()

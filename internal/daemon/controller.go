@@ -69,12 +69,10 @@ type Cluster interface {
 	// OnChange sets what is called after the state or the hosts changed.
 	OnChange(func())
 	// Refresh reads the state anew (what follows sees every write made
-	// before, through any host).
+	// before, through any host); it fails at once while etcd is away.
 	Refresh() error
 	// Lock takes the cluster's write lock.
 	Lock() (unlock func(), err error)
-	// Online says why writes cannot be stored now (etcd unreachable), or nil.
-	Online() error
 	// Token is the secret hosts' API listeners for each other require.
 	Token() string
 }
@@ -579,11 +577,6 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	if all.Equal(nextAll) {
 		return Outcome{Revision: rev, Changes: []string{}}, false, nil
 	}
-	if c.deps.Cluster != nil {
-		if err := c.deps.Cluster.Online(); err != nil {
-			return Outcome{}, false, err
-		}
-	}
 	changes, aerr := []string{}, c.pending
 	if !prev.Equal(next) {
 		c.prepare(nextAll)
@@ -600,18 +593,15 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 		}
 	}
 	rev, err = c.src.Replace(nextAll, rev) // validated above; on a single host c.mu keeps rev current
-	if err == nil {
-		c.remember(next, nextAll)
-	} else {
-		c.applied = nil // converged to something not stored: the next change from the cluster converges
-	}
 	if err != nil {
+		c.applied = nil // converged to something not stored: the next change from the cluster converges
 		if errors.Is(err, store.ErrStale) && c.deps.Cluster != nil {
 			return Outcome{}, true, err
 		}
 		c.convergeLocked() // back to what is stored
 		return Outcome{}, false, err
 	}
+	c.remember(next, nextAll)
 	c.pending = aerr
 	out := Outcome{Revision: rev, Changes: append([]string{}, changes...)}
 	if c.deps.Cluster != nil {
@@ -836,7 +826,7 @@ func (c *Controller) StartVM(name string) (api.VMStatus, error) {
 	vm := cfg.VM(name)
 	if vm == nil {
 		if v := all.VM(name); v != nil {
-			return api.VMStatus{}, fmt.Errorf("VM %q lives on host %s: start it there (vswitchctl --host %s)", name, v.Host, v.Host)
+			return api.VMStatus{}, fmt.Errorf("VM %q lives on host %s: start it there (vswitchctl on that host's socket)", name, v.Host)
 		}
 		return api.VMStatus{}, fmt.Errorf("VM %q: %w", name, config.ErrNotFound)
 	}

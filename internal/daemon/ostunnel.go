@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -88,7 +89,7 @@ func (b OSBackend) SetPeers(device string, peers []netip.Addr) error {
 		zero := net.HardwareAddr{0, 0, 0, 0, 0, 0}
 		for _, n := range have {
 			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || n.HardwareAddr.String() != zero.String() {
+			if !ok || !bytes.Equal(n.HardwareAddr, zero) {
 				continue
 			}
 			ip = ip.Unmap()
