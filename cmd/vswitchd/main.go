@@ -34,6 +34,7 @@ func main() {
 		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)
 	vswitchd.ClusterFlags(flag.CommandLine, &o.Cluster)
+	vswitchd.WebFlags(flag.CommandLine, &o.Web)
 	pprofAddr := flag.String("pprof", "", "serve Go's profiler (net/http/pprof) on this address, e.g. 127.0.0.1:6060 (for debugging; off if empty)")
 	flag.Parse()
 	o.SocketMode = os.FileMode(mode)

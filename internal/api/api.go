@@ -118,6 +118,18 @@ type Topology struct {
 	// In a cluster: the hosts, and the host that answered ("" on a single host).
 	Hosts []HostInfo `json:"hosts,omitempty"`
 	Self  string     `json:"self,omitempty"`
+	// VMs are every VM, with or without adapters.
+	VMs []TopologyVM `json:"vms"`
+}
+
+// TopologyVM is a VM in the topology.
+type TopologyVM struct {
+	Name string `json:"name"`
+	Host string `json:"host,omitempty"` // in a cluster
+	// State is the QEMU state of a VM vswitchd runs (stopped, running,
+	// exited); "" for one it does not run (a namespace workload) or that
+	// lives on another host.
+	State string `json:"state,omitempty"`
 }
 
 // TopologySwitch is a switch with what hangs off it.
@@ -141,13 +153,24 @@ type TopologySwitch struct {
 
 // TopologyPort is one port in the tree.
 type TopologyPort struct {
-	Name       string `json:"name"`
-	VLAN       string `json:"vlan"`
+	Name string `json:"name"`
+	VLAN string `json:"vlan"`
+	// The VLANs the port carries as the 802.1Q model has them: those that
+	// leave it untagged and those that leave it tagged (ranges, "1-10,20").
+	Untagged   string `json:"untagged,omitempty"`
+	Tagged     string `json:"tagged,omitempty"`
+	VM         string `json:"vm,omitempty"` // an adapter's VM
 	MAC        string `json:"mac,omitempty"`
 	Type       string `json:"type,omitempty"`
 	Attachment string `json:"attachment,omitempty"`
 	State      string `json:"state,omitempty"` // PortUp, PortWaiting, PortFailed or PortDown; "" on another host
 	Host       string `json:"host,omitempty"`  // in a cluster: the host the adapter's VM is on
+}
+
+// Console is GET /v1/console (and POST /v1/console/token, which
+// replaces the token): the web console's login URL, token included.
+type Console struct {
+	URL string `json:"url"`
 }
 
 // VMStatus is a VM that vswitchd runs with QEMU.

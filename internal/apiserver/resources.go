@@ -13,6 +13,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/frame"
 )
 
 // load reads the state for a GET, or answers the error.
@@ -291,19 +292,36 @@ func (s *Server) getPortStates(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := s.load(w)
-	if !ok {
+	t, err := s.topology(r.URL.Query().Get("host"))
+	if err != nil {
+		s.fail(w, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+// topology is the whole tree with the ports' and VMs' live states, or
+// only what is on host.
+func (s *Server) topology(host string) (api.Topology, error) {
+	c, _, err := s.c.State()
+	if err != nil {
+		return api.Topology{}, err
 	}
 	states := map[[2]string]string{}
 	for _, ps := range s.c.PortStates(c) {
 		states[[2]string{ps.Switch, ps.Port}] = ps.State
 	}
-	if h := r.URL.Query().Get("host"); h != "" {
-		c = c.ForHost(h)
+	if host != "" {
+		c = c.ForHost(host)
 	}
 	t := Topology(c, func(name string) bool { return s.c.Switch(name) != nil })
 	t.Hosts, t.Self = s.c.Hosts(), s.c.HostName()
+	for i := range t.VMs {
+		vm := c.VM(t.VMs[i].Name)
+		if (vm.Host == "" || vm.Host == t.Self) && (vm.Kernel != "" || vm.Disk != "") {
+			t.VMs[i].State = s.c.VMStatus(vm.Name).State
+		}
+	}
 	for i := range t.Switches {
 		ts := &t.Switches[i]
 		if ts.Span {
@@ -319,16 +337,18 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 			ts.Adapters[j].State = states[[2]string{ts.Name, ts.Adapters[j].Name}]
 		}
 	}
-	writeJSON(w, http.StatusOK, t)
+	return t, nil
 }
 
 // Topology builds the tree of switches, uplinks, host adapters and adapters.
 func Topology(c *config.Config, running func(string) bool) api.Topology {
-	t := api.Topology{Switches: []api.TopologySwitch{}}
+	t := api.Topology{Switches: []api.TopologySwitch{}, VMs: []api.TopologyVM{}}
 	vmHost := map[string]string{}
 	for _, vm := range c.VMs {
 		vmHost[vm.Name] = vm.Host
+		t.VMs = append(t.VMs, api.TopologyVM{Name: vm.Name, Host: vm.Host})
 	}
+	slices.SortFunc(t.VMs, func(x, y api.TopologyVM) int { return strings.Compare(x.Name, y.Name) })
 	for i := range c.Switches {
 		sw := &c.Switches[i]
 		ts := api.TopologySwitch{Name: sw.Name, Type: string(sw.Type), DefaultVLAN: uint16(sw.VLANOrDefault()),
@@ -340,9 +360,16 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 				v = sw.UplinkVLAN.String()
 			}
 			ts.Uplink = &api.TopologyPort{Name: sw.Uplink, VLAN: v}
+			uv := sw.UplinkVLAN
+			if uv == (config.VLAN{}) {
+				uv = config.VLAN{Mode: config.ModeTrunk, Native: sw.VLANOrDefault()}
+				uv.Allowed.AddRange(1, 4094)
+			}
+			carried(ts.Uplink, &uv, sw.VLANOrDefault())
 		}
 		if sw.ManagementOS() {
 			ts.HostAdapter = &api.TopologyPort{Name: sw.Name, VLAN: sw.HostVLAN.String()}
+			carried(ts.HostAdapter, &sw.HostVLAN, sw.VLANOrDefault())
 		}
 		for j := range c.Adapters {
 			a := &c.Adapters[j]
@@ -353,14 +380,26 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 			if a.Attachment.Namespace != "" {
 				att += " " + a.Attachment.Namespace
 			}
-			ts.Adapters = append(ts.Adapters, api.TopologyPort{Name: a.ID(), VLAN: a.VLAN.String(), MAC: a.MAC.String(),
-				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att), Host: vmHost[a.VM]})
+			tp := api.TopologyPort{Name: a.ID(), VLAN: a.VLAN.String(), MAC: a.MAC.String(), VM: a.VM,
+				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att), Host: vmHost[a.VM]}
+			carried(&tp, &a.VLAN, sw.VLANOrDefault())
+			ts.Adapters = append(ts.Adapters, tp)
 		}
 		slices.SortFunc(ts.Adapters, func(x, y api.TopologyPort) int { return strings.Compare(x.Name, y.Name) })
 		t.Switches = append(t.Switches, ts)
 	}
 	slices.SortFunc(t.Switches, func(x, y api.TopologySwitch) int { return strings.Compare(x.Name, y.Name) })
 	return t
+}
+
+// carried fills in the VLANs a port with setting v carries untagged and tagged.
+func carried(tp *api.TopologyPort, v *config.VLAN, defaultVLAN frame.VID) {
+	p, err := v.Port(defaultVLAN)
+	if err != nil {
+		return // stored states are valid; nothing to show otherwise
+	}
+	tagged := p.Tagged()
+	tp.Untagged, tp.Tagged = p.Untagged.String(), tagged.String()
 }
 
 func orEmpty[T any](s []T) []T {
@@ -447,4 +486,10 @@ func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"console": s.c.VMConsole(r.PathValue("name"))})
 	}
+}
+
+// listNICs names the interfaces of this host an external switch could
+// take as its uplink.
+func (s *Server) listNICs(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.c.NICs())
 }

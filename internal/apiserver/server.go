@@ -29,10 +29,20 @@ import (
 // Server is the API over the daemon's controller: plain HTTP, every write
 // handed to the controller, which validates, applies and stores it.
 type Server struct {
-	c   *daemon.Controller
-	log *slog.Logger
-	mux *http.ServeMux
+	c       *daemon.Controller
+	log     *slog.Logger
+	mux     *http.ServeMux
+	console Console // nil: vswitchd serves no web console
 }
+
+// Console is the web console (web.Console) as the API manages it.
+type Console interface {
+	URL() string
+	Rotate() (string, error)
+}
+
+// SetConsole names the web console whose URL and token the API hands out.
+func (s *Server) SetConsole(c Console) { s.console = c }
 
 // New returns a server; call Handler.
 func New(c *daemon.Controller, log *slog.Logger) *Server {
@@ -107,6 +117,10 @@ var routeTable = []struct {
 	{"GET", "/v1/stats", func(s *Server) http.HandlerFunc { return s.getStats }},
 	{"GET", "/v1/stats/switches", func(s *Server) http.HandlerFunc { return s.listSwitchStats }},
 	{"GET", "/v1/topology", func(s *Server) http.HandlerFunc { return s.getTopology }},
+	{"GET", "/v1/events", func(s *Server) http.HandlerFunc { return s.events }},
+	{"GET", "/v1/host/nics", func(s *Server) http.HandlerFunc { return s.listNICs }},
+	{"GET", "/v1/console", func(s *Server) http.HandlerFunc { return s.getConsole }},
+	{"POST", "/v1/console/token", func(s *Server) http.HandlerFunc { return s.rotateConsole }},
 	{"GET", "/v1/openapi.json", func(s *Server) http.HandlerFunc { return s.getOpenAPI }},
 }
 

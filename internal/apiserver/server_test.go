@@ -166,9 +166,9 @@ func TestBadInput(t *testing.T) {
 		code                     string
 		want                     []string
 	}{
-		{"VID 0", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"access"}`), 400, "invalid", []string{`access VLAN \"0\"`}},
+		{"VID 0", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"access"}`), 400, "invalid", []string{`vlan.access \"0\"`}},
 		{"VID 4095", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"access","access":4095}`), 400, "invalid", []string{`\"4095\"`, "1 to 4094"}},
-		{"VID 5000", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"trunk","allowed":"10","native":5000}`), 400, "invalid", []string{`trunk native VLAN \"5000\"`}},
+		{"VID 5000", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"trunk","allowed":"10","native":5000}`), 400, "invalid", []string{`vlan.native \"5000\"`}},
 		{"garbage VLAN set", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"trunk","allowed":"1-100,50-"}`), 400, "invalid", []string{`1-100,50-`, "offset 9"}},
 		{"hybrid overlap", "POST", "/v1/adapters", adapter(`,"vlan":{"mode":"hybrid","pvid":10,"untagged":"10,20","tagged":"20-30"}`), 400, "invalid", []string{"20 is in both sets"}},
 		{"multicast MAC", "POST", "/v1/adapters", strings.Replace(adapter(""), `"dynamicMAC":true`, `"mac":"01:00:5e:00:00:01"`, 1), 400, "invalid", []string{"unicast"}},

@@ -62,7 +62,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.PersistentFlags().StringVar(&a.socket, "socket", api.SocketPath, "vswitchd's API socket")
 	root.PersistentFlags().StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(a.switchCmd(), a.vmCmd(), a.adapterCmd(), a.hostCmd(), a.fdbCmd(), a.statsCmd(), a.topologyCmd())
+	root.AddCommand(a.switchCmd(), a.vmCmd(), a.adapterCmd(), a.hostCmd(), a.fdbCmd(), a.statsCmd(), a.topologyCmd(), a.consoleCmd())
 	root.SetArgs(fixUntagged(args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -105,6 +105,15 @@ func (c *Client) Hosts() ([]api.HostInfo, error) {
 	return out, c.do("GET", "/v1/hosts", nil, &out)
 }
 
+// Console returns the web console's login URL; rotate replaces its token first.
+func (c *Client) Console(rotate bool) (api.Console, error) {
+	var out api.Console
+	if rotate {
+		return out, c.do("POST", "/v1/console/token", nil, &out)
+	}
+	return out, c.do("GET", "/v1/console", nil, &out)
+}
+
 // SetHost sets the host's MAC pool.
 func (c *Client) SetHost(h config.Host) (api.Result, error) {
 	var r api.Result

@@ -68,14 +68,14 @@ func TestBadInput(t *testing.T) {
 		change func(c *Config)
 		want   []string
 	}{
-		{"access VLAN 0", func(c *Config) { c.Adapters[2].VLAN.Access = 0 }, []string{"adapters[db/eth0].vlan", `access VLAN "0"`, "1 to 4094"}},
-		{"access VLAN 4095", func(c *Config) { c.Adapters[2].VLAN.Access = 4095 }, []string{`access VLAN "4095"`}},
-		{"access VLAN 5000", func(c *Config) { c.Adapters[2].VLAN.Access = 5000 }, []string{`access VLAN "5000"`}},
+		{"access VLAN 0", func(c *Config) { c.Adapters[2].VLAN.Access = 0 }, []string{`adapters[db/eth0].vlan.access "0"`, "1 to 4094"}},
+		{"access VLAN 4095", func(c *Config) { c.Adapters[2].VLAN.Access = 4095 }, []string{`vlan.access "4095"`}},
+		{"access VLAN 5000", func(c *Config) { c.Adapters[2].VLAN.Access = 5000 }, []string{`vlan.access "5000"`}},
 		{"hybrid overlap", func(c *Config) { c.Adapters[1].VLAN.Tagged = frame.MustParseVLANSet("20-40") },
-			[]string{"adapters[web/eth1].vlan", "20 is in both sets"}},
-		{"hybrid PVID in neither set", func(c *Config) { c.Adapters[1].VLAN.PVID = 99 }, []string{`hybrid PVID "99"`}},
+			[]string{"adapters[web/eth1].vlan.tagged", "20 is in both sets"}},
+		{"hybrid PVID in neither set", func(c *Config) { c.Adapters[1].VLAN.PVID = 99 }, []string{`vlan.pvid "99"`}},
 		{"field of another mode", func(c *Config) { c.Adapters[2].VLAN.Native = 3 }, []string{"adapters[db/eth0].vlan.native", "only with mode trunk"}},
-		{"unknown VLAN mode", func(c *Config) { c.Adapters[2].VLAN.Mode = "dot1q" }, []string{`VLAN mode "dot1q"`, "untagged, access, trunk or hybrid"}},
+		{"unknown VLAN mode", func(c *Config) { c.Adapters[2].VLAN.Mode = "dot1q" }, []string{`vlan.mode "dot1q"`, "untagged, access, trunk or hybrid"}},
 		{"multicast MAC", func(c *Config) { c.Adapters[1].MAC = frame.MustParseMAC("01:00:5e:00:00:01") }, []string{"adapters[web/eth1].mac", "unicast"}},
 		{"MAC in use", func(c *Config) { c.Adapters[1].MAC = c.Adapters[0].MAC }, []string{"adapters[web/eth1].mac", "web/eth0 has it"}},
 		{"no MAC", func(c *Config) { c.Adapters[1].MAC = frame.MAC{} }, []string{"adapters[web/eth1].mac", "dynamicMAC"}},

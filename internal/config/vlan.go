@@ -81,7 +81,15 @@ func (v *VLAN) validate(path string, defaultVLAN frame.VID, l *field.List) {
 	notFor("tagged", !v.Tagged.IsEmpty(), ModeHybrid)
 	if _, err := v.Port(defaultVLAN); err != nil {
 		for _, e := range field.All(err) {
-			l.Add(path+": "+e.Field, e.Value, e.Allowed)
+			l.Add(path+"."+vlanKeys[e.Field], e.Value, e.Allowed)
 		}
 	}
+}
+
+// vlanKeys are the JSON keys of the settings the 802.1Q model's errors
+// name, so that an error names the field as the API and the config file
+// spell it (adapters[web/eth0].vlan.native).
+var vlanKeys = map[string]string{
+	"access VLAN": "access", "trunk allowed VLANs": "allowed", "trunk native VLAN": "native",
+	"hybrid PVID": "pvid", "VLAN mode": "mode", "hybrid untagged VLANs": "untagged", "hybrid tagged VLANs": "tagged",
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -137,6 +138,9 @@ type Controller struct {
 	stop     chan struct{}
 	done     chan struct{} // closed when the retry loop ends; nil until Start runs it
 	retrying atomic.Bool   // soon's loop runs
+
+	changedMu sync.Mutex    // guards changed
+	changed   chan struct{} // closed (and replaced) when the state or the host may have changed
 }
 
 // Outcome is what a committed change did.
@@ -166,7 +170,7 @@ func NewController(deps Deps) *Controller {
 		deps.RetryEvery = 2 * time.Second
 	}
 	c := &Controller{deps: deps, log: log, up: map[string]bool{}, d: New(deps.Backend, deps.Store, log),
-		socketDirs: append([]string{config.SocketDir}, deps.SocketDirs...), stop: make(chan struct{})}
+		socketDirs: append([]string{config.SocketDir}, deps.SocketDirs...), stop: make(chan struct{}), changed: make(chan struct{})}
 	if deps.APISocket != "" {
 		c.socketDirs = append(c.socketDirs, filepath.Dir(deps.APISocket))
 	}
@@ -335,7 +339,24 @@ func (c *Controller) convergeLocked() ([]string, error) {
 		c.log.Warn("converging", "err", err)
 	}
 	c.remember(local, cfg)
+	c.notify()
 	return changes, err
+}
+
+// Changed returns a channel that is closed at the next converge or write:
+// the state, the ports' states or the VMs may then be different. Watchers
+// (the API's event stream) read what they show anew and ask again.
+func (c *Controller) Changed() <-chan struct{} {
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	return c.changed
+}
+
+func (c *Controller) notify() {
+	c.changedMu.Lock()
+	defer c.changedMu.Unlock()
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // clusterChanged converges after another host's write or a host that came
@@ -343,6 +364,7 @@ func (c *Controller) convergeLocked() ([]string, error) {
 // when last applied and nothing waits for a retry: most writes in a
 // cluster are about other hosts.
 func (c *Controller) clusterChanged() {
+	defer c.notify() // another host's write, or a host came or went: watchers look again
 	all, _, err := c.src.LoadShared()
 	if err == nil && c.pending == nil && c.applied != nil && c.local(all).Equal(c.applied) && c.overlay(all).equal(c.appliedOverlay) {
 		return
@@ -389,6 +411,20 @@ func (c *Controller) Peer(host string) (addr, token string, err error) {
 		return h.API, c.deps.Cluster.Token(), nil
 	}
 	return "", "", fmt.Errorf("host %q: %w (vswitchctl host ls)", host, config.ErrNotFound)
+}
+
+// NICs names this host's interfaces that could be an external switch's
+// uplink (Host.CheckNIC), sorted.
+func (c *Controller) NICs() []string {
+	ifs, _ := net.Interfaces()
+	out := []string{}
+	for _, i := range ifs {
+		if c.deps.Host.CheckNIC(i.Name) == nil {
+			out = append(out, i.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // OverlayMTU is the MTU adapters of spanning switches get on this host.
@@ -539,6 +575,7 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 func (c *Controller) attempt(edit func(*config.Config) error) (Outcome, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.notify()
 	if c.deps.Cluster != nil {
 		if err := c.deps.Cluster.Refresh(); err != nil {
 			return Outcome{}, false, err // etcd unreachable: nothing can be stored

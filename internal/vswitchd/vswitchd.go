@@ -6,7 +6,9 @@ package vswitchd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,6 +29,7 @@ import (
 	"github.com/vswitch/vswitch/internal/sockfile"
 	"github.com/vswitch/vswitch/internal/store"
 	"github.com/vswitch/vswitch/internal/vmrun"
+	"github.com/vswitch/vswitch/internal/web"
 )
 
 // Options configure Run; zero fields take defaults.
@@ -56,6 +59,16 @@ type Options struct {
 	HeaderTimeout time.Duration
 	// Cluster makes the host a member of a cluster (ClusterOptions.Etcd set).
 	Cluster ClusterOptions
+	// Web serves the web console and the API on TCP (Web.Addr set); its
+	// token is kept beside the store unless Web.TokenFile says where.
+	Web web.Options
+}
+
+// WebFlags registers the web console's flags on fs.
+func WebFlags(fs *flag.FlagSet, o *web.Options) {
+	fs.StringVar(&o.Addr, "web", "", "serve the web console and the API on this TCP address, e.g. "+web.DefaultAddr+" (off if empty; a non-loopback address needs --web-cert and --web-key)")
+	fs.StringVar(&o.Cert, "web-cert", "", "the web console's TLS certificate (PEM)")
+	fs.StringVar(&o.Key, "web-key", "", "the web console's TLS key (PEM)")
 }
 
 // Run serves until ctx ends.
@@ -72,6 +85,14 @@ func Run(ctx context.Context, o Options) error {
 	log := o.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if o.Web.Addr != "" {
+		if err := web.CheckOptions(o.Web); err != nil {
+			return err
+		}
+		if o.Web.TokenFile == "" {
+			o.Web.TokenFile = filepath.Join(filepath.Dir(o.Store), "console-token")
+		}
 	}
 	if sockfile.Live(o.Socket) {
 		return fmt.Errorf("API socket %s: %w (another vswitchd serves it: stop it first, or give this one another --socket)", o.Socket, sockfile.ErrInUse)
@@ -143,6 +164,13 @@ func Run(ctx context.Context, o Options) error {
 		defer ps.Close()
 		log.Info("serving the other hosts' reads", "addr", o.Cluster.PeerAPI)
 	}
+	if o.Web.Addr != "" {
+		ws, err := serveWeb(o.Web, srv, log)
+		if err != nil {
+			return err
+		}
+		defer ws.Close()
+	}
 	log.Info("vswitchd serving", "socket", o.Socket)
 	if o.Ready != nil {
 		close(o.Ready)
@@ -167,4 +195,41 @@ func machineID() string {
 	}
 	h, _ := os.Hostname()
 	return h
+}
+
+// serveWeb starts the web console (package web) over the API.
+func serveWeb(o web.Options, srv *apiserver.Server, log *slog.Logger) (*http.Server, error) {
+	var tc *tls.Config
+	if o.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
+		if err != nil {
+			return nil, fmt.Errorf("--web-cert %s, --web-key %s: %w", o.Cert, o.Key, err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	con, err := web.New(o, srv.Handler(), log)
+	if err != nil {
+		return nil, err
+	}
+	l, err := con.Listen(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	srv.SetConsole(con)
+	// No write timeout: the event stream stays open (it sets its own
+	// deadline per event).
+	hs := &http.Server{Handler: con.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, TLSConfig: tc}
+	go func() {
+		var err error
+		if tc != nil {
+			err = hs.ServeTLS(l, "", "")
+		} else {
+			err = hs.Serve(l)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("web console", "err", err)
+		}
+	}()
+	log.Info("serving the web console", "addr", l.Addr().String(), "url", "vswitchctl console prints it")
+	return hs, nil
 }

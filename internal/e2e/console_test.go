@@ -1,0 +1,431 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/netnstest"
+)
+
+// forward serves addr (a listener inside ns) on a loopback port of the
+// test's own namespace, so that a browser outside the namespace reaches
+// a daemon inside it. It returns the local address.
+func forward(t *testing.T, ns *netnstest.NS, addr string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			var up net.Conn
+			if err := ns.Do(func() (err error) { up, err = net.Dial("tcp", addr); return err }); err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			open[c], open[up] = true, true
+			mu.Unlock()
+			var once sync.Once
+			closeBoth := func() {
+				once.Do(func() {
+					c.Close()
+					up.Close()
+					mu.Lock()
+					delete(open, c)
+					delete(open, up)
+					mu.Unlock()
+				})
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(up, c); closeBoth() }()
+			go func() { defer wg.Done(); io.Copy(c, up); closeBoth() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// consoleURL asks vswitchctl for the login URL and splits it into the
+// console's address inside the daemon's namespace and the token.
+func consoleURL(t *testing.T, p *product, args ...string) (addr, token string) {
+	t.Helper()
+	var c api.Console
+	if err := json.Unmarshal([]byte(p.must(append([]string{"console", "-o", "json"}, args...)...)), &c); err != nil {
+		t.Fatal(err)
+	}
+	rest, ok := strings.CutPrefix(c.URL, "http://")
+	addr, token, ok2 := strings.Cut(rest, "/login?token=")
+	if !ok || !ok2 || len(token) != 64 {
+		t.Fatalf("vswitchctl console printed %q, want http://ADDR/login?token=<64 hex digits>", c.URL)
+	}
+	return addr, token
+}
+
+// TestConsole drives the web console in Debian's Chromium (chromedp): it
+// is refused without the token, draws the demo network, creates a switch
+// and an adapter through its forms (seen in vswitchctl), shows the API's
+// error at the field for a bad VLAN with nothing changed, follows a VLAN
+// change made with vswitchctl without a reload, exports SVG, can be used
+// with the keyboard, and logs no console errors. Screenshots of each step
+// go to $VSWITCH_ARTIFACTS (default: a directory under the system's temp dir).
+func TestConsole(t *testing.T) {
+	netnstest.RequireRoot(t)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("Debian's chromium is not installed (make lab installs it)")
+	}
+	artifacts := os.Getenv("VSWITCH_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "vswitch-artifacts")
+	}
+	artifacts = filepath.Join(artifacts, "console")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s screenshots and exports: %s", time.Now().Format("15:04:05.000"), artifacts)
+
+	vswitchd, vswitchctl := bins(t)
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(),
+		args: []string{"--web", "127.0.0.1:0"}}
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			p.kill9()
+		}
+	})
+	p.start()
+	// The demo network: an internal switch (host adapter) with two VLANs,
+	// a private switch with a trunk; three VMs in namespaces.
+	ns := map[string]*netnstest.NS{}
+	for _, vm := range []string{"web", "db", "app", "extra"} {
+		ns[vm] = netnstest.New(t)
+	}
+	p.must("switch", "add", "lan0", "--type", "internal")
+	p.must("switch", "add", "dmz0", "--type", "private")
+	for _, vm := range []string{"web", "db", "app"} {
+		p.must("vm", "add", vm)
+	}
+	p.must("adapter", "add", "web/eth0", "--switch", "lan0", "--netns", ns["web"].Name)
+	p.must("adapter", "vlan", "web/eth0", "--access", "10")
+	p.must("adapter", "add", "db/eth0", "--switch", "lan0", "--netns", ns["db"].Name)
+	p.must("adapter", "vlan", "db/eth0", "--access", "20")
+	p.must("adapter", "add", "app/eth0", "--switch", "dmz0", "--netns", ns["app"].Name)
+	p.must("adapter", "vlan", "app/eth0", "--trunk", "10-20", "--native", "1")
+
+	inner, token := consoleURL(t, p)
+	base := "http://" + forward(t, p.daemonNS, inner)
+
+	// Without the token: 401 and nothing else, for the page, an asset, the
+	// API and a wrong token; a write from another origin is refused even
+	// with the token.
+	for _, path := range []string{"/", "/app.js", "/v1/topology", "/v1/events", "/login?token=" + strings.Repeat("0", 64)} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || strings.Contains(string(body), "lan0") || len(body) > 300 {
+			t.Fatalf("GET %s without the token: %d\n%s", path, resp.StatusCode, body)
+		}
+	}
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar}
+	if resp, err := client.Get(base + "/login?token=" + token); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("login: %v %v", resp, err)
+	}
+	req, _ := http.NewRequest("DELETE", base+"/v1/switches/dmz0", nil)
+	req.Header.Set("Origin", "http://evil.example")
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Fatalf("a cross-origin write with the console's cookie: %v %v, want 403", resp, err)
+	}
+	if !strings.Contains(p.must("switch", "ls"), "dmz0") {
+		t.Fatal("a cross-origin write changed the state")
+	}
+
+	// The browser.
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(cancelCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancelTimeout)
+	b := &browser{t: t, ctx: ctx, artifacts: artifacts, log: p.log}
+	b.do("start Chromium", chromedp.Navigate("about:blank")) // before the console's listener: both would start one
+	var mu sync.Mutex
+	var consoleErrors []string
+	collecting := true
+	go func() {
+		for m, err := range chromedp.Console(ctx) {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
+				mu.Lock()
+				// The browser logs the bad VLAN's refusal (400) itself: expected.
+				refused := strings.HasSuffix(m.URL, "/v1/vms/web/adapters/eth1") && strings.Contains(m.Text, "status of 400")
+				if collecting && !refused {
+					consoleErrors = append(consoleErrors, fmt.Sprintf("%s at %s:%d: %s", m.Type, m.URL, m.Line, m.Text))
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	do, screenshot := b.do, b.screenshot
+	waitJS := b.wait
+	css := func(s string) chromedp.CSS { return chromedp.CSS(s) }
+
+	// 1. Without the token the browser gets 401 and no console.
+	do("open without the token", chromedp.Navigate(base+"/"))
+	body := evalJS[string](b, "the page", `document.body.innerText`)
+	if !strings.Contains(body, "401") || strings.Contains(body, "lan0") {
+		t.Fatalf("the console without the token shows:\n%s", body)
+	}
+	screenshot("refused-without-token")
+	mu.Lock()
+	consoleErrors = nil // the refused page's load is logged as an error by the browser: expected
+	mu.Unlock()
+
+	// 2. Logged in: the demo network's picture.
+	do("log in", chromedp.Navigate(base+"/login?token="+token))
+	waitJS("the topology drawn", `window.vswitch && vswitch.topo && vswitch.cy.nodes().length > 0`)
+	counts := evalJS[struct{ Nodes, Edges int }](b, "count nodes", `({Nodes: vswitch.cy.nodes().length, Edges: vswitch.cy.edges().length})`)
+	// 2 switches + lan0's host adapter + 3 adapters + 3 VMs; each port to
+	// its switch (4), each adapter to its VM (3).
+	if counts.Nodes != 9 || counts.Edges != 7 {
+		t.Fatalf("the demo network is drawn with %d nodes and %d edges, want 9 and 7", counts.Nodes, counts.Edges)
+	}
+	loc := evalJS[string](b, "location", `location.href`)
+	if strings.Contains(loc, token) {
+		t.Fatalf("the token stayed in the address bar: %s", loc)
+	}
+	screenshot("topology")
+
+	// 3. A switch through the form.
+	do("new switch form", chromedp.Click(css("#new-switch")), chromedp.WaitVisible(css("#dlg-switch")),
+		chromedp.SendKeys(css(`#dlg-switch [name=name]`), "test0"),
+		chromedp.SetValue(css(`#dlg-switch [name=type]`), "private"))
+	screenshot("new-switch-form")
+	do("save the switch", chromedp.Click(css(`#dlg-switch button.primary`)))
+	waitJS("test0 in the picture", `vswitch.cy.getElementById('sw:test0').nonempty()`)
+	if ls := p.must("switch", "ls"); !strings.Contains(ls, "test0") {
+		t.Fatalf("the switch made in the console is not in vswitchctl switch ls:\n%s", ls)
+	}
+
+	// 4. An adapter through the form: VM web on test0, access VLAN 30.
+	do("new adapter form", chromedp.Click(css("#new-adapter")), chromedp.WaitVisible(css("#dlg-adapter")),
+		chromedp.SetValue(css(`#dlg-adapter [name=vm]`), "web"),
+		chromedp.SendKeys(css(`#dlg-adapter [name=name]`), "eth1"),
+		chromedp.SetValue(css(`#dlg-adapter [name=switch]`), "test0"),
+		chromedp.SendKeys(css(`#dlg-adapter [name="attachment.namespace"]`), ns["extra"].Name),
+		chromedp.SetValue(css(`#dlg-adapter [name="vlan.mode"]`), "access"))
+	evalJS[bool](b, "mode change", `document.querySelector('#dlg-adapter [name="vlan.mode"]').dispatchEvent(new Event('change'))`)
+	do("access VLAN", chromedp.SendKeys(css(`#dlg-adapter [name="vlan.access"]`), "30"))
+	screenshot("new-adapter-form")
+	do("save the adapter", chromedp.Click(css(`#dlg-adapter button.primary`)))
+	waitJS("web/eth1 in the picture", `vswitch.cy.getElementById('ad:web/eth1').nonempty()`)
+	var made string
+	for _, ad := range adapters(t, p) {
+		if ad.VM == "web" && ad.Name == "eth1" {
+			made = ad.VLAN.String() + " on " + ad.Switch
+		}
+	}
+	if made != "access 30 on test0" {
+		t.Fatalf("the adapter made in the console: %q, want access 30 on test0", made)
+	}
+	screenshot("adapter-added")
+
+	// 5. A bad VLAN: the API's error at the field, nothing changed.
+	rev := revision(t, p)
+	evalJS[bool](b, "select web/eth1", `vswitch.cy.getElementById('ad:web/eth1').emit('tap'); true`)
+	waitJS("details of web/eth1", `[...document.querySelectorAll('#details button')].some(b => b.textContent === 'Edit')`)
+	evalJS[bool](b, "open the edit form", `[...document.querySelectorAll('#details button')].find(b => b.textContent === 'Edit').click(); true`)
+	do("a bad VLAN", chromedp.WaitVisible(css("#dlg-adapter")),
+		chromedp.SetValue(css(`#dlg-adapter [name="vlan.access"]`), "5000"),
+		chromedp.Click(css(`#dlg-adapter button.primary`)))
+	waitJS("the error at the field", `document.querySelector('#dlg-adapter [name="vlan.access"]').getAttribute('aria-invalid') === 'true'`)
+	fieldErr := evalJS[string](b, "the field's error", `document.getElementById(document.querySelector('#dlg-adapter [name="vlan.access"]').getAttribute('aria-describedby')).textContent`)
+	if !strings.Contains(fieldErr, "5000") || !strings.Contains(fieldErr, "4094") {
+		t.Fatalf("the error next to the VLAN field says %q, want the value and what is allowed", fieldErr)
+	}
+	screenshot("bad-vlan-error-at-field")
+	if got := revision(t, p); got != rev {
+		t.Fatalf("a refused edit changed the state: revision %s -> %s", rev, got)
+	}
+	do("cancel", chromedp.Click(css(`#dlg-adapter button[value=cancel]`)))
+
+	// 6. A change made with vswitchctl appears without a reload.
+	evalJS[bool](b, "mark the page", `window.__sameLoad = true`)
+	start := time.Now()
+	p.must("adapter", "vlan", "web/eth0", "--access", "11")
+	waitJS("the picture follows the CLI", `vswitch.cy.getElementById('ad:web/eth0').data('label').includes('access 11')`)
+	t.Logf("a CLI change reached the picture in %v", time.Since(start).Round(time.Millisecond))
+	if !evalJS[bool](b, "no reload", `window.__sameLoad === true`) {
+		t.Fatal("the page was reloaded to show the change")
+	}
+	// The VLAN highlight: VLAN 11 leaves web/eth0 (access 11) untagged and
+	// app/eth0 (trunk 10-20) tagged; no other port carries it.
+	do("highlight VLAN 11", chromedp.SetValue(css("#vlan-pick"), "11"))
+	evalJS[bool](b, "change", `document.querySelector('#vlan-pick').dispatchEvent(new Event('change'))`)
+	hl := evalJS[struct{ U, T []string }](b, "carriers of 11", `({U: vswitch.cy.nodes('.carries-u').map(n => n.id()), T: vswitch.cy.nodes('.carries-t').map(n => n.id())})`)
+	if fmt.Sprint(hl.U) != "[ad:web/eth0]" || fmt.Sprint(hl.T) != "[ad:app/eth0]" {
+		t.Fatalf("VLAN 11 highlights untagged %v, tagged %v; want [ad:web/eth0] and [ad:app/eth0]", hl.U, hl.T)
+	}
+	screenshot("cli-change-live-vlan-11")
+	do("highlight nothing", chromedp.SetValue(css("#vlan-pick"), ""))
+	evalJS[bool](b, "change", `document.querySelector('#vlan-pick').dispatchEvent(new Event('change'))`)
+
+	// 7. Export SVG.
+	svgText := evalJS[string](b, "export SVG", `vswitch.exportSVG()`)
+	if !strings.Contains(svgText, "<svg") || !strings.Contains(svgText, "lan0") || !strings.Contains(svgText, "test0") {
+		t.Fatalf("the exported SVG is not the picture:\n%.300s", svgText)
+	}
+	os.WriteFile(filepath.Join(artifacts, "topology.svg"), []byte(svgText), 0o644)
+
+	// 8. Accessibility basics: every form field has a label; the picture
+	// is reached and used with the keyboard.
+	unlabelled := evalJS[[]string](b, "labels", `[...document.querySelectorAll('input, select, textarea')].filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name || e.id)`)
+	if len(unlabelled) > 0 {
+		t.Fatalf("form fields without a label: %v", unlabelled)
+	}
+	evalJS[bool](b, "focus the picture", `vswitch.cy.elements().unselect(); vswitch.selected = null; document.querySelector('#graph').focus(); true`)
+	do("arrow down", chromedp.KeyEvent(kb.ArrowDown))
+	waitJS("a node selected by keyboard", `vswitch.selected !== null && document.querySelector('#details h2') !== null`)
+	sel := evalJS[string](b, "selected", `vswitch.selected`)
+	do("keyboard on", chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowRight))
+	sel2 := evalJS[string](b, "selected after moving", `vswitch.selected`)
+	if sel2 == sel || sel2 == "" {
+		t.Fatalf("the arrow keys did not move the selection (%q, then %q)", sel, sel2)
+	}
+	screenshot("keyboard-selection")
+
+	mu.Lock()
+	collecting = false
+	if len(consoleErrors) > 0 {
+		t.Fatalf("console errors:\n%s", strings.Join(consoleErrors, "\n"))
+	}
+	mu.Unlock()
+
+	// 9. A rotated token logs the browser out.
+	p.must("console", "--rotate")
+	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/v1/topology').then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != 401 {
+		t.Fatalf("after vswitchctl console --rotate the old session got %d, want 401", status)
+	}
+}
+
+func adapters(t *testing.T, p *product) []config.Adapter {
+	t.Helper()
+	var out []config.Adapter
+	if err := json.Unmarshal([]byte(p.must("adapter", "ls", "-o", "json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// revision is the state's revision as vswitchctl host show prints it.
+func revision(t *testing.T, p *product) string {
+	t.Helper()
+	for _, l := range strings.Split(p.must("host", "show"), "\n") {
+		if r, ok := strings.CutPrefix(l, "revision: "); ok {
+			return r
+		}
+	}
+	t.Fatal("vswitchctl host show prints no revision")
+	return ""
+}
+
+// browser runs the steps of a browser test, with a screenshot (numbered
+// by step) for each state worth keeping and one of the failure.
+type browser struct {
+	t         *testing.T
+	ctx       context.Context
+	artifacts string
+	log       *logBuffer
+	step      int
+}
+
+func (b *browser) fail(what string, err error) {
+	b.t.Helper()
+	if shot, serr := chromedp.Run(b.ctx, chromedp.FullScreenshot(100)); serr == nil {
+		os.WriteFile(filepath.Join(b.artifacts, "failed.png"), shot, 0o644)
+	}
+	b.t.Fatalf("%s: %v\ndaemon log:\n%s", what, err, b.log)
+}
+
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, steps...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+func (b *browser) wait(what, js string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		b.fail(what, err)
+	}
+}
+
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	shot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.fail("screenshot "+name, err)
+	}
+	b.step++
+	b.t.Logf("%s step %d %s", time.Now().Format("15:04:05.000"), b.step, name)
+	if err := os.WriteFile(filepath.Join(b.artifacts, fmt.Sprintf("%02d-%s.png", b.step, name)), shot, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// evalJS evaluates js in the page and decodes its value.
+func evalJS[T any](b *browser, what, js string) T {
+	b.t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		b.fail(what, err)
+	}
+	return v
+}

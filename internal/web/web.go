@@ -1,0 +1,277 @@
+// Package web serves vswitch's web console: the console's page and
+// assets (embedded in the binary) and the same REST API as the unix
+// socket, on a TCP listener that vswitchd opens only when asked (--web).
+//
+// Every request needs the console's token: a random secret kept in the
+// state directory (mode 0600), which `vswitchctl console` prints as a
+// login URL. The login sets it as a cookie (HttpOnly, SameSite=Strict);
+// scripts may send it as a bearer token instead. Without it the answer is
+// 401 and nothing else: no page, asset or API answer before login. A
+// write must come from the console's own origin (Origin and
+// Sec-Fetch-Site are checked), so that no other site can change anything
+// through a logged-in browser. A non-loopback address needs TLS.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+//go:embed static
+var static embed.FS
+
+// CookieName is the cookie that carries the token after login.
+const CookieName = "vswitch-console"
+
+// DefaultAddr is the address the docs suggest (loopback).
+const DefaultAddr = "127.0.0.1:8470"
+
+// ErrNeedsTLS refuses a non-loopback address without a certificate.
+var ErrNeedsTLS = errors.New("a non-loopback address needs TLS")
+
+// Options configure the console's listener.
+type Options struct {
+	Addr      string // host:port
+	Cert, Key string // TLS certificate and key files; both or neither
+	TokenFile string // where the token is kept (made on first start)
+}
+
+// CheckOptions refuses what cannot be served safely: a non-loopback
+// address without TLS, a certificate without its key.
+func CheckOptions(o Options) error {
+	host, _, err := net.SplitHostPort(o.Addr)
+	if err != nil {
+		return fmt.Errorf("--web %q: %w (want host:port, e.g. %s)", o.Addr, err, DefaultAddr)
+	}
+	if (o.Cert == "") != (o.Key == "") {
+		return fmt.Errorf("--web-cert %q and --web-key %q: give both or neither", o.Cert, o.Key)
+	}
+	if o.Cert == "" && !loopback(host) {
+		return fmt.Errorf("--web %q: %w: give --web-cert and --web-key, or listen on a loopback address such as %s", o.Addr, ErrNeedsTLS, DefaultAddr)
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Console is the console's server: token, login, same-origin checks,
+// assets, and the API behind them.
+type Console struct {
+	api       http.Handler
+	tokenFile string
+	tls       bool
+	log       *slog.Logger
+
+	mu      sync.Mutex
+	token   string
+	rotated chan struct{} // closed when the token is replaced: open streams end
+	base    string        // scheme://host:port, once listening
+}
+
+// New returns the console over the API handler, with the token read from
+// o.TokenFile or made there.
+func New(o Options, api http.Handler, log *slog.Logger) (*Console, error) {
+	c := &Console{api: api, tokenFile: o.TokenFile, tls: o.Cert != "", log: log, rotated: make(chan struct{})}
+	b, err := os.ReadFile(o.TokenFile)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(b))) >= 32:
+		c.token = strings.TrimSpace(string(b))
+	case err == nil || errors.Is(err, fs.ErrNotExist):
+		if _, err := c.Rotate(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("console token %s: %w", o.TokenFile, err)
+	}
+	return c, nil
+}
+
+// Rotate replaces the token: every browser logged in with the old one is
+// out (its open event streams end) and must log in with the new URL.
+func (c *Console) Rotate() (string, error) {
+	b := make([]byte, 32)
+	rand.Read(b)
+	tok := hex.EncodeToString(b)
+	if err := writeSecret(c.tokenFile, tok); err != nil {
+		return "", fmt.Errorf("console token %s: %w", c.tokenFile, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.token = tok
+	close(c.rotated)
+	c.rotated = make(chan struct{})
+	return c.urlLocked(), nil
+}
+
+// writeSecret replaces path's content with s, mode 0600, atomically.
+func writeSecret(path, s string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// URL is the login URL with the token ("" before Serve).
+func (c *Console) URL() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.urlLocked()
+}
+
+func (c *Console) urlLocked() string {
+	if c.base == "" {
+		return ""
+	}
+	return c.base + "/login?token=" + url.QueryEscape(c.token)
+}
+
+// Listen opens the console's listener and notes its URL.
+func (c *Console) Listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--web %s: %w", addr, err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host, _ = os.Hostname()
+	}
+	scheme := "http"
+	if c.tls {
+		scheme = "https"
+	}
+	c.mu.Lock()
+	c.base = scheme + "://" + net.JoinHostPort(host, port)
+	c.mu.Unlock()
+	return l, nil
+}
+
+// authorized reports whether r carries the current token (cookie or
+// bearer), and how: bearer requests come from scripts, not browsers.
+func (c *Console) authorized(r *http.Request) (ok, bearer bool) {
+	c.mu.Lock()
+	want := c.token
+	c.mu.Unlock()
+	if got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
+		return same(got, want), true
+	}
+	if ck, err := r.Cookie(CookieName); err == nil {
+		return same(ck.Value, want), false
+	}
+	return false, false
+}
+
+func same(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// sameOrigin reports whether a browser's write comes from the console's
+// own page: Sec-Fetch-Site (if sent) says same-origin, and Origin (which
+// browsers send on every write) is this server.
+func (c *Console) sameOrigin(r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
+		return false
+	}
+	scheme := "http"
+	if c.tls {
+		scheme = "https"
+	}
+	return r.Header.Get("Origin") == scheme+"://"+r.Host
+}
+
+// Handler serves the console: login, then the page, its assets and the API.
+func (c *Console) Handler() http.Handler {
+	assets, _ := fs.Sub(static, "static")
+	files := http.FileServerFS(assets)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		if r.URL.Path == "/login" {
+			c.login(w, r)
+			return
+		}
+		ok, bearer := c.authorized(r)
+		if !ok {
+			unauthorized(w, r)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !bearer && !c.sameOrigin(r) {
+			http.Error(w, "403 forbidden: a write must come from the console's own page", http.StatusForbidden)
+			return
+		}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v1/console"):
+			http.Error(w, "403 forbidden: the console's token is managed on vswitchd's unix socket (vswitchctl console [--rotate])", http.StatusForbidden)
+		case strings.HasPrefix(r.URL.Path, "/v1/"):
+			c.api.ServeHTTP(w, r.WithContext(c.untilRotated(r.Context())))
+		default:
+			files.ServeHTTP(w, r)
+		}
+	})
+}
+
+// untilRotated ends a request (an event stream) when the token is replaced.
+func (c *Console) untilRotated(ctx context.Context) context.Context {
+	c.mu.Lock()
+	rotated := c.rotated
+	c.mu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		select {
+		case <-rotated:
+		case <-ctx.Done():
+		}
+	}()
+	return ctx
+}
+
+// login takes the token from the URL, sets it as the session's cookie
+// and sends the browser to the console (the token leaves the address bar).
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	want := c.token
+	c.mu.Unlock()
+	if r.Method != http.MethodGet || !same(r.URL.Query().Get("token"), want) {
+		unauthorized(w, r)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: want, Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// unauthorized answers 401 and nothing else.
+func unauthorized(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintln(w, `{"error":{"code":"unauthorized","message":"the console's token is required: open the URL that vswitchctl console prints"}}`)
+		return
+	}
+	http.Error(w, "401 unauthorized: open the URL that `vswitchctl console` prints", http.StatusUnauthorized)
+}
