@@ -2,16 +2,18 @@
 GO       ?= go
 FUZZTIME ?= 30s
 
-.PHONY: test vet fmt-check bench fuzz demo demo-cluster build lab bpf
+.PHONY: test vet fmt-check bench fuzz demo demo-cluster build lab bpf console
 
 ## test: gofmt check, go vet, the guest lab, and every test with the race detector (uncached)
 test: fmt-check vet lab
 	$(GO) test -race -count=1 ./...
 
-## lab: build the QEMU test guest and install etcd for the cluster tests
-## (as root: installs qemu, busybox-static, the kernel, etcd-server with apt-get)
+## lab: build the QEMU test guest, install etcd for the cluster tests, Chromium
+## for the console's browser test and the console's pinned npm packages
+## (as root: installs qemu, busybox-static, the kernel, etcd-server, chromium with apt-get)
 lab:
-	@if [ "$$(id -u)" = 0 ]; then bash lab/build-guest.sh && bash lab/etcd.sh; else echo "not root: guest lab not built, guest and cluster tests will skip"; fi
+	@if [ "$$(id -u)" = 0 ]; then bash lab/build-guest.sh && bash lab/etcd.sh && bash lab/chromium.sh; else echo "not root: guest lab not built, guest, cluster and browser tests will skip"; fi
+	@bash lab/console.sh
 
 ## demo: as root, run vswitch on its defaults in a sandbox and show what it does (STAY=1 keeps it up)
 demo:
@@ -28,6 +30,11 @@ bpf:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libbpf-dev; \
 	  else echo "need clang and libbpf-dev (apt-get install clang libbpf-dev)"; exit 1; fi; fi
 	cd internal/kdp && $(GO) generate ./...
+
+## console: rebuild the web console's bundle (internal/web/static/app.js, committed)
+## from internal/web/ui/src with the npm packages pinned in its package-lock.json
+console:
+	bash internal/web/ui/build.sh
 
 ## build: vswitchd and vswitchctl into bin/
 build:

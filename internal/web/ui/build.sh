@@ -10,5 +10,5 @@ if ! command -v npm >/dev/null; then
 fi
 npm ci --no-audit --no-fund --ignore-scripts
 node node_modules/esbuild/bin/esbuild --version >/dev/null 2>&1 || npm rebuild esbuild
-npm run --silent build
+npm run --silent build -- --outfile=../static/app.js
 echo "built ../static/app.js ($(wc -c < ../static/app.js) bytes)"
