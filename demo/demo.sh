@@ -11,7 +11,8 @@
 #   vm1    access 10 on int0          vm2  trunk 10,20 native 10 on int0
 #   vm3    hybrid pvid 20 on int0     vm4  on priv0   vm5  on ext0
 # then prints the topology and a ping matrix showing who reaches whom, and
-# removes everything it made. STAY=1 keeps it running until Ctrl-C.
+# removes everything it made. STAY=1 keeps it running until Ctrl-C and
+# prints the web console's URL (on 127.0.0.1:${WEB_PORT:-8470} of this host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "make demo: run as root (it creates namespaces and TAPs)" >&2; exit 1; }
@@ -22,8 +23,9 @@ T=$(mktemp -d /tmp/vswitch-demo.XXXXXX)
 ID=$$
 D=vsd$ID LAN=vsl$ID
 VMS="vm1 vm2 vm3 vm4 vm5"
-DPID=
+DPID= FPID=
 cleanup() {
+  [ -n "$FPID" ] && kill "$FPID" 2>/dev/null && wait "$FPID" 2>/dev/null
   [ -n "$DPID" ] && kill "$DPID" 2>/dev/null && wait "$DPID" 2>/dev/null
   for n in $D $LAN $(for v in $VMS; do echo "$v-$ID"; done); do ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$T"
@@ -42,7 +44,7 @@ ip link set "vsd$ID-b" netns $LAN; ip -n $LAN link set "vsd$ID-b" name eth0 up
 ip -n $LAN addr add 10.60.0.100/24 dev eth0
 ip -n $D addr add 10.60.0.253/24 dev nic0
 
-ip netns exec $D "$T/vswitchd" --store "$T/vswitch.db" --socket "$T/vswitchd.sock" 2>"$T/vswitchd.log" &
+ip netns exec $D "$T/vswitchd" --store "$T/vswitch.db" --socket "$T/vswitchd.sock" --web 127.0.0.1:8470 2>"$T/vswitchd.log" &
 DPID=$!
 for _ in $(seq 100); do ctl switch ls >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -97,6 +99,14 @@ echo; echo "== removing the switches gives nic0 its address back"
 ctl switch rm ext0 --force | sed 's/^/  /'
 ip -n $D -br addr show dev nic0
 if [ "${STAY:-0}" = 1 ]; then
+  # The console listens on the sandbox's loopback; socat brings it to this
+  # host's loopback (and nowhere else).
+  command -v socat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; }
+  P=${WEB_PORT:-8470}
+  socat TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork EXEC:"ip netns exec $D socat STDIO TCP\:127.0.0.1\:8470" &
+  FPID=$!
+  echo; echo "== the web console (vswitchctl console prints its URL; the token is in it):"
+  echo "  $(ctl console | sed "s#127.0.0.1:8470#127.0.0.1:$P#")"
   echo; echo "vswitchd is up (socket $T/vswitchd.sock); Ctrl-C to stop and clean up"
   wait "$DPID"
 fi

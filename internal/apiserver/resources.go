@@ -303,7 +303,7 @@ func (s *Server) getTopology(w http.ResponseWriter, r *http.Request) {
 // topology is the whole tree with the ports' and VMs' live states, or
 // only what is on host.
 func (s *Server) topology(host string) (api.Topology, error) {
-	c, _, err := s.c.State()
+	c, _, err := s.c.StateShared() // only read
 	if err != nil {
 		return api.Topology{}, err
 	}

@@ -383,6 +383,11 @@ func (c *Controller) remember(local, all *config.Config) {
 // State returns the stored state and its revision.
 func (c *Controller) State() (*config.Config, uint64, error) { return c.src.Load() }
 
+// StateShared is State without the copy, for readers that only look (the
+// topology a live view is pushed after every change): the caller must
+// not change it.
+func (c *Controller) StateShared() (*config.Config, uint64, error) { return c.src.LoadShared() }
+
 // PeerToken is the token other hosts of the cluster present ("": none,
 // a single host: the peer listener refuses everything).
 func (c *Controller) PeerToken() string {

@@ -27,7 +27,7 @@ import (
 // forward serves addr (a listener inside ns) on a loopback port of the
 // test's own namespace, so that a browser outside the namespace reaches
 // a daemon inside it. It returns the local address.
-func forward(t *testing.T, ns *netnstest.NS, addr string) string {
+func forward(t testing.TB, ns *netnstest.NS, addr string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,7 +82,7 @@ func forward(t *testing.T, ns *netnstest.NS, addr string) string {
 
 // consoleURL asks vswitchctl for the login URL and splits it into the
 // console's address inside the daemon's namespace and the token.
-func consoleURL(t *testing.T, p *product, args ...string) (addr, token string) {
+func consoleURL(t testing.TB, p *product, args ...string) (addr, token string) {
 	t.Helper()
 	var c api.Console
 	if err := json.Unmarshal([]byte(p.must(append([]string{"console", "-o", "json"}, args...)...)), &c); err != nil {
@@ -105,19 +105,11 @@ func consoleURL(t *testing.T, p *product, args ...string) (addr, token string) {
 // go to $VSWITCH_ARTIFACTS (default: a directory under the system's temp dir).
 func TestConsole(t *testing.T) {
 	netnstest.RequireRoot(t)
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
+	if _, err := exec.LookPath("chromium"); err != nil {
 		t.Skip("Debian's chromium is not installed (make lab installs it)")
 	}
-	artifacts := os.Getenv("VSWITCH_ARTIFACTS")
-	if artifacts == "" {
-		artifacts = filepath.Join(os.TempDir(), "vswitch-artifacts")
-	}
-	artifacts = filepath.Join(artifacts, "console")
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%s screenshots and exports: %s", time.Now().Format("15:04:05.000"), artifacts)
+	artifacts := artifactDir("console")
+	t.Logf("screenshots and exports: %s", artifacts)
 
 	vswitchd, vswitchctl := bins(t)
 	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(),
@@ -177,23 +169,13 @@ func TestConsole(t *testing.T) {
 		t.Fatal("a cross-origin write changed the state")
 	}
 
-	// The browser.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(cancelCtx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(cancelTimeout)
-	b := &browser{t: t, ctx: ctx, artifacts: artifacts, log: p.log}
-	b.do("start Chromium", chromedp.Navigate("about:blank")) // before the console's listener: both would start one
+	// The browser; its console's errors are collected from the start.
+	b := newBrowser(t, artifacts, p.log)
 	var mu sync.Mutex
 	var consoleErrors []string
 	collecting := true
 	go func() {
-		for m, err := range chromedp.Console(ctx) {
+		for m, err := range chromedp.Console(b.ctx) {
 			if err != nil {
 				return
 			}
@@ -345,7 +327,7 @@ func TestConsole(t *testing.T) {
 
 	// 9. A rotated token logs the browser out.
 	p.must("console", "--rotate")
-	status, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch('/v1/topology').then(r => r.status)`, chromedp.EvalAwaitPromise))
+	status, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`fetch('/v1/topology').then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,11 +360,46 @@ func revision(t *testing.T, p *product) string {
 // browser runs the steps of a browser test, with a screenshot (numbered
 // by step) for each state worth keeping and one of the failure.
 type browser struct {
-	t         *testing.T
+	t         testing.TB
 	ctx       context.Context
 	artifacts string
 	log       *logBuffer
 	step      int
+}
+
+// newBrowser starts Debian's Chromium (headless, a profile of its own,
+// none of its background connections), or skips without it.
+func newBrowser(t testing.TB, artifacts string, log *logBuffer) *browser {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("Debian's chromium is not installed (make lab installs it)")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(cancelCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 5*time.Minute)
+	t.Cleanup(cancelTimeout)
+	b := &browser{t: t, ctx: ctx, artifacts: artifacts, log: log}
+	b.do("start Chromium", chromedp.Navigate("about:blank")) // before any listener: both would start one
+	return b
+}
+
+// artifactDir is where a browser test's screenshots go: $VSWITCH_ARTIFACTS
+// (default: under the system's temp dir), then name.
+func artifactDir(name string) string {
+	dir := os.Getenv("VSWITCH_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "vswitch-artifacts")
+	}
+	return filepath.Join(dir, name)
 }
 
 func (b *browser) fail(what string, err error) {
@@ -414,7 +431,6 @@ func (b *browser) screenshot(name string) {
 		b.fail("screenshot "+name, err)
 	}
 	b.step++
-	b.t.Logf("%s step %d %s", time.Now().Format("15:04:05.000"), b.step, name)
 	if err := os.WriteFile(filepath.Join(b.artifacts, fmt.Sprintf("%02d-%s.png", b.step, name)), shot, 0o644); err != nil {
 		b.t.Fatal(err)
 	}

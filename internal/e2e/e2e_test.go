@@ -25,7 +25,7 @@ import (
 )
 
 // bins builds vswitchd and vswitchctl once per test binary run.
-func bins(t *testing.T) (vswitchd, vswitchctl string) {
+func bins(t testing.TB) (vswitchd, vswitchctl string) {
 	t.Helper()
 	dir := t.TempDir()
 	cmd := exec.Command("go", "build", "-o", dir, "../../cmd/vswitchd", "../../cmd/vswitchctl")
@@ -37,7 +37,7 @@ func bins(t *testing.T) (vswitchd, vswitchctl string) {
 
 // product is a running vswitchd (in its own namespace) and a vswitchctl.
 type product struct {
-	t          *testing.T
+	t          testing.TB
 	daemonNS   *netnstest.NS
 	vswitchd   string
 	vswitchctl string

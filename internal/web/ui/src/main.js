@@ -14,11 +14,15 @@ cytoscape.use(svg);
 // A switch with more adapters than this is drawn as one group node until
 // it is expanded (select it, or search for something on it).
 const COLLAPSE_AT = 24;
+// With more adapters than this drawn, the picture is compact: each switch
+// is a block with its ports in a grid, adapters are labelled with their
+// VM's name and VMs are not drawn as nodes of their own.
+const COMPACT_AT = 150;
 
 const $ = (s) => document.querySelector(s);
 const ui = {
-  topo: null, cy: null, selected: null, expanded: new Set(), vlan: 0, host: '',
-  structure: '', events: null, statsFor: '', stats: null, firstRender: null,
+  topo: null, cy: null, selected: null, expanded: new Set(), expandAll: false, vlan: 0, host: '',
+  structure: '', keys: new Map(), events: null, statsFor: '', stats: null, firstRender: null,
 };
 window.vswitch = ui; // for tests and the curious: the topology as last pushed, render timings
 
@@ -65,7 +69,13 @@ function connect() {
   const es = new EventSource('/v1/events?' + q);
   ui.events = es;
   es.addEventListener('open', () => setLive(true, 'live'));
-  es.addEventListener('topology', (ev) => render(JSON.parse(ev.data)));
+  es.addEventListener('topology', (ev) => {
+    const t0 = performance.now();
+    const t = JSON.parse(ev.data);
+    const t1 = performance.now();
+    render(t);
+    ui.lastPush = { at: t0, parseMs: t1 - t0, renderMs: performance.now() - t1, bytes: ev.data.length };
+  });
   es.addEventListener('stats', (ev) => { ui.stats = JSON.parse(ev.data); showStats(); });
   es.addEventListener('error', async () => {
     setLive(false, 'reconnecting…');
@@ -121,6 +131,9 @@ function elements(t) {
   }
   const vms = new Map(t.vms.map((v) => [v.name, v]));
   const drawn = new Set();
+  const expanded = (sw) => sw.adapters.length <= COLLAPSE_AT || ui.expandAll || ui.expanded.has(sw.name);
+  const compact = t.switches.reduce((n, sw) => n + (expanded(sw) ? sw.adapters.length : 0), 0) > COMPACT_AT;
+  ui.compact = compact;
   const withAdapters = new Set();
   for (const sw of t.switches) {
     const sid = 'sw:' + sw.name;
@@ -134,7 +147,7 @@ function elements(t) {
     if (sw.uplink) port('up:' + sw.name, sw.uplink, 'NIC ' + sw.uplink.name);
     if (sw.hostAdapter) port('ha:' + sw.name, sw.hostAdapter, 'host adapter');
     for (const a of sw.adapters) withAdapters.add(a.vm);
-    if (sw.adapters.length > COLLAPSE_AT && !ui.expanded.has(sw.name)) {
+    if (!expanded(sw)) {
       const gid = 'grp:' + sw.name;
       els.push(node(gid, sw.adapters.length + ' adapters\n(select to expand)', 'group', '', { sw: sw.name, parent: sw.span ? undefined : parent(sw.host) }));
       els.push(edge(sid, gid));
@@ -142,9 +155,10 @@ function elements(t) {
     }
     for (const a of sw.adapters) {
       const id = 'ad:' + a.name;
-      els.push(node(id, a.name.split('/')[1] + '\n' + a.vlan + '\n' + a.mac, 'port', 'adapter ' + portClasses(a),
+      els.push(node(id, (compact ? a.name : a.name.split('/')[1]) + '\n' + a.vlan + '\n' + a.mac, 'port', 'adapter ' + portClasses(a),
         { name: a.name, sw: sw.name, vm: a.vm, color: portColor(a), untagged: a.untagged, tagged: a.tagged, state: a.state, parent: parent(a.host) }));
       els.push(edge(sid, id));
+      if (compact) continue;
       if (!drawn.has(a.vm)) {
         drawn.add(a.vm);
         els.push(vmNode(vms.get(a.vm) || { name: a.vm }, parent));
@@ -156,6 +170,76 @@ function elements(t) {
     if (!drawn.has(v.name) && !withAdapters.has(v.name)) els.push(vmNode(v, parent));
   }
   return els;
+}
+
+// ---- layout ----------------------------------------------------------------
+
+// place lays the picture out: layered (dagre) for a few ports, switch
+// blocks for many; then the disconnected parts are packed into rows that
+// fit the view instead of one long line.
+function place(cy, t) {
+  if (ui.compact) {
+    cy.nodes('.switch').forEach((sw) => grid(sw, sw.outgoers('node')));
+    grid(null, cy.nodes('.vm').filter((n) => n.degree() === 0));
+  } else {
+    cy.layout({ name: 'dagre', rankDir: 'TB', nodeSep: 14, rankSep: 70, padding: 20, animate: false }).run();
+    if (isCluster(t)) {
+      cy.fit(undefined, 20);
+      return;
+    }
+  }
+  if (isCluster(t)) {
+    const units = [];
+    cy.nodes('.host').forEach((h) => {
+      pack(h.children().components());
+      units.push(h.union(h.descendants()));
+    });
+    units.push(...cy.nodes().orphans().not('.host').components());
+    pack(units);
+  } else {
+    pack(cy.elements().components());
+  }
+  cy.fit(undefined, 20);
+}
+
+// grid puts head on top and nodes in a grid under it, about square.
+function grid(head, nodes) {
+  if (nodes.empty()) return;
+  const cols = Math.max(1, Math.ceil(Math.sqrt(nodes.length * 1.6)));
+  const cw = Math.max(...nodes.map((n) => n.data('w'))) + 12;
+  const ch = Math.max(...nodes.map((n) => n.data('h'))) + 12;
+  const top = head ? head.data('h') + 40 : 0;
+  nodes.forEach((n, i) => { n.position({ x: (i % cols) * cw, y: top + Math.floor(i / cols) * ch }); });
+  if (head) head.position({ x: ((Math.min(cols, nodes.length) - 1) * cw) / 2, y: 0 });
+}
+
+// pack moves each unit (a collection) into rows about as wide as the view
+// is wide for their total area.
+function pack(units) {
+  const gap = 40;
+  const items = units.map((u) => ({ u, bb: u.boundingBox() })).filter((x) => x.u.nonempty());
+  if (items.length < 2) return;
+  const area = items.reduce((sum, x) => sum + (x.bb.w + gap) * (x.bb.h + gap), 0);
+  const aspect = ui.cy.width() / Math.max(ui.cy.height(), 1);
+  const rowW = Math.max(Math.sqrt(area * aspect), ...items.map((x) => x.bb.w));
+  let x = 0;
+  let y = 0;
+  let rowH = 0;
+  for (const { u, bb } of items) {
+    if (x > 0 && x + bb.w > rowW) {
+      x = 0;
+      y += rowH + gap;
+      rowH = 0;
+    }
+    const dx = x - bb.x1;
+    const dy = y - bb.y1;
+    u.nodes().filter((n) => !n.isParent()).forEach((n) => {
+      const p = n.position();
+      n.position({ x: p.x + dx, y: p.y + dy });
+    });
+    x += bb.w + gap;
+    rowH = Math.max(rowH, bb.h);
+  }
 }
 
 function vmNode(v, parent) {
@@ -189,9 +273,12 @@ function render(t) {
   const els = elements(t);
   const structure = els.map((e) => e.data.id + '@' + (e.data.parent || '')).join('|');
   const cy = ui.cy;
+  // Only what changed is touched: a change to one port of 1,000 restyles one node.
+  const keys = new Map(els.map((e) => [e.data.id, JSON.stringify([e.data, e.classes])]));
   if (structure === ui.structure) {
     cy.batch(() => {
       for (const e of els) {
+        if (ui.keys.get(e.data.id) === keys.get(e.data.id)) continue;
         const el = cy.getElementById(e.data.id);
         el.data(e.data);
         if (e.classes !== undefined) el.classes(e.classes);
@@ -203,13 +290,17 @@ function render(t) {
       cy.elements().remove();
       cy.add(els);
     });
-    cy.layout({ name: 'dagre', rankDir: 'TB', nodeSep: 14, rankSep: 70, padding: 20, animate: false }).run();
+    place(cy, t);
   }
+  ui.keys = keys;
   highlightVLAN();
   reselect();
   ui.lastRenderMs = performance.now() - t0;
   ui.renders = (ui.renders || 0) + 1;
-  if (ui.firstRender === null) ui.firstRender = ui.lastRenderMs;
+  if (ui.firstRender === null) {
+    ui.firstRender = ui.lastRenderMs;
+    ui.firstRenderAt = performance.now(); // since the navigation started
+  }
   document.body.dataset.revision = String(ui.renders);
 }
 
@@ -231,11 +322,12 @@ function fillPickers(t) {
     clear(pick).append(h('option', { value: '' }, 'all'), ...sorted.map((v) => h('option', { value: String(v) }, 'VLAN ' + v)));
     pick.value = ui.vlan ? String(ui.vlan) : '';
     const legend = clear($('#legend'));
-    for (const v of sorted.slice(0, 40)) {
+    for (const v of sorted.slice(0, 24)) {
       const b = h('button', { type: 'button', title: 'highlight VLAN ' + v, style: 'border-color:' + vlanColor(v) }, String(v));
       b.addEventListener('click', () => { pick.value = ui.vlan === v ? '' : String(v); pick.dispatchEvent(new Event('change')); });
       legend.append(b);
     }
+    if (sorted.length > 24) legend.append(h('span', {}, '+' + (sorted.length - 24) + ' more in the VLAN list'));
   }
   const hp = $('#host-pick');
   const hosts = (t.hosts || []).map((x) => x.name).join(',');
@@ -429,6 +521,7 @@ async function adapterDetails(p, vm, name, sw) {
     kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), state: tp.state }),
     h('div', { class: 'actions' },
       button('Edit', () => editAdapter(a)),
+      button('VM ' + vm, () => { panel().dataset.for = ''; vmDetails(clear(panel()), vm).catch((e) => alertIn(e.message)); }),
       button('Delete', () => guarded(async () => { if (confirm('Delete adapter ' + vm + '/' + name + '?')) { await api('DELETE', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name)); select(null); } }), 'danger')),
     h('h3', {}, 'Counters'), h('div', { id: 'stats', 'data-port': vm + '/' + name }));
   showStats();
@@ -608,6 +701,13 @@ function start() {
   $('#new-adapter').addEventListener('click', () => newAdapter({}));
   $('#mac-pool').addEventListener('click', () => macPool());
   $('#fit').addEventListener('click', () => ui.cy.fit(undefined, 20));
+  $('#expand').addEventListener('click', (e) => {
+    ui.expandAll = !ui.expandAll;
+    if (!ui.expandAll) ui.expanded.clear();
+    e.target.setAttribute('aria-pressed', String(ui.expandAll));
+    e.target.textContent = ui.expandAll ? 'Collapse' : 'Expand all';
+    render(ui.topo);
+  });
   $('#export-svg').addEventListener('click', exportSVG);
   $('#export-png').addEventListener('click', exportPNG);
   $('#export-json').addEventListener('click', exportJSON);
