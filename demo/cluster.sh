@@ -11,9 +11,11 @@
 #   web1 on h1, web2 on h2, web3 on h3 (lan0, untagged)
 #   db2 on h2 and db3 on h3 (lan0, access 10)   app1 on h1 (lan1)
 # then prints the hosts, the cluster topology and a cross-host ping matrix,
-# and removes everything it made. STAY=1 keeps it running until Ctrl-C.
+# and removes everything it made. STAY=1 keeps it running until Ctrl-C and
+# prints h1's web console URL (on 127.0.0.1:${WEB_PORT:-8470} of this host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. demo/console.sh
 [ "$(id -u)" = 0 ] || { echo "make demo-cluster: run as root (it creates namespaces, veths and VXLAN devices)" >&2; exit 1; }
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 command -v ping >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null; }
@@ -51,7 +53,7 @@ for h in $HOSTS; do
   ip link set "vu$ID$h" netns $U; ip -n $U link set "vu$ID$h" master br0 up
   ip -n "$(ns $h)" addr add 10.77.0.$i/24 dev ul0
   ip netns exec "$(ns $h)" "$T/vswitchd" --store "$T/$h.db" --socket "$T/$h.sock" --bpf-dir "" \
-    --etcd http://10.77.0.1:2379 --host-name $h --vtep 10.77.0.$i 2>"$T/$h.log" &
+    --etcd http://10.77.0.1:2379 --host-name $h --vtep 10.77.0.$i --web 127.0.0.1:8470 2>"$T/$h.log" &
   PIDS+=($!)
   i=$((i + 1))
 done
@@ -104,6 +106,8 @@ TXT
 echo; echo "== h2's counters, read through h1 (vswitchctl stats lan0 --host h2)"
 ctl h1 stats lan0 --host h2
 if [ "${STAY:-0}" = 1 ]; then
+  serve_console "$(ns h1)" "$T/h1.sock"
+  PIDS=("$CONSOLE_PID" "${PIDS[@]}")
   echo; echo "the cluster is up: sockets $T/h1.sock, h2.sock, h3.sock (vswitchctl --socket ...); Ctrl-C to stop and clean up"
   wait "${PIDS[0]}"
 fi

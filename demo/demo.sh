@@ -15,6 +15,7 @@
 # prints the web console's URL (on 127.0.0.1:${WEB_PORT:-8470} of this host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. demo/console.sh
 [ "$(id -u)" = 0 ] || { echo "make demo: run as root (it creates namespaces and TAPs)" >&2; exit 1; }
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 command -v ping >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null; }
@@ -99,14 +100,8 @@ echo; echo "== removing the switches gives nic0 its address back"
 ctl switch rm ext0 --force | sed 's/^/  /'
 ip -n $D -br addr show dev nic0
 if [ "${STAY:-0}" = 1 ]; then
-  # The console listens on the sandbox's loopback; socat brings it to this
-  # host's loopback (and nowhere else).
-  command -v socat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; }
-  P=${WEB_PORT:-8470}
-  socat TCP-LISTEN:$P,bind=127.0.0.1,reuseaddr,fork EXEC:"ip netns exec $D socat STDIO TCP\:127.0.0.1\:8470" &
-  FPID=$!
-  echo; echo "== the web console (vswitchctl console prints its URL; the token is in it):"
-  echo "  $(ctl console | sed "s#127.0.0.1:8470#127.0.0.1:$P#")"
+  serve_console $D "$T/vswitchd.sock"
+  FPID=$CONSOLE_PID
   echo; echo "vswitchd is up (socket $T/vswitchd.sock); Ctrl-C to stop and clean up"
   wait "$DPID"
 fi

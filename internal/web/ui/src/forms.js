@@ -67,6 +67,7 @@ function fill(form, kind, doc, opts) {
 
 function typeShow(form, type) {
   for (const l of form.querySelectorAll('.ext')) l.hidden = type.value !== 'external';
+  for (const l of form.querySelectorAll('.not-private')) l.hidden = type.value === 'private';
 }
 
 function attachShow(form, sel) {
@@ -91,6 +92,10 @@ function read(form, kind) {
     set(doc, f, NUMBER.has(el.type) ? Number(el.value) : el.value.trim());
   }
   for (const fs of form.querySelectorAll('fieldset.vlan')) {
+    if (fs.hidden) {
+      set(doc, fs.dataset.prefix, {});
+      continue;
+    }
     const v = get(doc, fs.dataset.prefix) || {};
     const keep = { mode: v.mode };
     for (const k of VLAN_KEYS[v.mode] || []) if (v[k] !== undefined) keep[k] = v[k];

@@ -498,6 +498,12 @@ async function vmDetails(p, name) {
   if (runnable) {
     p.append(h('h3', {}, 'Console'), h('pre', { class: 'console', id: 'console', tabindex: '0', 'aria-label': 'console of ' + name }));
     refreshConsole(name);
+    // The console's tail is read again every 2 s while it is shown.
+    const shown = panel().dataset.for;
+    const timer = setInterval(() => {
+      if (panel().dataset.for !== shown || !document.getElementById('console')) clearInterval(timer);
+      else refreshConsole(name);
+    }, 2000);
   }
 }
 
