@@ -183,7 +183,7 @@ func newTestClusterTLS(t *testing.T, withTLS bool, names ...string) *testCluster
 		p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir()}
 		c.vtep[name] = fmt.Sprintf("10.88.0.%d", 11+i)
 		c.join(p.daemonNS, c.vtep[name])
-		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", ""}
+		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", "", "--web", "127.0.0.1:0"}
 		if f := c.etcd.tls; f != nil {
 			p.args = append(p.args, "--etcd-cacert", f.ca, "--etcd-cert", f.clientCert, "--etcd-key", f.clientKey)
 		}
@@ -795,6 +795,7 @@ func TestClusterOverTLS(t *testing.T) {
 	t1.must("switch", "add", "sec0", "--type", "private", "--span")
 	vms := map[string]vm{"x": c.vmOn("t1", "t1", "x", "sec0", "10.89.1.1"), "y": c.vmOn("t2", "t2", "y", "sec0", "10.89.1.2")}
 	waitMatrix(t, vms, []string{"x", "y"}, expected([]string{"x", "y"}, map[string]string{"x": "sec0", "y": "sec0"}))
+	clusterConsole(t, t1, t2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -445,3 +445,29 @@ func evalJS[T any](b *browser, what, js string) T {
 	}
 	return v
 }
+
+// clusterConsole opens h1's web console on a cluster of h1 and h2 with the
+// spanning switch sec0 and VMs x (on h1) and y (on h2): every host is a
+// box holding its VMs and their adapters, the spanning switch is outside
+// them, and a change written through h2 reaches h1's picture. Without
+// Chromium it says so and checks nothing.
+func clusterConsole(t *testing.T, h1, h2 *product) {
+	t.Helper()
+	if _, err := exec.LookPath("chromium"); err != nil {
+		t.Log("Debian's chromium is not installed (make lab installs it): the cluster's console is not checked")
+		return
+	}
+	inner, token := consoleURL(t, h1)
+	b := newBrowser(t, artifactDir("console-cluster"), h1.log)
+	b.do("log in", chromedp.Navigate("http://"+forward(t, h1.daemonNS, inner)+"/login?token="+token))
+	b.wait("the cluster drawn", `window.vswitch && vswitch.cy.getElementById('ad:y/eth0').nonempty()`)
+	got := evalJS[map[string]string](b, "parents", `Object.fromEntries(['sw:sec0', 'ad:x/eth0', 'vm:x', 'ad:y/eth0', 'vm:y'].map(id => [id, vswitch.cy.getElementById(id).data('parent') || 'none']))`)
+	want := map[string]string{"sw:sec0": "none", "ad:x/eth0": "host:t1", "vm:x": "host:t1", "ad:y/eth0": "host:t2", "vm:y": "host:t2"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("where the cluster's nodes are drawn: %v, want %v", got, want)
+	}
+	b.screenshot("cluster")
+	h2.must("adapter", "vlan", "y/eth0", "--access", "7")
+	b.wait("h2's write in h1's picture", `vswitch.cy.getElementById('ad:y/eth0').data('label').includes('access 7')`)
+	b.screenshot("write-through-another-host")
+}
