@@ -23,15 +23,7 @@ import (
 // write alone is cli-write-ms). bench/console runs it.
 func BenchmarkConsole(b *testing.B) {
 	netnstest.RequireRoot(b)
-	vswitchd, vswitchctl := bins(b)
-	p := &product{t: b, daemonNS: netnstest.New(b), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: b.TempDir(),
-		args: []string{"--web", "127.0.0.1:0"}}
-	b.Cleanup(func() {
-		if p.cmd != nil {
-			p.kill9()
-		}
-	})
-	p.start()
+	p := webProduct(b)
 	const switches, vms = 20, 500
 	c := client.New(p.sock())
 	start := time.Now()

@@ -80,6 +80,22 @@ func forward(t testing.TB, ns *netnstest.NS, addr string) string {
 	return l.Addr().String()
 }
 
+// webProduct starts a vswitchd in a namespace of its own with its console
+// on the namespace's loopback (a port of the kernel's choice).
+func webProduct(t testing.TB) *product {
+	t.Helper()
+	vswitchd, vswitchctl := bins(t)
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(),
+		args: []string{"--web", "127.0.0.1:0"}}
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			p.kill9()
+		}
+	})
+	p.start()
+	return p
+}
+
 // consoleURL asks vswitchctl for the login URL and splits it into the
 // console's address inside the daemon's namespace and the token.
 func consoleURL(t testing.TB, p *product, args ...string) (addr, token string) {
@@ -111,15 +127,7 @@ func TestConsole(t *testing.T) {
 	artifacts := artifactDir("console")
 	t.Logf("screenshots and exports: %s", artifacts)
 
-	vswitchd, vswitchctl := bins(t)
-	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(),
-		args: []string{"--web", "127.0.0.1:0"}}
-	t.Cleanup(func() {
-		if p.cmd != nil {
-			p.kill9()
-		}
-	})
-	p.start()
+	p := webProduct(t)
 	// The demo network: an internal switch (host adapter) with two VLANs,
 	// a private switch with a trunk; three VMs in namespaces.
 	ns := map[string]*netnstest.NS{}
