@@ -491,5 +491,10 @@ func (s *Server) vmConsole(w http.ResponseWriter, r *http.Request) {
 // listNICs names the interfaces of this host an external switch could
 // take as its uplink.
 func (s *Server) listNICs(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.c.NICs())
+	nics, err := s.c.NICs()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nics)
 }

@@ -321,3 +321,12 @@ func TestVMRuns(t *testing.T) {
 		t.Fatalf("bad memory: %d %+v", code, eb)
 	}
 }
+
+// TestNICs: the interfaces an external switch could take, for the console's choice.
+func TestNICs(t *testing.T) {
+	e := newEnv(t)
+	var nics []string
+	if code := e.do("GET", "/v1/host/nics", "", &nics); code != 200 || strings.Join(nics, ",") != "eth1,eth2" {
+		t.Fatalf("GET /v1/host/nics: %d %v, want eth1,eth2", code, nics)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,6 +105,9 @@ func (h Host) CheckNIC(name string) error {
 	}
 	return errors.New("no such device")
 }
+
+// NICs implements daemon.Host.
+func (h Host) NICs() ([]string, error) { return slices.Sorted(maps.Keys(h)), nil }
 
 // MAC implements daemon.Host.
 func (h Host) MAC(name string) (frame.MAC, error) {

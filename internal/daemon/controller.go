@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -31,6 +30,8 @@ import (
 type Host interface {
 	// CheckNIC reports whether name can be an external switch's uplink.
 	CheckNIC(name string) error
+	// NICs names the interfaces that can be (CheckNIC), sorted.
+	NICs() ([]string, error)
 	// MAC returns a link's MAC address where the host side lives.
 	MAC(name string) (frame.MAC, error)
 }
@@ -419,18 +420,8 @@ func (c *Controller) Peer(host string) (addr, token string, err error) {
 }
 
 // NICs names this host's interfaces that could be an external switch's
-// uplink (Host.CheckNIC), sorted.
-func (c *Controller) NICs() []string {
-	ifs, _ := net.Interfaces()
-	out := []string{}
-	for _, i := range ifs {
-		if c.deps.Host.CheckNIC(i.Name) == nil {
-			out = append(out, i.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
+// uplink (Host.NICs).
+func (c *Controller) NICs() ([]string, error) { return c.deps.Host.NICs() }
 
 // OverlayMTU is the MTU adapters of spanning switches get on this host.
 func (c *Controller) OverlayMTU() int { return c.deps.OverlayMTU }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,6 +39,7 @@ func (h nicsHost) CheckNIC(name string) error {
 	return nil
 }
 func (h nicsHost) MAC(string) (frame.MAC, error) { return frame.MAC{}, errors.New("no MACs here") }
+func (h nicsHost) NICs() ([]string, error)       { return slices.Sorted(maps.Keys(h)), nil }
 
 func newController(t *testing.T, st *store.Store, fb *fakeBackend) *Controller {
 	c := NewController(Deps{Store: st, Backend: fb, Host: nicsHost{"eth1": true}, Runner: nopRunner{},

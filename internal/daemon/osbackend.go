@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -185,6 +186,27 @@ func (b OSBackend) CheckNIC(name string) error {
 		return fmt.Errorf("%s is an interface of vswitch (a host adapter or a TAP it made)", name)
 	}
 	return nil
+}
+
+// NICs names the interfaces where the host side lives that CheckNIC takes.
+func (b OSBackend) NICs() ([]string, error) {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback == 0 && l.Attrs().Alias != Mark {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // MAC returns a link's MAC address where the host side lives.

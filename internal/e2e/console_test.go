@@ -128,6 +128,7 @@ func TestConsole(t *testing.T) {
 	t.Logf("screenshots and exports: %s", artifacts)
 
 	p := webProduct(t)
+	netnstest.Veth(t, p.daemonNS, "nic0", netnstest.New(t), "eth0") // a NIC an external switch could take
 	// The demo network: an internal switch (host adapter) with two VLANs,
 	// a private switch with a trunk; three VMs in namespaces.
 	ns := map[string]*netnstest.NS{}
@@ -232,6 +233,10 @@ func TestConsole(t *testing.T) {
 	do("new switch form", chromedp.Click(css("#new-switch")), chromedp.WaitVisible(css("#dlg-switch")),
 		chromedp.SendKeys(css(`#dlg-switch [name=name]`), "test0"),
 		chromedp.SetValue(css(`#dlg-switch [name=type]`), "private"))
+	// The uplink's choice: the host's NIC, not the loopback or the host adapter lan0 that vswitch made.
+	if nics := evalJS[[]string](b, "uplink choice", `[...document.querySelectorAll('#dlg-switch [name=uplink] option')].map(o => o.value)`); fmt.Sprint(nics) != "[ nic0]" {
+		t.Fatalf("the uplink choice is %q, want none and nic0", nics)
+	}
 	screenshot("new-switch-form")
 	do("save the switch", chromedp.Click(css(`#dlg-switch button.primary`)))
 	waitJS("test0 in the picture", `vswitch.cy.getElementById('sw:test0').nonempty()`)
