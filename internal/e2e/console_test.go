@@ -479,6 +479,9 @@ func clusterConsole(t *testing.T, h1, h2 *product) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("where the cluster's nodes are drawn: %v, want %v", got, want)
 	}
+	// y/eth0's counters live on h2: h1's console reads them from there.
+	evalJS[bool](b, "select y/eth0", `vswitch.cy.getElementById('ad:y/eth0').emit('tap'); true`)
+	b.wait("h2's counters of y/eth0 in h1's console", `[...document.querySelectorAll('#stats tr')].some(tr => tr.cells[0].textContent === 'y/eth0' && Number(tr.cells[1].textContent.replace(/,/g, '')) > 0)`)
 	b.screenshot("cluster")
 	h2.must("adapter", "vlan", "y/eth0", "--access", "7")
 	b.wait("h2's write in h1's picture", `vswitch.cy.getElementById('ad:y/eth0').data('label').includes('access 7')`)

@@ -22,14 +22,16 @@ const COMPACT_AT = 150;
 const $ = (s) => document.querySelector(s);
 const ui = {
   topo: null, cy: null, selected: null, expanded: new Set(), expandAll: false, vlan: 0, host: '',
-  structure: '', keys: new Map(), events: null, statsFor: '', stats: null, firstRender: null,
+  structure: '', keys: new Map(), events: null, statsFor: '', statsWant: '', statsHost: '', statsTimer: 0, stats: null, firstRender: null,
 };
 window.vswitch = ui; // for tests and the curious: the topology as last pushed, render timings
 
 // ---- API -------------------------------------------------------------
 
-export async function api(method, path, body) {
+export async function api(method, path, body, host) {
   const init = { method, credentials: 'same-origin', headers: {} };
+  // A read of another host's live data is answered by that host (through this one).
+  if (host && host !== ui.topo.self) init.headers['Vswitch-Host'] = host;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -83,12 +85,30 @@ function connect() {
   });
 }
 
-function watchStats(sw) {
+// watchStats shows the counters of switch sw as they are on host: pushed
+// on this host's event stream, or read from another host every 2 s.
+function watchStats(sw, host) {
+  const remote = host && ui.topo && host !== ui.topo.self ? host : '';
+  if (sw === ui.statsWant && remote === ui.statsHost) return;
+  ui.statsWant = sw;
+  clearInterval(ui.statsTimer);
+  ui.statsHost = remote;
+  ui.stats = null;
+  if (remote) {
+    const read = () => api('GET', '/v1/switches/' + encodeURIComponent(sw) + '/stats', undefined, remote)
+      .then((st) => { ui.stats = st; showStats(); }).catch(() => {});
+    ui.statsTimer = setInterval(read, 2000);
+    read();
+    sw = '';
+  }
   if (sw === ui.statsFor) return;
   ui.statsFor = sw;
-  ui.stats = null;
   connect();
 }
+
+// where is the host whose part of switch ts to show: its own host, or
+// this host's part of a spanning switch.
+function where(ts) { return ts && !ts.span && ts.host ? ts.host : ''; }
 
 // ---- the picture -------------------------------------------------------
 
@@ -184,7 +204,7 @@ function place(cy, t) {
   } else {
     cy.layout({ name: 'dagre', rankDir: 'TB', nodeSep: 14, rankSep: 70, padding: 20, animate: false }).run();
     if (isCluster(t)) {
-      cy.fit(undefined, 20);
+      fit(cy);
       return;
     }
   }
@@ -199,7 +219,16 @@ function place(cy, t) {
   } else {
     pack(cy.elements().components());
   }
+  fit(cy);
+}
+
+// fit shows the whole picture, no larger than 1.3 times its size.
+function fit(cy) {
   cy.fit(undefined, 20);
+  if (cy.zoom() > 1.3) {
+    cy.zoom(1.3);
+    cy.center();
+  }
 }
 
 // grid puts head on top and nodes in a grid under it, about square.
@@ -418,7 +447,7 @@ async function showDetails(el, full = true) {
   const p = clear(panel());
   if (kind === 'switch') return switchDetails(p, el.data('name'));
   if (kind === 'group') {
-    watchStats(el.data('sw'));
+    watchStats(el.data('sw'), where(findSwitch(el.data('sw'))));
     p.append(h('h2', {}, el.data('label').split('\n')[0] + ' on ' + el.data('sw')),
       button('Expand', () => { ui.expanded.add(el.data('sw')); render(ui.topo); }));
     return;
@@ -433,7 +462,7 @@ async function showDetails(el, full = true) {
   const sw = findSwitch(el.data('sw'));
   const isUp = id.startsWith('up:');
   const port = isUp ? sw.uplink : sw.hostAdapter;
-  watchStats(sw.name);
+  watchStats(sw.name, where(sw));
   p.append(h('h2', {}, (isUp ? 'Uplink NIC ' : 'Host adapter ') + port.name), kv({ switch: sw.name, VLAN: port.vlan, untagged: port.untagged, tagged: port.tagged, state: port.state }),
     h('div', { class: 'actions' }, button('Edit switch', () => editSwitch(sw.name))),
     h('h3', {}, 'Counters'), h('div', { id: 'stats', 'data-port': isUp ? 'uplink' : 'host' }));
@@ -441,7 +470,7 @@ async function showDetails(el, full = true) {
 }
 
 async function switchDetails(p, name) {
-  watchStats(name);
+  watchStats(name, where(findSwitch(name)));
   const s = await api('GET', '/v1/switches/' + encodeURIComponent(name));
   const ts = findSwitch(name) || {};
   p.append(h('h2', {}, 'Switch ' + name),
@@ -451,11 +480,11 @@ async function switchDetails(p, name) {
       button('Add adapter', () => newAdapter({ switch: name })),
       button('Delete', () => guarded(async () => { if (confirm('Delete switch ' + name + '?')) { await api('DELETE', '/v1/switches/' + encodeURIComponent(name)); select(null); } }), 'danger')),
     h('h3', {}, 'Counters'), h('div', { id: 'stats' }),
-    h('h3', {}, 'MAC table'), fdbView(name));
+    h('h3', {}, 'MAC table' + (ts.span && ui.topo.self ? ' (on ' + ui.topo.self + ')' : '')), fdbView(name, where(ts)));
   showStats();
 }
 
-function fdbView(sw) {
+function fdbView(sw, host) {
   const wrap = h('div', {});
   const f = h('form', { class: 'fdb-filter' });
   const vlan = h('input', { name: 'vlan', 'aria-label': 'filter by VLAN', placeholder: 'VLAN', type: 'number', min: '1', max: '4094' });
@@ -467,7 +496,7 @@ function fdbView(sw) {
     const q = new URLSearchParams({ limit: '500' });
     for (const i of [vlan, mac, port]) if (i.value) q.set(i.name, i.value);
     try {
-      const page = await api('GET', '/v1/switches/' + encodeURIComponent(sw) + '/fdb?' + q);
+      const page = await api('GET', '/v1/switches/' + encodeURIComponent(sw) + '/fdb?' + q, undefined, host);
       const t = h('table', { 'aria-label': 'MAC table of ' + sw }, h('thead', {}, h('tr', {}, ...['VLAN', 'MAC', 'port', 'type', 'age'].map((x) => h('th', {}, x)))));
       const tb = h('tbody');
       for (const e of page.entries) tb.append(h('tr', {}, h('td', {}, String(e.vlan || 'all')), h('td', {}, e.mac), h('td', {}, e.port), h('td', {}, e.static ? 'static' : 'learned'), h('td', { class: 'num' }, e.static ? '' : e.ageSeconds.toFixed(0) + ' s')));
@@ -520,9 +549,9 @@ async function refreshConsole(name) {
 }
 
 async function adapterDetails(p, vm, name, sw) {
-  watchStats(sw);
-  const a = await api('GET', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name));
   const tp = (findSwitch(sw) || { adapters: [] }).adapters.find((x) => x.name === vm + '/' + name) || {};
+  watchStats(sw, tp.host);
+  const a = await api('GET', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name));
   p.append(h('h2', {}, 'Adapter ' + vm + '/' + name),
     kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), state: tp.state }),
     h('div', { class: 'actions' },
@@ -540,7 +569,7 @@ const fmt = (n) => n.toLocaleString('en');
 function showStats() {
   const box = $('#stats');
   if (!box) return;
-  if (!ui.stats || ui.stats.switch !== ui.statsFor) {
+  if (!ui.stats || ui.stats.switch !== ui.statsWant) {
     clear(box).append(h('p', { class: 'hint' }, 'waiting for counters (the switch does not run here?)'));
     return;
   }
@@ -668,7 +697,7 @@ function onKey(e) {
   } else if (e.key === '-') {
     cy.zoom({ level: cy.zoom() / 1.2, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
   } else if (e.key === '0') {
-    cy.fit(undefined, 20);
+    fit(cy);
   } else if (e.key === 'Escape') {
     select(null);
   }
@@ -706,7 +735,7 @@ function start() {
   $('#new-vm').addEventListener('click', () => newVM());
   $('#new-adapter').addEventListener('click', () => newAdapter({}));
   $('#mac-pool').addEventListener('click', () => macPool());
-  $('#fit').addEventListener('click', () => ui.cy.fit(undefined, 20));
+  $('#fit').addEventListener('click', () => fit(ui.cy));
   $('#expand').addEventListener('click', (e) => {
     ui.expandAll = !ui.expandAll;
     if (!ui.expandAll) ui.expanded.clear();
