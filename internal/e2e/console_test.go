@@ -313,6 +313,13 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("the exported SVG is not the picture:\n%.300s", svgText)
 	}
 	os.WriteFile(filepath.Join(artifacts, "topology.svg"), []byte(svgText), 0o644)
+	// PNG and JSON: the picture as an image, the topology as the API has it.
+	if png := evalJS[string](b, "export PNG", `vswitch.cy.png({full: true, bg: '#ffffff'})`); !strings.HasPrefix(png, "data:image/png;base64,") || len(png) < 2000 {
+		t.Fatalf("the PNG export is not an image: %.80s", png)
+	}
+	if n := evalJS[int](b, "export JSON", `JSON.parse(vswitch.exportJSON()).switches.length`); n != 3 {
+		t.Fatalf("the JSON export has %d switches, want 3", n)
+	}
 
 	// 8. Accessibility basics: every form field has a label; the picture
 	// is reached and used with the keyboard.

@@ -716,9 +716,12 @@ function exportPNG() {
 }
 
 function exportJSON() {
-  download('vswitch-topology.json', new Blob([JSON.stringify(ui.topo, null, 2)], { type: 'application/json' }));
+  const text = JSON.stringify(ui.topo, null, 2);
+  download('vswitch-topology.json', new Blob([text], { type: 'application/json' }));
+  return text;
 }
 ui.exportSVG = exportSVG;
+ui.exportJSON = exportJSON;
 
 // ---- start -----------------------------------------------------------------
 
