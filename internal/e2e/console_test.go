@@ -321,6 +321,16 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("the JSON export has %d switches, want 3", n)
 	}
 
+	// A VM with many adapters is one node for them until it is selected.
+	p.must("vm", "add", "big")
+	for i := range 7 {
+		p.must("adapter", "add", fmt.Sprintf("big/eth%d", i), "--switch", "dmz0", "--qemu-stream", "--socket-path", filepath.Join(p.dir, fmt.Sprintf("big%d.sock", i)))
+	}
+	waitJS("big's adapters folded", `vswitch.cy.getElementById('vmgrp:big').nonempty() && vswitch.cy.getElementById('ad:big/eth0').empty()`)
+	evalJS[bool](b, "select big's adapters", `vswitch.cy.getElementById('vmgrp:big').emit('tap'); true`)
+	waitJS("big's adapters drawn", `vswitch.cy.getElementById('ad:big/eth6').nonempty() && vswitch.cy.getElementById('vmgrp:big').empty()`)
+	screenshot("vm-adapters-expanded")
+
 	// 8. Accessibility basics: every form field has a label; the picture
 	// is reached and used with the keyboard.
 	unlabelled := evalJS[[]string](b, "labels", `[...document.querySelectorAll('input, select, textarea')].filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name || e.id)`)

@@ -18,10 +18,13 @@ const COLLAPSE_AT = 24;
 // is a block with its ports in a grid, adapters are labelled with their
 // VM's name and VMs are not drawn as nodes of their own.
 const COMPACT_AT = 150;
+// A VM with more adapters than this is drawn with one node for them until
+// it is selected or searched into.
+const VM_COLLAPSE_AT = 6;
 
 const $ = (s) => document.querySelector(s);
 const ui = {
-  topo: null, cy: null, selected: null, expanded: new Set(), expandAll: false, vlan: 0, host: '',
+  topo: null, cy: null, selected: null, expanded: new Set(), expandedVMs: new Set(), expandAll: false, vlan: 0, host: '',
   structure: '', keys: new Map(), events: null, statsFor: '', statsWant: '', statsHost: '', statsTimer: 0, stats: null, firstRender: null,
 };
 window.vswitch = ui; // for tests and the curious: the topology as last pushed, render timings
@@ -155,6 +158,10 @@ function elements(t) {
   const compact = t.switches.reduce((n, sw) => n + (expanded(sw) ? sw.adapters.length : 0), 0) > COMPACT_AT;
   ui.compact = compact;
   const withAdapters = new Set();
+  const perVM = new Map();
+  for (const sw of t.switches) for (const a of sw.adapters) perVM.set(a.vm, (perVM.get(a.vm) || 0) + 1);
+  const vmFolded = (vm) => !compact && perVM.get(vm) > VM_COLLAPSE_AT && !ui.expandAll && !ui.expandedVMs.has(vm);
+  const linked = new Set();
   for (const sw of t.switches) {
     const sid = 'sw:' + sw.name;
     let label = sw.name + '\n' + sw.type + (sw.datapath === 'kernel' ? ' · kernel' : '');
@@ -174,6 +181,20 @@ function elements(t) {
       continue;
     }
     for (const a of sw.adapters) {
+      if (vmFolded(a.vm)) {
+        // The VM's adapters are one node, linked to each of their switches once.
+        const gid = 'vmgrp:' + a.vm;
+        if (!drawn.has(a.vm)) {
+          drawn.add(a.vm);
+          els.push(node(gid, perVM.get(a.vm) + ' adapters of ' + a.vm + '\n(select to expand)', 'group', '', { vm: a.vm, parent: parent(a.host) }));
+          els.push(vmNode(vms.get(a.vm) || { name: a.vm }, parent), edge(gid, 'vm:' + a.vm));
+        }
+        if (!linked.has(sid + gid)) {
+          linked.add(sid + gid);
+          els.push(edge(sid, gid));
+        }
+        continue;
+      }
       const id = 'ad:' + a.name;
       els.push(node(id, (compact ? a.name : a.name.split('/')[1]) + '\n' + a.vlan + '\n' + a.mac, 'port', 'adapter ' + portClasses(a),
         { name: a.name, sw: sw.name, vm: a.vm, color: portColor(a), untagged: a.untagged, tagged: a.tagged, state: a.state, parent: parent(a.host) }));
@@ -447,9 +468,7 @@ async function showDetails(el, full = true) {
   const p = clear(panel());
   if (kind === 'switch') return switchDetails(p, el.data('name'));
   if (kind === 'group') {
-    watchStats(el.data('sw'), where(findSwitch(el.data('sw'))));
-    p.append(h('h2', {}, el.data('label').split('\n')[0] + ' on ' + el.data('sw')),
-      button('Expand', () => { ui.expanded.add(el.data('sw')); render(ui.topo); }));
+    p.append(h('h2', {}, el.data('label').split('\n')[0]), button('Expand', () => expandGroup(el)));
     return;
   }
   if (kind === 'vm') return vmDetails(p, el.data('name'));
@@ -630,6 +649,13 @@ async function macPool() {
 
 // ---- selection, search, keyboard ---------------------------------------
 
+// expandGroup draws the adapters a group node stands for (a switch's or a VM's).
+function expandGroup(n) {
+  if (n.data('vm')) ui.expandedVMs.add(n.data('vm'));
+  else ui.expanded.add(n.data('sw'));
+  render(ui.topo);
+}
+
 function select(id) {
   ui.selected = id;
   const cy = ui.cy;
@@ -649,11 +675,11 @@ function search(term) {
   if (!term || !ui.topo) return;
   const vid = /^\d+$/.test(term) ? Number(term) : 0;
   let grew = false;
+  const matches = (a) => a.name.toLowerCase().includes(term) || (a.mac || '').includes(term) || (vid && (inRanges(a.untagged, vid) || inRanges(a.tagged, vid)));
   for (const sw of ui.topo.switches) {
-    if (sw.adapters.length <= COLLAPSE_AT || ui.expanded.has(sw.name)) continue;
-    if (sw.adapters.some((a) => a.name.toLowerCase().includes(term) || (a.mac || '').includes(term) || (vid && (inRanges(a.untagged, vid) || inRanges(a.tagged, vid))))) {
-      ui.expanded.add(sw.name);
-      grew = true;
+    for (const a of sw.adapters.filter(matches)) {
+      if (!ui.expanded.has(sw.name) && sw.adapters.length > COLLAPSE_AT) { ui.expanded.add(sw.name); grew = true; }
+      if (!ui.expandedVMs.has(a.vm)) { ui.expandedVMs.add(a.vm); grew = true; }
     }
   }
   if (grew) render(ui.topo);
@@ -729,7 +755,7 @@ function start() {
   ui.cy = cytoscape({ container: $('#graph'), style, wheelSensitivity: 0.3, minZoom: 0.05, maxZoom: 4, boxSelectionEnabled: false });
   ui.cy.on('tap', 'node', (e) => {
     const n = e.target;
-    if (n.data('kind') === 'group') { ui.expanded.add(n.data('sw')); render(ui.topo); return; }
+    if (n.data('kind') === 'group') { expandGroup(n); return; }
     select(n.id());
   });
   ui.cy.on('tap', (e) => { if (e.target === ui.cy) select(null); });
@@ -741,7 +767,10 @@ function start() {
   $('#fit').addEventListener('click', () => fit(ui.cy));
   $('#expand').addEventListener('click', (e) => {
     ui.expandAll = !ui.expandAll;
-    if (!ui.expandAll) ui.expanded.clear();
+    if (!ui.expandAll) {
+      ui.expanded.clear();
+      ui.expandedVMs.clear();
+    }
     e.target.setAttribute('aria-pressed', String(ui.expandAll));
     e.target.textContent = ui.expandAll ? 'Collapse' : 'Expand all';
     render(ui.topo);
