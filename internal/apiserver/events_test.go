@@ -3,7 +3,9 @@ package apiserver
 import (
 	"bufio"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -64,13 +66,19 @@ func next(t *testing.T, events <-chan event, name string) string {
 }
 
 // TestEvents: the stream starts with the topology, pushes it again after
-// a write (and only then), and pushes the counters of the switch asked for.
+// a write (and only then), and pushes the counters of the switch asked
+// for; the server's read and write timeouts (vswitchd's socket has them)
+// do not end it.
 func TestEvents(t *testing.T) {
 	e := newEnv(t)
 	if code := e.do("POST", "/v1/switches", `{"name":"lan0","type":"private"}`, nil); code != 200 {
 		t.Fatalf("add switch: %d", code)
 	}
-	events := readEvents(t, e.url+"/v1/events?stats=lan0")
+	srv := httptest.NewUnstartedServer(New(e.d, slog.New(slog.DiscardHandler)).Handler())
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	events := readEvents(t, srv.URL+"/v1/events?stats=lan0")
 	var topo api.Topology
 	if err := json.Unmarshal([]byte(next(t, events, "topology")), &topo); err != nil || len(topo.Switches) != 1 {
 		t.Fatalf("first topology: %v %+v", err, topo)
@@ -91,5 +99,11 @@ func TestEvents(t *testing.T) {
 			t.Fatalf("an unchanged topology was pushed again: %s", ev.data)
 		}
 	case <-time.After(2500 * time.Millisecond):
+	}
+	if code := e.do("POST", "/v1/vms", `{"name":"db"}`, nil); code != 200 {
+		t.Fatalf("add VM: %d", code)
+	}
+	if err := json.Unmarshal([]byte(next(t, events, "topology")), &topo); err != nil || len(topo.VMs) != 2 {
+		t.Fatalf("topology after the stream outlived the server's timeouts: %v %+v", err, topo)
 	}
 }
