@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vswitch/vswitch/internal/netnstest"
+)
+
+// TestKernelTrunkSuperFrames: two kernel data path switches joined by a
+// veth whose ends are their uplinks (trunks of every VLAN). TCP between
+// access-10 VMs on either side crosses the wire as tagged super-frames
+// (the eBPF program pushes the tag on a GSO packet on one side and pops it
+// on the other; nothing is segmented), every byte arrives, and a VLAN 20
+// VM on the far switch sees none of it.
+func TestKernelTrunkSuperFrames(t *testing.T) {
+	netnstest.RequireRoot(t)
+	vswitchd, vswitchctl := bins(t)
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(), args: []string{"--bpf-dir", ""}}
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			p.kill9()
+		}
+	})
+	p.start()
+	netnstest.Veth(t, p.daemonNS, "wirea", p.daemonNS, "wireb")
+	for _, sw := range []struct{ name, nic string }{{"kexta", "wirea"}, {"kextb", "wireb"}} {
+		code, out, errOut := p.ctl("switch", "add", sw.name, "--type", "external", "--uplink", sw.nic, "--allow-management-os=false", "--datapath", "kernel")
+		if code != 0 && strings.Contains(errOut, "kernel data path is not available") {
+			t.Skipf("no kernel data path here: %s", errOut)
+		}
+		if code != 0 {
+			t.Fatalf("switch add %s: exit %d\n%s%s", sw.name, code, out, errOut)
+		}
+	}
+	vms := map[string]vm{"a": {netnstest.New(t), "10.93.0.1"}, "b": {netnstest.New(t), "10.93.0.2"}, "c": {netnstest.New(t), "10.93.0.3"}}
+	for _, v := range []struct{ name, sw, vlan string }{{"a", "kexta", "10"}, {"b", "kextb", "10"}, {"c", "kextb", "20"}} {
+		p.must("vm", "add", v.name)
+		p.must("adapter", "add", v.name+"/eth0", "--switch", v.sw, "--netns", vms[v.name].ns.Name)
+		p.must("adapter", "vlan", v.name+"/eth0", "--access", v.vlan)
+		waitLink(t, vms[v.name].ns, "eth0", p)
+		vms[v.name].ns.AddAddr(t, "eth0", vms[v.name].ip+"/24")
+	}
+
+	// What crosses the wire, seen where it arrives (before the eBPF program
+	// at wireb's ingress takes it), and what reaches c.
+	wire, atC := p.daemonNS.Raw(t, "wireb"), vms["c"].ns.Raw(t, "eth0")
+	var wg sync.WaitGroup
+	var onWire, leaked [][]byte
+	wg.Add(2)
+	go func() { defer wg.Done(); onWire = wire.RecvAll(4 * time.Second) }()
+	go func() { defer wg.Done(); leaked = atC.RecvAll(4 * time.Second) }()
+	if err := vms["a"].ns.Ping(t, vms["b"].ip, 5*time.Second); err != nil {
+		t.Fatalf("a cannot reach b across the two kernel switches: %v\n%s", err, p.log)
+	}
+	netnstest.TCPTransfer(t, vms["a"].ns, vms["b"].ns, vms["b"].ip, 32<<20)
+	wg.Wait()
+
+	var super, tagged10, other int
+	for _, f := range onWire {
+		if len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != 0x8100 {
+			other++
+			continue
+		}
+		if binary.BigEndian.Uint16(f[14:])&0xfff == 10 {
+			tagged10++
+			if len(f) > 1518 {
+				super++
+			}
+		}
+	}
+	t.Logf("on the wire: %d frames tagged 10 (%d super-frames), %d others", tagged10, super, other)
+	if super == 0 {
+		t.Fatalf("no tagged super-frame crossed the trunk (%d frames tagged 10, %d others): the tag push segmented them", tagged10, other)
+	}
+	for _, f := range leaked {
+		if len(f) > 100 {
+			t.Fatalf("c (VLAN 20) received a %d-byte frame of VLAN 10's transfer", len(f))
+		}
+	}
+	if err := vms["c"].ns.Ping(t, vms["a"].ip, time.Second); err == nil {
+		t.Fatal("c (VLAN 20) reaches a (VLAN 10)")
+	}
+}
