@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
+	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
 
@@ -84,4 +88,62 @@ func TestKernelTrunkSuperFrames(t *testing.T) {
 	if err := vms["c"].ns.Ping(t, vms["a"].ip, time.Second); err == nil {
 		t.Fatal("c (VLAN 20) reaches a (VLAN 10)")
 	}
+
+	// A frame longer than a's port takes (the wire carries jumbo frames,
+	// a's port 1500 bytes) is counted as too big on a's port, once as a
+	// known destination and once flooded, and not as sent.
+	for _, l := range []string{"wirea", "wireb"} {
+		if err := p.daemonNS.Do(func() error {
+			link, err := netlink.LinkByName(l)
+			if err != nil {
+				return err
+			}
+			return netlink.LinkSetMTU(link, 9000)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var dst [6]byte
+	if err := vms["a"].ns.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil {
+			copy(dst[:], l.Attrs().HardwareAddr)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := kernelPortStats(t, p, "kexta", "a/eth0")
+	jumbo := func(to [6]byte) []byte {
+		f := append(append(append([]byte{}, to[:]...), 0x02, 0x11, 0x22, 0x33, 0x44, 0x55), 0x81, 0x00, 0x00, 10, 0x08, 0x00)
+		return append(f, make([]byte, 4000)...)
+	}
+	wire.Send(t, jumbo(dst))                                     // known: a's MAC
+	wire.Send(t, jumbo([6]byte{0x02, 0x99, 0x99, 0x99, 0x99, 9})) // unknown: flooded to a
+	var after api.PortStats
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		after = kernelPortStats(t, p, "kexta", "a/eth0")
+		if after.Drops["too-big"]-before.Drops["too-big"] >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got := after.Drops["too-big"] - before.Drops["too-big"]; got != 2 || after.TxPackets != before.TxPackets {
+		t.Fatalf("two jumbo frames for a's 1500-byte port: %d counted too big, tx %d -> %d; want 2 and no tx", got, before.TxPackets, after.TxPackets)
+	}
+}
+
+// kernelPortStats reads one port's counters with vswitchctl stats.
+func kernelPortStats(t *testing.T, p *product, sw, port string) api.PortStats {
+	t.Helper()
+	var all []api.PortStats
+	if err := json.Unmarshal([]byte(p.must("stats", sw, "-o", "json")), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range all {
+		if ps.Port == port {
+			return ps
+		}
+	}
+	t.Fatalf("no counters of %s on %s", port, sw)
+	return api.PortStats{}
 }

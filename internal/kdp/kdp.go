@@ -53,7 +53,7 @@ const (
 )
 
 // NumDropReasons is the size of Counters.Drops: the program counts drops
-// by l2.DropReason's numbers (runt 1 ... port error 11).
+// by l2.DropReason's numbers (runt 1 ... port error 11, too big 13).
 const NumDropReasons = 16
 
 // Counters are one port's counters as the program keeps them, summed over

@@ -25,13 +25,14 @@ const (
 	DropQueueFull                     // egress port's queue was full
 	DropPortError                     // egress port failed or was closed
 	DropBadOffload                    // virtio-net header does not fit the frame, or a super-frame could not be cut
+	DropTooBig                        // longer than the egress port's device takes (its MTU): counted by the kernel data path
 	NumDropReasons                    // number of reasons, for arrays
 )
 
 var dropNames = [NumDropReasons]string{
 	"none", "runt", "bad-tag", "vlan-not-allowed", "tagged-on-access", "untagged-not-allowed",
 	"invalid-source", "spoofed-source", "reserved-address", "filtered", "queue-full", "port-error",
-	"bad-offload",
+	"bad-offload", "too-big",
 }
 
 func (r DropReason) String() string {

@@ -47,6 +47,7 @@ enum {
 	D_RESERVED_ADDRESS = 8,
 	D_FILTERED = 9,
 	D_PORT_ERROR = 11,
+	D_TOO_BIG = 13,
 };
 
 /* Admit rules: vlan.Admit. */
@@ -160,6 +161,20 @@ static __always_inline void failed(const struct port *q)
 	struct ctrs *c = ctrs(q->id);
 	if (c)
 		c->c[C_DROPS + D_PORT_ERROR] += 1;
+}
+
+/* toobig counts a frame longer than port q's device takes (its MTU, with
+ * room for a tag; a GSO packet's segments) and reports it: redirected, the
+ * kernel would drop it without a word. */
+static __always_inline int toobig(struct __sk_buff *skb, __u32 ifindex, const struct port *q)
+{
+	__u32 len = 0;
+	if (bpf_check_mtu(skb, ifindex, &len, 0, 0) == 0)
+		return 0;
+	struct ctrs *c = ctrs(q->id);
+	if (c)
+		c->c[C_DROPS + D_TOO_BIG] += 1;
+	return 1;
 }
 
 static __always_inline int has(const __u64 *set, __u16 vid)
@@ -299,6 +314,8 @@ int ingress(struct __sk_buff *skb)
 					failed(q);
 					return TC_ACT_SHOT;
 				}
+				if (toobig(skb, out, q))
+					return TC_ACT_SHOT;
 				sent(skb, q);
 				return bpf_redirect(out, 0);
 			}
@@ -320,7 +337,11 @@ int ingress(struct __sk_buff *skb)
 		if (!q || q->sw != swn || !has(q->member, vid))
 			continue;
 		if (lastp) {
-			if (settag(skb, &ours, tci, lastp) == 0 && bpf_clone_redirect(skb, last, 0) == 0)
+			if (settag(skb, &ours, tci, lastp))
+				failed(lastp);
+			else if (toobig(skb, last, lastp))
+				;
+			else if (bpf_clone_redirect(skb, last, 0) == 0)
 				sent(skb, lastp);
 			else
 				failed(lastp);
@@ -334,6 +355,8 @@ int ingress(struct __sk_buff *skb)
 		failed(lastp);
 		return TC_ACT_SHOT;
 	}
+	if (toobig(skb, last, lastp))
+		return TC_ACT_SHOT;
 	sent(skb, lastp);
 	return bpf_redirect(last, 0);
 }
