@@ -123,7 +123,7 @@ const (
 // MaxKernelPorts is how many kernel ports a switch on the kernel data path
 // may have (uplink and host adapter included; its QEMU socket adapters,
 // served by the core, take one port together).
-const MaxKernelPorts = 64
+const MaxKernelPorts = 1024
 
 // IsKernel reports whether the switch runs on the kernel data path.
 func (s *Switch) IsKernel() bool { return s.Datapath == Kernel }

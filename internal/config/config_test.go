@@ -107,10 +107,10 @@ func TestBadInput(t *testing.T) {
 		{"too many ports for the kernel data path", func(c *Config) {
 			c.Switches[2].Datapath = Kernel
 			for i := range MaxKernelPorts + 1 {
-				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 0, 1, byte(i)},
+				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)},
 					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
 			}
-		}, []string{"switches[priv0].datapath", "at most 64"}},
+		}, []string{"switches[priv0].datapath", "at most 1024"}},
 		{"VM memory", func(c *Config) { c.VMs[0].Memory = 8 }, []string{"vms[web].memoryMiB", "32 to"}},
 		{"relative kernel", func(c *Config) { c.VMs[0].Kernel = "vmlinux" }, []string{"vms[web].kernel", "absolute path"}},
 		{"initrd without kernel", func(c *Config) { c.VMs[0].Initrd = "/boot/initrd" }, []string{"vms[web].initrd", "only with a kernel"}},

@@ -33,8 +33,11 @@ import (
 )
 
 // MaxPorts is how many ports one switch may have on the kernel path (the
-// program's flood loop is bounded by it).
-const MaxPorts = 64
+// program's member list holds this many; its flood walks it with bpf_loop).
+const MaxPorts = 1024
+
+// The program's member list is MaxPorts long: a build fails otherwise.
+var _ = [1]struct{}{}[len(kdpSw{}.Ifindex)-MaxPorts]
 
 // maxCounterSlots bounds the ports of all switches (the counters map).
 const maxCounterSlots = 4096

@@ -51,7 +51,7 @@ type kdpSw struct {
 	Ageing  uint64
 	N       uint32
 	Pad     uint32
-	Ifindex [64]uint32
+	Ifindex [1024]uint32
 	Name    [16]int8
 }
 

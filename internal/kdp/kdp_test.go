@@ -502,3 +502,63 @@ func TestStaticSurvivesAFullTable(t *testing.T) {
 		t.Fatalf("b's learn refused = %d, want 1 (a's static MAC)", c.LearnRefused)
 	}
 }
+
+// TestManyPorts: a switch of 130 ports (more than twice the 64 the flood
+// loop once took) floods a broadcast to every other port exactly once and
+// sends known unicast to its one port, with counters to match.
+func TestManyPorts(t *testing.T) {
+	netnstest.RequireRoot(t)
+	const n = 130
+	host, wl := netnstest.New(t), netnstest.New(t)
+	host.NoIPv6(t)
+	wl.NoIPv6(t)
+	dp, err := Open(Options{Namespace: host.Name, FDBSize: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	if err := dp.SetSwitch("big", 0); err != nil {
+		t.Fatal(err)
+	}
+	untagged := mustVLAN(vlan.Untagged(1))
+	raws := make([]*netnstest.Raw, n)
+	for i := range n {
+		netnstest.Veth(t, wl, fmt.Sprint("w", i), host, fmt.Sprint("p", i))
+		if err := dp.AddPort(fmt.Sprint("p", i), PortConfig{Switch: "big", VLAN: untagged}); err != nil {
+			t.Fatal(err)
+		}
+		raws[i] = wl.Raw(t, fmt.Sprint("w", i))
+	}
+	// A broadcast from port 0 reaches every other port, once each.
+	raws[0].Send(t, testFrame(frame.Broadcast, stationMAC(0), 0, 0, 1))
+	var wg sync.WaitGroup
+	got := make([]int, n)
+	for i := 1; i < n; i++ {
+		wg.Go(func() { got[i] = len(raws[i].RecvAll(300 * time.Millisecond)) })
+	}
+	wg.Wait()
+	for i := 1; i < n; i++ {
+		if got[i] != 1 {
+			t.Fatalf("port %d received %d copies of the broadcast, want 1", i, got[i])
+		}
+	}
+	if c, _ := dp.Counters("p0"); c.Floods != 1 {
+		t.Fatalf("port 0 floods %d, want 1", c.Floods)
+	}
+	tx := 0
+	for i := 1; i < n; i++ {
+		c, _ := dp.Counters(fmt.Sprint("p", i))
+		tx += int(c.TxPackets)
+	}
+	if tx != n-1 {
+		t.Fatalf("%d frames counted as sent, want %d", tx, n-1)
+	}
+	// Port 0 is learned: a frame to it from the last port reaches it alone.
+	raws[n-1].Send(t, testFrame(stationMAC(0), stationMAC(99), 0, 0, 2))
+	if f := raws[0].Recv(2 * time.Second); f == nil {
+		t.Fatal("known unicast from the last port did not reach port 0")
+	}
+	if extra := raws[1].RecvAll(100 * time.Millisecond); len(extra) != 0 {
+		t.Fatalf("known unicast was flooded: port 1 got %d frames", len(extra))
+	}
+}

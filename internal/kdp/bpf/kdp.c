@@ -19,7 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_PORTS 64    /* ports of one switch on the kernel path */
+#define MAX_PORTS 1024  /* ports of one switch on the kernel path (a power of 2) */
 #define VLAN_WORDS 64   /* 4096 VLANs, one bit each */
 
 /* Counters of a port, in this order (kdp.Counter). */
@@ -212,6 +212,44 @@ static __always_inline int live(const struct fdb_val *v, __u64 now, __u64 ageing
 	return v->is_static || now - v->seen < ageing;
 }
 
+/* A flood in progress: the frame, its switch and VLAN, and the member
+ * found last, which gets its copy when the next one is found (or the
+ * frame itself when none is). */
+struct flood {
+	struct __sk_buff *skb;
+	struct sw *s;
+	struct port *lastp;
+	__u32 in, swn, last;
+	__u16 tci;
+	int ours;
+};
+
+static long flood_one(__u64 i, void *arg)
+{
+	struct flood *f = arg;
+	if (i >= f->s->n)
+		return 1;
+	__u32 out = f->s->ifindex[i & (MAX_PORTS - 1)];
+	if (out == f->in)
+		return 0;
+	struct port *q = bpf_map_lookup_elem(&ports, &out);
+	if (!q || q->sw != f->swn || !has(q->member, f->tci & 0xfff))
+		return 0;
+	if (f->lastp) {
+		if (settag(f->skb, &f->ours, f->tci, f->lastp))
+			failed(f->lastp);
+		else if (toobig(f->skb, f->last, f->lastp))
+			;
+		else if (bpf_clone_redirect(f->skb, f->last, 0) == 0)
+			sent(f->skb, f->lastp);
+		else
+			failed(f->lastp);
+	}
+	f->last = out;
+	f->lastp = q;
+	return 0;
+}
+
 SEC("tc")
 int ingress(struct __sk_buff *skb)
 {
@@ -323,42 +361,21 @@ int ingress(struct __sk_buff *skb)
 	}
 
 	/* Flood to every member of the VLAN but the ingress port: a copy to
-	 * each but the last, which gets the frame itself. */
+	 * each but the last, which gets the frame itself. The members are
+	 * walked with bpf_loop, so a switch may have up to MAX_PORTS. */
 	count(ic, C_FLOODS, 1);
-	__u32 last = 0;
-	struct port *lastp = 0;
-	for (int i = 0; i < MAX_PORTS; i++) {
-		if (i >= s->n)
-			break;
-		__u32 out = s->ifindex[i];
-		if (out == in)
-			continue;
-		struct port *q = bpf_map_lookup_elem(&ports, &out);
-		if (!q || q->sw != swn || !has(q->member, vid))
-			continue;
-		if (lastp) {
-			if (settag(skb, &ours, tci, lastp))
-				failed(lastp);
-			else if (toobig(skb, last, lastp))
-				;
-			else if (bpf_clone_redirect(skb, last, 0) == 0)
-				sent(skb, lastp);
-			else
-				failed(lastp);
-		}
-		last = out;
-		lastp = q;
-	}
-	if (!lastp)
+	struct flood f = {.skb = skb, .s = s, .in = in, .swn = swn, .tci = tci, .ours = ours};
+	bpf_loop(MAX_PORTS, flood_one, &f, 0);
+	if (!f.lastp)
 		return TC_ACT_SHOT; /* no other member: nowhere to go */
-	if (settag(skb, &ours, tci, lastp)) {
-		failed(lastp);
+	if (settag(skb, &f.ours, tci, f.lastp)) {
+		failed(f.lastp);
 		return TC_ACT_SHOT;
 	}
-	if (toobig(skb, last, lastp))
+	if (toobig(skb, f.last, f.lastp))
 		return TC_ACT_SHOT;
-	sent(skb, lastp);
-	return bpf_redirect(last, 0);
+	sent(skb, f.lastp);
+	return bpf_redirect(f.last, 0);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";
