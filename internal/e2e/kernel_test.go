@@ -118,7 +118,7 @@ func TestKernelTrunkSuperFrames(t *testing.T) {
 		f := append(append(append([]byte{}, to[:]...), 0x02, 0x11, 0x22, 0x33, 0x44, 0x55), 0x81, 0x00, 0x00, 10, 0x08, 0x00)
 		return append(f, make([]byte, 4000)...)
 	}
-	wire.Send(t, jumbo(dst))                                     // known: a's MAC
+	wire.Send(t, jumbo(dst))                                      // known: a's MAC
 	wire.Send(t, jumbo([6]byte{0x02, 0x99, 0x99, 0x99, 0x99, 9})) // unknown: flooded to a
 	var after api.PortStats
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
