@@ -29,6 +29,7 @@ const (
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	host, stats := r.URL.Query().Get("host"), r.URL.Query().Get("stats")
 	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{}) // the request is read: the server's read timeout does not end the stream
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -23,8 +23,8 @@ var peerClient = &http.Client{Timeout: 10 * time.Second}
 // onHost serves a read asked of another host (api.HostHeader) by fetching
 // it from that host; it reports whether it did.
 func (s *Server) onHost(w http.ResponseWriter, r *http.Request, host string) bool {
-	if host == "" || host == s.c.HostName() {
-		return false
+	if host == "" || host == s.c.HostName() || consolePath(r.URL.Path) {
+		return false // a console's URL is only ever this host's
 	}
 	if r.Method != http.MethodGet {
 		s.fail(w, field.New(api.HostHeader, host, "only on reads: a write goes to the cluster's state through any host"))
@@ -62,6 +62,10 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, host, addr, token
 // the cluster's token; anything else is 401 (or 405) and nothing more.
 func (s *Server) PeerHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if consolePath(r.URL.Path) {
+			writeError(w, http.StatusForbidden, &api.Error{Code: api.CodeUnauthorized, Message: "a host's console token is its own: vswitchctl console on that host"})
+			return
+		}
 		want := s.c.PeerToken()
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if want == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
@@ -76,3 +80,7 @@ func (s *Server) PeerHandler() http.Handler {
 		s.mux.ServeHTTP(w, r)
 	})
 }
+
+// consolePath reports whether path is the web console's token's: never
+// served to or fetched from another host.
+func consolePath(path string) bool { return strings.HasPrefix(path, "/v1/console") }

@@ -330,3 +330,21 @@ func TestNICs(t *testing.T) {
 		t.Fatalf("GET /v1/host/nics: %d %v, want eth1,eth2", code, nics)
 	}
 }
+
+// TestConsoleTokenStaysHome: the peer listener never hands out the web
+// console's URL (its token allows writes; the peer token reads only).
+func TestConsoleTokenStaysHome(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewServer(New(e.d, slog.New(slog.DiscardHandler)).PeerHandler())
+	t.Cleanup(srv.Close)
+	for _, path := range []string{"/v1/console", "/v1/console/token"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("peer listener GET %s: %d, want 403", path, resp.StatusCode)
+		}
+	}
+}

@@ -140,6 +140,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer ctl.Close()
 	srv := apiserver.New(ctl, log)
+	// The web console and the peer listener are opened before the API
+	// serves anything: a failure to open them ends Run with nothing
+	// serving, and the API never answers with the console half set up.
+	var wc *webConsole
+	if o.Web.Addr != "" {
+		if wc, err = openWeb(o.Web, srv, log); err != nil {
+			return err
+		}
+		defer wc.l.Close()
+		defer wc.hs.Close()
+	}
+	var pl net.Listener
+	if member != nil {
+		if pl, err = net.Listen("tcp", o.Cluster.PeerAPI); err != nil {
+			return fmt.Errorf("--peer-api %s: %w", o.Cluster.PeerAPI, err)
+		}
+		defer pl.Close()
+	}
 	l, err := apiserver.Listen(o.Socket, o.SocketMode)
 	if err != nil {
 		return fmt.Errorf("API socket: %w", err)
@@ -154,22 +172,14 @@ func Run(ctx context.Context, o Options) error {
 		WriteTimeout: 2 * time.Minute, IdleTimeout: 6 * ht}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(l) }()
-	if member != nil {
-		pl, err := net.Listen("tcp", o.Cluster.PeerAPI)
-		if err != nil {
-			return fmt.Errorf("--peer-api %s: %w", o.Cluster.PeerAPI, err)
-		}
+	if pl != nil {
 		ps := &http.Server{Handler: srv.PeerHandler(), ReadHeaderTimeout: ht, ReadTimeout: 3 * ht, WriteTimeout: 2 * time.Minute, IdleTimeout: 6 * ht}
 		go ps.Serve(pl)
 		defer ps.Close()
 		log.Info("serving the other hosts' reads", "addr", o.Cluster.PeerAPI)
 	}
-	if o.Web.Addr != "" {
-		ws, err := serveWeb(o.Web, srv, log)
-		if err != nil {
-			return err
-		}
-		defer ws.Close()
+	if wc != nil {
+		wc.serve(log)
 	}
 	log.Info("vswitchd serving", "socket", o.Socket)
 	if o.Ready != nil {
@@ -197,8 +207,16 @@ func machineID() string {
 	return h
 }
 
-// serveWeb starts the web console (package web) over the API.
-func serveWeb(o web.Options, srv *apiserver.Server, log *slog.Logger) (*http.Server, error) {
+// webConsole is the web console (package web) over the API, and its server.
+type webConsole struct {
+	hs  *http.Server
+	l   net.Listener
+	tls bool
+}
+
+// openWeb makes the console (its token read or made) and opens its
+// listener; the API hands out its URL from now on.
+func openWeb(o web.Options, srv *apiserver.Server, log *slog.Logger) (*webConsole, error) {
 	var tc *tls.Config
 	if o.Cert != "" {
 		cert, err := tls.LoadX509KeyPair(o.Cert, o.Key)
@@ -216,20 +234,25 @@ func serveWeb(o web.Options, srv *apiserver.Server, log *slog.Logger) (*http.Ser
 		return nil, err
 	}
 	srv.SetConsole(con)
-	// No write timeout: the event stream stays open (it sets its own
-	// deadline per event).
-	hs := &http.Server{Handler: con.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, TLSConfig: tc}
+	// Requests are read within 30 s; the event stream, once its request is
+	// read, stays open (it sets its own write deadline per event).
+	hs := &http.Server{Handler: con.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: time.Minute, TLSConfig: tc}
+	return &webConsole{hs: hs, l: l, tls: tc != nil}, nil
+}
+
+// serve serves the console until its server is closed.
+func (w *webConsole) serve(log *slog.Logger) {
 	go func() {
 		var err error
-		if tc != nil {
-			err = hs.ServeTLS(l, "", "")
+		if w.tls {
+			err = w.hs.ServeTLS(w.l, "", "")
 		} else {
-			err = hs.Serve(l)
+			err = w.hs.Serve(w.l)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			log.Error("web console", "err", err)
 		}
 	}()
-	log.Info("serving the web console", "addr", l.Addr().String(), "url", "vswitchctl console prints it")
-	return hs, nil
+	log.Info("serving the web console", "addr", w.l.Addr().String(), "url", "vswitchctl console prints it")
 }

@@ -4,8 +4,8 @@
 //
 // Every request needs the console's token: a random secret kept in the
 // state directory (mode 0600), which `vswitchctl console` prints as a
-// login URL. The login sets it as a cookie (HttpOnly, SameSite=Strict);
-// scripts may send it as a bearer token instead. Without it the answer is
+// login URL. The login sets a session cookie derived from it (HttpOnly,
+// SameSite=Strict); scripts may send the token as a bearer token instead. Without it the answer is
 // 401 and nothing else: no page, asset or API answer before login. A
 // write must come from the console's own origin (Origin and
 // Sec-Fetch-Site are checked), so that no other site can change anything
@@ -14,7 +14,9 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/hex"
@@ -82,6 +84,8 @@ type Console struct {
 	tls       bool
 	log       *slog.Logger
 
+	rotating sync.Mutex // one Rotate at a time: the file and the token agree
+
 	mu      sync.Mutex
 	token   string
 	rotated chan struct{} // closed when the token is replaced: open streams end
@@ -109,6 +113,8 @@ func New(o Options, api http.Handler, log *slog.Logger) (*Console, error) {
 // Rotate replaces the token: every browser logged in with the old one is
 // out (its open event streams end) and must log in with the new URL.
 func (c *Console) Rotate() (string, error) {
+	c.rotating.Lock()
+	defer c.rotating.Unlock()
 	b := make([]byte, 32)
 	rand.Read(b)
 	tok := hex.EncodeToString(b)
@@ -123,16 +129,25 @@ func (c *Console) Rotate() (string, error) {
 	return c.urlLocked(), nil
 }
 
-// writeSecret replaces path's content with s, mode 0600, atomically.
+// writeSecret replaces path's content with s, mode 0600, atomically (a
+// temporary file of its own, renamed over it).
 func writeSecret(path, s string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, []byte(s+"\n"), 0o600); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(f.Name()) // gone once renamed
+	_, err = f.WriteString(s + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path) // CreateTemp made it 0600
 }
 
 // URL is the login URL with the token ("" before Serve).
@@ -170,19 +185,29 @@ func (c *Console) Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
-// authorized reports whether r carries the current token (cookie or
-// bearer), and how: bearer requests come from scripts, not browsers.
-func (c *Console) authorized(r *http.Request) (ok, bearer bool) {
+// session is the cookie's value for token: derived from it, so that the
+// cookie (which a browser also sends to other ports of the same host) is
+// not the token itself, and changes with it.
+func session(token string) string {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("vswitch console session"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// authorized reports whether r carries the current token (a bearer token)
+// or its session cookie, how (bearer requests come from scripts, not
+// browsers), and the channel that is closed when that token is replaced.
+func (c *Console) authorized(r *http.Request) (ok, bearer bool, rotated <-chan struct{}) {
 	c.mu.Lock()
-	want := c.token
+	want, rotated := c.token, c.rotated
 	c.mu.Unlock()
 	if got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
-		return same(got, want), true
+		return same(got, want), true, rotated
 	}
 	if ck, err := r.Cookie(CookieName); err == nil {
-		return same(ck.Value, want), false
+		return same(ck.Value, session(want)), false, rotated
 	}
-	return false, false
+	return false, false, rotated
 }
 
 func same(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
@@ -215,7 +240,7 @@ func (c *Console) Handler() http.Handler {
 			c.login(w, r)
 			return
 		}
-		ok, bearer := c.authorized(r)
+		ok, bearer, rotated := c.authorized(r)
 		if !ok {
 			unauthorized(w, r)
 			return
@@ -228,18 +253,16 @@ func (c *Console) Handler() http.Handler {
 		case strings.HasPrefix(r.URL.Path, "/v1/console"):
 			http.Error(w, "403 forbidden: the console's token is managed on vswitchd's unix socket (vswitchctl console [--rotate])", http.StatusForbidden)
 		case strings.HasPrefix(r.URL.Path, "/v1/"):
-			c.api.ServeHTTP(w, r.WithContext(c.untilRotated(r.Context())))
+			c.api.ServeHTTP(w, r.WithContext(untilRotated(r.Context(), rotated)))
 		default:
 			files.ServeHTTP(w, r)
 		}
 	})
 }
 
-// untilRotated ends a request (an event stream) when the token is replaced.
-func (c *Console) untilRotated(ctx context.Context) context.Context {
-	c.mu.Lock()
-	rotated := c.rotated
-	c.mu.Unlock()
+// untilRotated ends a request (an event stream) when the token it was
+// let in with is replaced.
+func untilRotated(ctx context.Context, rotated <-chan struct{}) context.Context {
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer cancel()
@@ -261,7 +284,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		unauthorized(w, r)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: want, Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: session(want), Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

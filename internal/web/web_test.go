@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,7 +106,7 @@ func do(t *testing.T, method, url string, hdr map[string]string) (int, string, *
 
 func TestAccess(t *testing.T) {
 	c, srv := console(t, filepath.Join(t.TempDir(), "console-token"))
-	cookie := CookieName + "=" + c.token
+	cookie := CookieName + "=" + session(c.token)
 	origin := srv.URL
 	tests := []struct {
 		name, method, path string
@@ -118,6 +119,8 @@ func TestAccess(t *testing.T) {
 		{"API without token", "GET", "/v1/topology", nil, 401, `"unauthorized"`},
 		{"wrong cookie", "GET", "/v1/topology", map[string]string{"Cookie": CookieName + "=nope"}, 401, ""},
 		{"wrong bearer", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer nope"}, 401, ""},
+		{"the token as the cookie", "GET", "/v1/topology", map[string]string{"Cookie": CookieName + "=" + c.token}, 401, ""},
+		{"the session as a bearer token", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer " + session(c.token)}, 401, ""},
 		{"login with a wrong token", "GET", "/login?token=nope", nil, 401, ""},
 		{"page with cookie", "GET", "/", map[string]string{"Cookie": cookie}, 200, "<title>vswitch console</title>"},
 		{"API read with cookie", "GET", "/v1/topology", map[string]string{"Cookie": cookie}, 200, "api GET /v1/topology"},
@@ -151,8 +154,8 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("login: %d to %q, want 303 to /", status, resp.Header.Get("Location"))
 	}
 	cks := resp.Cookies()
-	if len(cks) != 1 || cks[0].Name != CookieName || cks[0].Value != c.token || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteStrictMode {
-		t.Fatalf("login cookie: %+v, want %s, HttpOnly, SameSite=Strict", cks, CookieName)
+	if len(cks) != 1 || cks[0].Name != CookieName || cks[0].Value != session(c.token) || cks[0].Value == c.token || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login cookie: %+v, want %s with the session derived from the token (not the token), HttpOnly, SameSite=Strict", cks, CookieName)
 	}
 }
 
@@ -160,7 +163,7 @@ func TestLogin(t *testing.T) {
 // open event stream ends.
 func TestRotateLogsOut(t *testing.T) {
 	c, srv := console(t, filepath.Join(t.TempDir(), "console-token"))
-	cookie := CookieName + "=" + c.token
+	cookie := CookieName + "=" + session(c.token)
 	req, _ := http.NewRequest("GET", srv.URL+"/v1/events", nil)
 	req.Header.Set("Cookie", cookie)
 	resp, err := http.DefaultClient.Do(req)
@@ -180,7 +183,7 @@ func TestRotateLogsOut(t *testing.T) {
 	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": cookie}); status != 401 {
 		t.Fatalf("old cookie after rotation: %d, want 401", status)
 	}
-	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": CookieName + "=" + c.token}); status != 200 {
+	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": CookieName + "=" + session(c.token)}); status != 200 {
 		t.Fatalf("new token: %d, want 200", status)
 	}
 }
@@ -203,5 +206,24 @@ func TestBundleIsBuilt(t *testing.T) {
 		if !bytes.Equal(built, committed) {
 			t.Errorf("static/%s is not what ui/src builds to: run make console and commit it", f)
 		}
+	}
+}
+
+// TestConcurrentRotations: the token in memory is the one in the file,
+// whatever the order of rotations that run at once.
+func TestConcurrentRotations(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "console-token")
+	c, _ := console(t, file)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() { c.Rotate() })
+	}
+	wg.Wait()
+	b, _ := os.ReadFile(file)
+	if strings.TrimSpace(string(b)) != c.token {
+		t.Fatal("after rotations at once, the file holds another token than the console")
+	}
+	if left, _ := filepath.Glob(file + ".*"); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
 	}
 }
