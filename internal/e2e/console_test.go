@@ -285,6 +285,17 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("a refused edit changed the state: revision %s -> %s", rev, got)
 	}
 	do("cancel", chromedp.Click(css(`#dlg-adapter button[value=cancel]`)))
+	// An edit that changes the mode replaces the VLAN setting whole.
+	evalJS[bool](b, "edit again", `[...document.querySelectorAll('#details button')].find(b => b.textContent === 'Edit').click(); true`)
+	do("to trunk", chromedp.WaitVisible(css("#dlg-adapter")), chromedp.SetValue(css(`#dlg-adapter [name="vlan.mode"]`), "trunk"))
+	evalJS[bool](b, "mode change", `document.querySelector('#dlg-adapter [name="vlan.mode"]').dispatchEvent(new Event('change')); true`)
+	do("allowed VLANs", chromedp.SendKeys(css(`#dlg-adapter [name="vlan.allowed"]`), "30-31"), chromedp.Click(css(`#dlg-adapter button.primary`)))
+	waitJS("the trunk in the picture", `vswitch.cy.getElementById('ad:web/eth1').data('label').includes('trunk 30-31')`)
+	for _, ad := range adapters(t, p) {
+		if ad.VM == "web" && ad.Name == "eth1" && (ad.VLAN.String() != "trunk 30-31" || ad.VLAN.Access != 0) {
+			t.Fatalf("web/eth1 after the edit: %s (access %d), want trunk 30-31 and nothing of access", ad.VLAN.String(), ad.VLAN.Access)
+		}
+	}
 
 	// 6. A change made with vswitchctl appears without a reload.
 	evalJS[bool](b, "mark the page", `window.__sameLoad = true`)

@@ -200,3 +200,26 @@ export function openForm(kind, doc, opts, save, done) {
   const first = form.querySelector('input:not([disabled]), select:not([disabled])');
   if (first) first.focus();
 }
+
+// edited is orig changed as the form of kind says: every field the form
+// has (set, emptied or hidden) is what the form read into doc; fields the
+// form does not show (a switch's MAC ageing, say) stay as they were.
+export function edited(kind, orig, doc) {
+  const out = structuredClone(orig);
+  const form = document.getElementById('dlg-' + kind).querySelector('form');
+  for (const el of form.querySelectorAll('[data-field]')) {
+    const keys = el.dataset.field.split('.');
+    if (el.closest('fieldset.vlan')) keys.length = 1; // a VLAN setting is replaced whole
+    let o = out;
+    for (const k of keys.slice(0, -1)) o = o && o[k];
+    if (o) delete o[keys[keys.length - 1]];
+  }
+  const put = (dst, src) => {
+    for (const [k, v] of Object.entries(src)) {
+      if (v && typeof v === 'object' && !Array.isArray(v) && dst[k] && typeof dst[k] === 'object') put(dst[k], v);
+      else dst[k] = v;
+    }
+  };
+  put(out, doc);
+  return out;
+}

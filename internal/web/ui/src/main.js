@@ -6,7 +6,7 @@ import cytoscape from 'cytoscape';
 import dagre from 'cytoscape-dagre';
 import svg from 'cytoscape-svg';
 import { h, clear, ranges, inRanges, vlanColor, download } from './util.js';
-import { openForm } from './forms.js';
+import { openForm, edited } from './forms.js';
 
 cytoscape.use(dagre);
 cytoscape.use(svg);
@@ -55,6 +55,8 @@ export async function api(method, path, body, host) {
 
 function loggedOut() {
   if (ui.events) ui.events.close();
+  clearInterval(ui.statsTimer);
+  clearInterval(ui.consoleTimer);
   setLive(false, 'logged out: open the URL that vswitchctl console prints');
 }
 
@@ -409,9 +411,28 @@ function highlightVLAN() {
   });
 }
 
+// showVM shows a VM's details, also where the picture has no node for it
+// (compact views reach VMs through their adapters).
+function showVM(vm) {
+  const el = ui.cy.getElementById('vm:' + vm);
+  if (el.nonempty()) {
+    select(el.id());
+    return;
+  }
+  ui.cy.elements().unselect();
+  ui.selected = 'vm:' + vm;
+  panel().dataset.for = ui.selected;
+  ui.panelSeq++;
+  clearInterval(ui.consoleTimer);
+  vmDetails(clear(panel()), vm).catch((e) => alertIn(e.message));
+}
+
 function reselect() {
   if (!ui.selected) return;
   const el = ui.cy.getElementById(ui.selected);
+  if (el.empty() && ui.selected.startsWith('vm:') && ui.topo.vms.some((v) => 'vm:' + v.name === ui.selected)) {
+    return; // a VM shown without a node of its own (showVM)
+  }
   if (el.empty()) {
     ui.selected = null;
     showNothing();
@@ -465,6 +486,8 @@ async function showDetails(el, full = true) {
     return;
   }
   panel().dataset.for = id;
+  ui.panelSeq = (ui.panelSeq || 0) + 1;
+  clearInterval(ui.consoleTimer);
   const p = clear(panel());
   if (kind === 'switch') return switchDetails(p, el.data('name'));
   if (kind === 'group') {
@@ -488,9 +511,15 @@ async function showDetails(el, full = true) {
   showStats();
 }
 
+// current reports whether the panel still shows what was selected when
+// seq was taken: an answer that comes after another selection is dropped.
+function current(seq) { return seq === ui.panelSeq; }
+
 async function switchDetails(p, name) {
+  const seq = ui.panelSeq;
   watchStats(name, where(findSwitch(name)));
   const s = await api('GET', '/v1/switches/' + encodeURIComponent(name));
+  if (!current(seq)) return;
   const ts = findSwitch(name) || {};
   p.append(h('h2', {}, 'Switch ' + name),
     kv({ type: s.type, uplink: s.uplink, 'management OS': s.type === 'external' ? String(s.allowManagementOS !== false) : undefined, 'default VLAN': s.defaultVLAN || 1, 'data path': ts.datapath, running: String(ts.running), host: s.host, span: s.span ? (s.hosts || 'every host') : undefined, VNI: s.vni || undefined, MTU: ts.mtu || undefined, notes: s.notes }),
@@ -532,8 +561,9 @@ function fdbView(sw, host) {
 }
 
 async function vmDetails(p, name) {
+  const seq = ui.panelSeq;
   const vm = await api('GET', '/v1/vms').then((l) => l.find((v) => v.name === name));
-  if (!vm) return;
+  if (!vm || !current(seq)) return;
   const tv = ui.topo.vms.find((v) => v.name === name) || {};
   const runnable = vm.kernel || vm.disk;
   p.append(h('h2', {}, 'VM ' + name), kv({ host: vm.host, state: tv.state, memory: vm.memoryMiB ? vm.memoryMiB + ' MiB' : undefined, CPUs: vm.cpus, kernel: vm.kernel, disk: vm.disk, notes: vm.notes }),
@@ -547,9 +577,9 @@ async function vmDetails(p, name) {
     p.append(h('h3', {}, 'Console'), h('pre', { class: 'console', id: 'console', tabindex: '0', 'aria-label': 'console of ' + name }));
     refreshConsole(name);
     // The console's tail is read again every 2 s while it is shown.
-    const shown = panel().dataset.for;
-    const timer = setInterval(() => {
-      if (panel().dataset.for !== shown || !document.getElementById('console')) clearInterval(timer);
+    clearInterval(ui.consoleTimer);
+    ui.consoleTimer = setInterval(() => {
+      if (!current(seq) || !document.getElementById('console')) clearInterval(ui.consoleTimer);
       else refreshConsole(name);
     }, 2000);
   }
@@ -568,14 +598,16 @@ async function refreshConsole(name) {
 }
 
 async function adapterDetails(p, vm, name, sw) {
+  const seq = ui.panelSeq;
   const tp = (findSwitch(sw) || { adapters: [] }).adapters.find((x) => x.name === vm + '/' + name) || {};
   watchStats(sw, tp.host);
   const a = await api('GET', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name));
+  if (!current(seq)) return;
   p.append(h('h2', {}, 'Adapter ' + vm + '/' + name),
     kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), state: tp.state }),
     h('div', { class: 'actions' },
       button('Edit', () => editAdapter(a)),
-      button('VM ' + vm, () => { panel().dataset.for = ''; vmDetails(clear(panel()), vm).catch((e) => alertIn(e.message)); }),
+      button('VM ' + vm, () => showVM(vm)),
       button('Delete', () => guarded(async () => { if (confirm('Delete adapter ' + vm + '/' + name + '?')) { await api('DELETE', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name)); select(null); } }), 'danger')),
     h('h3', {}, 'Counters'), h('div', { id: 'stats', 'data-port': vm + '/' + name }));
   showStats();
@@ -617,7 +649,7 @@ async function newSwitch() {
 async function editSwitch(name) {
   const s = await api('GET', '/v1/switches/' + encodeURIComponent(name));
   openForm('switch', s, { nics: await nics(), editing: true },
-    (n) => api('PUT', '/v1/switches/' + encodeURIComponent(name), { ...s, ...n }));
+    (n) => api('PUT', '/v1/switches/' + encodeURIComponent(name), edited('switch', s, n)));
 }
 
 function newVM() {
@@ -625,7 +657,7 @@ function newVM() {
 }
 
 function editVM(vm) {
-  openForm('vm', vm, { editing: true }, (v) => api('PUT', '/v1/vms/' + encodeURIComponent(vm.name), { ...vm, ...v }));
+  openForm('vm', vm, { editing: true }, (v) => api('PUT', '/v1/vms/' + encodeURIComponent(vm.name), edited('vm', vm, v)));
 }
 
 function pickers() {
@@ -639,12 +671,13 @@ function newAdapter(initial) {
 
 function editAdapter(a) {
   openForm('adapter', a, { ...pickers(), editing: true },
-    (n) => api('PUT', '/v1/vms/' + encodeURIComponent(a.vm) + '/adapters/' + encodeURIComponent(a.name), { ...a, ...n, dynamicMAC: a.dynamicMAC && (!n.mac || n.mac === a.mac) }));
+    (n) => api('PUT', '/v1/vms/' + encodeURIComponent(a.vm) + '/adapters/' + encodeURIComponent(a.name),
+      { ...edited('adapter', a, n), dynamicMAC: !n.mac || (a.dynamicMAC && n.mac === a.mac) }));
 }
 
 async function macPool() {
   const hst = await api('GET', '/v1/host');
-  openForm('pool', hst, {}, (p) => api('PUT', '/v1/host', { ...hst, ...p }));
+  openForm('pool', hst, {}, (p) => api('PUT', '/v1/host', edited('pool', hst, p)));
 }
 
 // ---- selection, search, keyboard ---------------------------------------
@@ -660,7 +693,14 @@ function select(id) {
   ui.selected = id;
   const cy = ui.cy;
   cy.elements().unselect();
-  if (!id) { showNothing(); return; }
+  if (!id) {
+    panel().dataset.for = '';
+    ui.panelSeq = (ui.panelSeq || 0) + 1;
+    clearInterval(ui.consoleTimer);
+    watchStats('', '');
+    showNothing();
+    return;
+  }
   const el = cy.getElementById(id);
   if (el.nonempty()) {
     el.select();
