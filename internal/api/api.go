@@ -37,6 +37,9 @@ type Error struct {
 	Message  string         `json:"message"`
 	Problems []*field.Error `json:"problems,omitempty"`
 	Step     string         `json:"step,omitempty"`
+	// Read is set by a client whose request only read (GET): nothing
+	// could have been changed, so "nothing was changed" is not news.
+	Read bool `json:"-"`
 }
 
 // ErrorBody wraps Error.

@@ -240,6 +240,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"adapter", "vlan", "web/eth0", "--hybrid", "--pvid", "10", "--untagged", "10"}, ExitUsage, "--hybrid needs --pvid VID, --untagged SET and --tagged SET"},
 		{[]string{"adapter", "vlan", "web/eth0", "--access", "10", "--tagged", "20"}, ExitUsage, "--tagged goes with --hybrid"},
 		{[]string{"console"}, ExitNotFound, "the web console is off: start vswitchd with --web"},
+		{[]string{"fdb", "int0", "--vlan", "5000"}, ExitFailed, "error: invalid request:\n  vlan \"5000\""}, // a read: not "nothing was changed"
 		{[]string{"console", "--rotate"}, ExitNotFound, "the web console is off"},
 	}
 	for _, tt := range tests {

@@ -92,9 +92,12 @@ func (a *app) report(err error) int {
 	var ue usageError
 	switch {
 	case errors.As(err, &ae):
-		if len(ae.Problems) == 0 {
+		switch {
+		case len(ae.Problems) == 0:
 			fmt.Fprintf(a.errOut, "error: %s\n", ae.Message)
-		} else {
+		case ae.Read:
+			fmt.Fprintln(a.errOut, "error: invalid request:")
+		default:
 			fmt.Fprintln(a.errOut, "error: refused, nothing was changed:")
 		}
 		for _, p := range ae.Problems {

@@ -76,6 +76,7 @@ func (c *Client) do(method, path string, body, out any) error {
 		if err := json.Unmarshal(b, &eb); err != nil || eb.Error.Code == "" {
 			return &api.Error{Code: api.CodeFailed, Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, b)}
 		}
+		eb.Error.Read = method == "GET"
 		return &eb.Error
 	}
 	if out != nil {
