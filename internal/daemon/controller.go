@@ -18,6 +18,7 @@ import (
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/field"
+	"github.com/vswitch/vswitch/internal/kdp"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/l2"
 	"github.com/vswitch/vswitch/internal/nsrun"
@@ -485,6 +486,10 @@ func (c *Controller) overlay(cfg *config.Config) *Overlay {
 	}
 	return o
 }
+
+// KernelMove reports a station move the kernel data path saw (its
+// OnMove), as the core reports its own.
+func (c *Controller) KernelMove(m kdp.Move) { c.d.KernelMove(m) }
 
 // Switch returns a running switch as reads see it (either data path), or nil.
 func (c *Controller) Switch(name string) LiveSwitch { return c.d.Switch(name) }

@@ -100,7 +100,8 @@ type Daemon struct {
 	overlay  *Overlay             // spanning switches' tunnels; nil: none (a single host)
 	handover map[string]bool      // record keys of devices another host of the cluster now has
 
-	view atomic.Pointer[view] // what readers see
+	view   atomic.Pointer[view] // what readers see
+	kmoves sync.Map             // switch name → *moveLimit: the kernel data path's move reports
 }
 
 // view is what the last Apply left running, for readers.

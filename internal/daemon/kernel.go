@@ -231,11 +231,12 @@ type kernelView struct {
 	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
+	moves   *moveLimit // its move reports' limit
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
 	v := &kernelView{kern: d.kern, core: ls.core, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
-		configs: make(map[string]l2.PortConfig, len(ls.ifnames))}
+		configs: make(map[string]l2.PortConfig, len(ls.ifnames)), moves: d.moveLimitOf(ls.opts.Name)}
 	for pn, ifname := range ls.ifnames {
 		if pn != KindJoin {
 			v.ports[pn] = ifname
@@ -325,8 +326,9 @@ func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l
 	return out, false, nil
 }
 
-// SuppressedMoves implements LiveSwitch: the program reports no moves yet.
-func (v *kernelView) SuppressedMoves() uint64 { return 0 }
+// SuppressedMoves implements LiveSwitch: moves the program saw and the
+// daemon did not log, over the limit (KernelMove).
+func (v *kernelView) SuppressedMoves() uint64 { return v.moves.suppressed.Load() }
 
 // pruneKernel tells the kernel data path which switches and ports are the
 // daemon's now; d.mu is held.

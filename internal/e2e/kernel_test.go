@@ -132,6 +132,43 @@ func TestKernelTrunkSuperFrames(t *testing.T) {
 	}
 }
 
+// TestKernelMovesReported: a station that moves between ports of a kernel
+// switch is logged by vswitchd with the ports' names, as the core's are.
+func TestKernelMovesReported(t *testing.T) {
+	netnstest.RequireRoot(t)
+	vswitchd, vswitchctl := bins(t)
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(), args: []string{"--bpf-dir", ""}}
+	t.Cleanup(func() {
+		if p.cmd != nil {
+			p.kill9()
+		}
+	})
+	p.start()
+	if code, _, errOut := p.ctl("switch", "add", "kmv", "--type", "private", "--datapath", "kernel"); code != 0 {
+		if strings.Contains(errOut, "not available") {
+			t.Skipf("no kernel data path here: %s", errOut)
+		}
+		t.Fatalf("switch add: %s", errOut)
+	}
+	ns := map[string]*netnstest.NS{"a": netnstest.New(t), "b": netnstest.New(t)}
+	for _, v := range []string{"a", "b"} {
+		p.must("vm", "add", v)
+		p.must("adapter", "add", v+"/eth0", "--switch", "kmv", "--netns", ns[v].Name, "--spoof-guard=false")
+		waitLink(t, ns[v], "eth0", p)
+	}
+	station := []byte{0x02, 0x42, 0x42, 0x42, 0x42, 0x42}
+	f := append(append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, station...), 0x08, 0x00)
+	f = append(f, make([]byte, 46)...)
+	ns["a"].Raw(t, "eth0").Send(t, f)
+	time.Sleep(100 * time.Millisecond)
+	ns["b"].Raw(t, "eth0").Send(t, f)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.log.String(), `msg="station moved" switch=kmv mac=02:42:42:42:42:42 vlan=1 from=a/eth0 to=b/eth0`); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no report of the move in the daemon's log:\n%s", p.log)
+		}
+	}
+}
+
 // kernelPortStats reads one port's counters with vswitchctl stats.
 func kernelPortStats(t *testing.T, p *product, sw, port string) api.PortStats {
 	t.Helper()

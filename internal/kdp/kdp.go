@@ -25,6 +25,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -80,6 +81,10 @@ type Options struct {
 	// ends, and the next Open takes the switches and ports over as they
 	// are. Without it, Close detaches the program from every port.
 	PinDir string
+	// OnMove, if set, is told of every station the program saw move
+	// between ports (on a goroutine of its own; it must not block long,
+	// nor call the Datapath). The program counts moves either way.
+	OnMove func(Move)
 }
 
 // DefaultPinDir is where vswitchd pins the kernel data path.
@@ -99,6 +104,9 @@ type Datapath struct {
 	free     []uint32 // counter slots given back
 	next     uint32   // the next counter slot never used
 	closed   bool
+
+	moves     *ringbuf.Reader // the move records, with OnMove; nil without
+	movesDone chan struct{}   // closed when the reader's goroutine ends
 }
 
 type port struct {
@@ -165,6 +173,12 @@ func Open(o Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
+	if o.OnMove != nil {
+		if err := d.reportMoves(o.OnMove); err != nil {
+			d.objs.Close()
+			return nil, fmt.Errorf("reading the kernel data path's moves: %w", err)
+		}
+	}
 	return d, nil
 }
 
@@ -228,6 +242,12 @@ func (d *Datapath) Close() error {
 	}
 	d.closed = true
 	var errs []error
+	if d.moves != nil {
+		d.mu.Unlock() // the reader's goroutine takes mu to name a move
+		d.moves.Close()
+		<-d.movesDone
+		d.mu.Lock()
+	}
 	for name, p := range d.ports {
 		if p.link != nil {
 			errs = append(errs, p.link.Close())
@@ -531,7 +551,7 @@ func (d *Datapath) Prune(switches, ports map[string]bool) error {
 // pinMaps pins the maps in pinDir (again, after the last switch went).
 func (d *Datapath) pinMaps() error {
 	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb,
-		"statics": d.objs.Statics, "counters": d.objs.Counters} {
+		"statics": d.objs.Statics, "counters": d.objs.Counters, "moves": d.objs.Moves} {
 		if err := m.Pin(filepath.Join(d.pinDir, name)); err != nil {
 			return fmt.Errorf("pin the map %s: %w", name, err)
 		}
@@ -545,7 +565,7 @@ func (d *Datapath) unpinAll() {
 	entries, _ := os.ReadDir(d.pinDir)
 	for _, e := range entries {
 		switch n := e.Name(); {
-		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", strings.HasPrefix(n, "link-"):
+		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", n == "moves", strings.HasPrefix(n, "link-"):
 			os.Remove(filepath.Join(d.pinDir, n))
 		}
 	}

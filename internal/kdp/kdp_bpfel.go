@@ -61,6 +61,7 @@ type kdpSw struct {
 const (
 	kdpMapCounters = "counters"
 	kdpMapFdb      = "fdb"
+	kdpMapMoves    = "moves"
 	kdpMapPorts    = "ports"
 	kdpMapStatics  = "statics"
 	kdpMapSwitches = "switches"
@@ -118,6 +119,7 @@ type kdpProgramSpecs struct {
 type kdpMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
+	Moves    *ebpf.MapSpec `ebpf:"moves"`
 	Ports    *ebpf.MapSpec `ebpf:"ports"`
 	Statics  *ebpf.MapSpec `ebpf:"statics"`
 	Switches *ebpf.MapSpec `ebpf:"switches"`
@@ -151,6 +153,7 @@ func (o *kdpObjects) Close() error {
 type kdpMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Fdb      *ebpf.Map `ebpf:"fdb"`
+	Moves    *ebpf.Map `ebpf:"moves"`
 	Ports    *ebpf.Map `ebpf:"ports"`
 	Statics  *ebpf.Map `ebpf:"statics"`
 	Switches *ebpf.Map `ebpf:"switches"`
@@ -160,6 +163,7 @@ func (m *kdpMaps) Close() error {
 	return _KdpClose(
 		m.Counters,
 		m.Fdb,
+		m.Moves,
 		m.Ports,
 		m.Statics,
 		m.Switches,

@@ -562,3 +562,26 @@ func TestManyPorts(t *testing.T) {
 		t.Fatalf("known unicast was flooded: port 1 got %d frames", len(extra))
 	}
 }
+
+// TestMovesReported: a station seen on another port is reported with
+// its switch, VLAN, MAC and both ports, as the core reports it.
+func TestMovesReported(t *testing.T) {
+	moves := make(chan Move, 8)
+	access := mustVLAN(vlan.Access(10))
+	k := newKernelWith(t, []testPort{{name: "a", vlan: access}, {name: "b", vlan: access}},
+		Options{FDBSize: 4096, OnMove: func(m Move) { moves <- m }})
+	station := stationMAC(7)
+	k.send(t, "a", testFrame(frame.Broadcast, station, 0, 0, 1))
+	k.send(t, "b", testFrame(frame.Broadcast, station, 0, 0, 2))
+	select {
+	case m := <-moves:
+		if want := (Move{Switch: "sw", MAC: station, VID: 10, From: "p-a", To: "p-b"}); m != want {
+			t.Fatalf("move reported as %+v, want %+v", m, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no move reported")
+	}
+	if c := k.counters(t, "b"); c.Moves != 1 {
+		t.Fatalf("port b counts %d moves, want 1", c.Moves)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/api"
@@ -125,7 +126,15 @@ func Run(ctx context.Context, o Options) error {
 	if member != nil {
 		deps.Cluster, deps.VTEP, deps.OverlayMTU = member, vtep, overlayMTU
 	}
-	if kern, err := kdp.Open(kdp.Options{PinDir: o.BPFDir}); err != nil {
+	// The kernel data path reports station moves to the controller, which
+	// exists only once the data path does.
+	var moves atomic.Pointer[daemon.Controller]
+	onMove := func(m kdp.Move) {
+		if c := moves.Load(); c != nil {
+			c.KernelMove(m)
+		}
+	}
+	if kern, err := kdp.Open(kdp.Options{PinDir: o.BPFDir, OnMove: onMove}); err != nil {
 		deps.KernelWhy = err.Error()
 		log.Warn("the kernel data path is not available: switches run on the userspace core", "why", err)
 	} else {
@@ -133,6 +142,7 @@ func Run(ctx context.Context, o Options) error {
 		deps.Kernel = kern
 	}
 	ctl := daemon.NewController(deps)
+	moves.Store(ctl)
 	changes, err := ctl.Start()
 	log.Info("converged to the stored state", "store", o.Store, "changes", len(changes))
 	if errors.Is(err, store.ErrCorrupt) { // other failures are logged and retried

@@ -117,6 +117,21 @@ struct {
 	__type(value, struct fdb_val);
 } statics SEC(".maps");
 
+/* A station seen on another port than the one it was learned on, for
+ * vswitchd to report as the core does (rate-limited there). 20 bytes,
+ * little-endian: kdp.go's decodeMove reads this layout. */
+struct move {
+	__u32 sw;
+	__u32 from, to; /* ifindex */
+	__u16 vid;
+	__u8 mac[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 65536);
+} moves SEC(".maps");
+
 struct ctrs {
 	__u64 c[NCTR];
 };
@@ -319,9 +334,12 @@ int ingress(struct __sk_buff *skb)
 			v->seen = now; /* refreshed at most every ageing/64, as by the core */
 	} else {
 		if (v && live(v, now, s->ageing)) {
+			struct move m = {.sw = swn, .from = v->ifindex, .to = in, .vid = vid};
+			__builtin_memcpy(m.mac, src, 6);
 			v->ifindex = in;
 			v->seen = now;
 			count(ic, C_MOVES, 1);
+			bpf_ringbuf_output(&moves, &m, sizeof(m), 0); /* full: not reported, still counted */
 		} else {
 			struct fdb_val nv = {.ifindex = in, .seen = now};
 			bpf_map_update_elem(&fdb, &k, &nv, BPF_ANY);
