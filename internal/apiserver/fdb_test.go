@@ -3,7 +3,10 @@ package apiserver
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,8 +14,10 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/apitest"
+	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/port/mem"
+	"github.com/vswitch/vswitch/internal/store"
 )
 
 // probe attaches a port to the running switch sw behind the daemon's back,
@@ -180,4 +185,53 @@ func TestStatsShowBackendCounters(t *testing.T) {
 		t.Fatalf("stats of every switch: %+v", list)
 	}
 	e.refused("stats of a switch not running", "GET", "/v1/switches/nope/stats", "", 404, "not_found", []string{"nope"})
+}
+
+// TestKernelTablePaged: the pages of one listing of a kernel switch's MAC
+// table are cut from one read of the (shared, possibly huge) table; a new
+// listing reads it again.
+func TestKernelTablePaged(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "v.db"), &config.Config{Host: config.DefaultHost("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &apitest.Kernel{}
+	d := apitest.ControllerWithKernel(st, &apitest.Backend{FailOpen: map[string]bool{}}, apitest.Host{}, &apitest.Runner{}, k)
+	if _, err := d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(d, slog.New(slog.DiscardHandler)).Handler())
+	t.Cleanup(func() { srv.Close(); d.Close(); st.Close() })
+	e := &env{t: t, url: srv.URL, st: st, d: d}
+	if code := e.do("POST", "/v1/switches", `{"name":"k0","type":"private","datapath":"kernel"}`, nil); code != 200 {
+		t.Fatalf("add switch: %d", code)
+	}
+	e.do("POST", "/v1/vms", `{"name":"web"}`, nil)
+	for i := range 3 {
+		body := fmt.Sprintf(`{"vm":"web","name":"eth%d","switch":"k0","mac":"02:00:00:00:00:0%d","attachment":{"kind":"tap","device":"kt%d"}}`, i, i+1, i)
+		if code := e.do("POST", "/v1/adapters", body, nil); code != 200 {
+			t.Fatalf("add adapter %d: %d", i, code)
+		}
+	}
+	var macs []string
+	for next, pages := "", 0; ; pages++ {
+		var page api.FDBPage
+		if code := e.do("GET", "/v1/switches/k0/fdb?limit=1&after="+next, "", &page); code != 200 {
+			t.Fatalf("page %d: %d", pages, code)
+		}
+		for _, r := range page.Entries {
+			macs = append(macs, r.MAC)
+		}
+		if next = page.Next; next == "" {
+			break
+		}
+	}
+	if len(macs) != 3 || k.TableReads() != 1 {
+		t.Fatalf("paging one listing: %v, %d reads of the table; want 3 entries from one read", macs, k.TableReads())
+	}
+	e.do("GET", "/v1/switches/k0/fdb?limit=1", "", nil)
+	if k.TableReads() != 2 {
+		t.Fatalf("a new listing did not read the table again (%d reads)", k.TableReads())
+	}
 }

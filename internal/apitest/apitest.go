@@ -232,6 +232,14 @@ type Kernel struct {
 	mu       sync.Mutex
 	switches map[string]bool
 	ports    map[string]kdp.PortConfig
+	reads    int // MACTable calls
+}
+
+// TableReads says how often the MAC table was read whole.
+func (k *Kernel) TableReads() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.reads
 }
 
 // SetSwitch implements daemon.KernelPath.
@@ -312,6 +320,7 @@ func (k *Kernel) Counters(ifname string) (kdp.Counters, error) {
 func (k *Kernel) MACTable(name string) ([]kdp.Entry, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.reads++
 	var out []kdp.Entry
 	for ifname, c := range k.ports {
 		if c.Switch == name && !c.MAC.IsZero() {

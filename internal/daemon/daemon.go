@@ -102,6 +102,7 @@ type Daemon struct {
 
 	view   atomic.Pointer[view] // what readers see
 	kmoves sync.Map             // switch name → *moveLimit: the kernel data path's move reports
+	kfdb   sync.Map             // switch name → *fdbSnapshot: its MAC table, paged
 }
 
 // view is what the last Apply left running, for readers.

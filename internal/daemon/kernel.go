@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/config"
@@ -231,12 +232,13 @@ type kernelView struct {
 	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
-	moves   *moveLimit // its move reports' limit
+	moves   *moveLimit   // its move reports' limit
+	fdb     *fdbSnapshot // its MAC table's last read, for paging
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
 	v := &kernelView{kern: d.kern, core: ls.core, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
-		configs: make(map[string]l2.PortConfig, len(ls.ifnames)), moves: d.moveLimitOf(ls.opts.Name)}
+		configs: make(map[string]l2.PortConfig, len(ls.ifnames)), moves: d.moveLimitOf(ls.opts.Name), fdb: d.fdbSnapshotOf(ls.opts.Name)}
 	for pn, ifname := range ls.ifnames {
 		if pn != KindJoin {
 			v.ports[pn] = ifname
@@ -274,19 +276,72 @@ func (v *kernelView) Ports() []l2.PortInfo {
 // MACPage implements LiveSwitch. The kernel's table is read whole (it is
 // bounded by the data path's table size) and paged here.
 func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l2.MACEntry, bool, error) {
+	if f.Port != "" && v.ports[f.Port] == "" && (v.core == nil || !hasPort(v.core, f.Port)) {
+		return nil, false, fmt.Errorf("MAC table of port %q: %w", f.Port, l2.ErrNotFound)
+	}
+	avid, amac, started := after.Pos()
+	es, byIf, err := v.table(started)
+	if err != nil {
+		return nil, false, err
+	}
+	i := 0
+	if started { // the first row after the cursor
+		i, _ = slices.BinarySearchFunc(es, after, func(e kdp.Entry, _ l2.MACCursor) int {
+			return cmp.Or(cmp.Compare(e.VID, avid), slices.Compare(e.MAC[:], amac[:]), -1)
+		})
+		for i < len(es) && es[i].VID == avid && es[i].MAC == amac {
+			i++
+		}
+	}
+	var out []l2.MACEntry
+	for _, e := range es[i:] {
+		pn, ok := byIf[e.Port]
+		if !ok || f.ByVLAN && e.VID != f.VLAN || !f.MAC.IsZero() && e.MAC != f.MAC || f.Port != "" && pn != f.Port {
+			continue
+		}
+		if len(out) == limit {
+			return out, true, nil
+		}
+		out = append(out, l2.MACEntry{FDBEntry: l2.FDBEntry{VID: e.VID, MAC: e.MAC, Static: e.Static, Age: e.Age}, PortName: pn})
+	}
+	return out, false, nil
+}
+
+// fdbSnapshot is a kernel switch's MAC table as one read left it, sorted
+// by VLAN and MAC, with the port names of its interfaces: the pages of one
+// listing are cut from it, not each from a read of the whole shared table.
+type fdbSnapshot struct {
+	mu   sync.Mutex
+	at   time.Time
+	es   []kdp.Entry
+	byIf map[string]string
+}
+
+// snapshotFresh is how long a listing's later pages use its first page's read.
+const snapshotFresh = 10 * time.Second
+
+// table returns the switch's MAC table: read anew for a listing's first
+// page, or the read of its first page for the next ones (while fresh).
+func (v *kernelView) table(next bool) ([]kdp.Entry, map[string]string, error) {
+	sn := v.fdb
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if next && sn.es != nil && time.Since(sn.at) < snapshotFresh {
+		return sn.es, sn.byIf, nil
+	}
 	byIf := make(map[string]string, len(v.ports))
 	for pn, ifname := range v.ports {
 		byIf[ifname] = pn
 	}
 	es, err := v.kern.MACTable(v.name)
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	if v.core != nil { // the sockets' stations, as the core learned them (not through the join)
 		for cur := (l2.MACCursor{}); ; {
 			rows, more, err := v.core.MACPage(cur, 10000, l2.MACFilter{})
 			if err != nil {
-				return nil, false, err
+				return nil, nil, err
 			}
 			for _, r := range rows {
 				if r.PortName == KindJoin {
@@ -301,29 +356,12 @@ func (v *kernelView) MACPage(after l2.MACCursor, limit int, f l2.MACFilter) ([]l
 			last := rows[len(rows)-1]
 			cur = l2.CursorAfter(last.VID, last.MAC)
 		}
-		slices.SortFunc(es, func(a, b kdp.Entry) int {
-			return cmp.Or(cmp.Compare(a.VID, b.VID), slices.Compare(a.MAC[:], b.MAC[:]))
-		})
 	}
-	if f.Port != "" && v.ports[f.Port] == "" && (v.core == nil || !hasPort(v.core, f.Port)) {
-		return nil, false, fmt.Errorf("MAC table of port %q: %w", f.Port, l2.ErrNotFound)
-	}
-	avid, amac, started := after.Pos()
-	var out []l2.MACEntry
-	for _, e := range es {
-		if started && (e.VID < avid || e.VID == avid && slices.Compare(e.MAC[:], amac[:]) <= 0) {
-			continue
-		}
-		pn, ok := byIf[e.Port]
-		if !ok || f.ByVLAN && e.VID != f.VLAN || !f.MAC.IsZero() && e.MAC != f.MAC || f.Port != "" && pn != f.Port {
-			continue
-		}
-		if len(out) == limit {
-			return out, true, nil
-		}
-		out = append(out, l2.MACEntry{FDBEntry: l2.FDBEntry{VID: e.VID, MAC: e.MAC, Static: e.Static, Age: e.Age}, PortName: pn})
-	}
-	return out, false, nil
+	slices.SortFunc(es, func(a, b kdp.Entry) int {
+		return cmp.Or(cmp.Compare(a.VID, b.VID), slices.Compare(a.MAC[:], b.MAC[:]))
+	})
+	sn.at, sn.es, sn.byIf = time.Now(), es, byIf
+	return es, byIf, nil
 }
 
 // SuppressedMoves implements LiveSwitch: moves the program saw and the

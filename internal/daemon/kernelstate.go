@@ -72,3 +72,9 @@ func (v *kernelView) portOf(ifname string) string {
 	}
 	return "(removed)"
 }
+
+// fdbSnapshotOf is switch name's MAC table snapshot, kept for the daemon's life.
+func (d *Daemon) fdbSnapshotOf(name string) *fdbSnapshot {
+	v, _ := d.kfdb.LoadOrStore(name, &fdbSnapshot{})
+	return v.(*fdbSnapshot)
+}
