@@ -21,6 +21,7 @@ import (
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/netnstest"
 )
 
@@ -91,6 +92,7 @@ func webProduct(t testing.TB) *product {
 		if p.cmd != nil {
 			p.kill9()
 		}
+		p.stopVMs()
 	})
 	p.start()
 	return p
@@ -342,6 +344,22 @@ func TestConsole(t *testing.T) {
 	waitJS("big's adapters drawn", `vswitch.cy.getElementById('ad:big/eth6').nonempty() && vswitch.cy.getElementById('vmgrp:big').empty()`)
 	screenshot("vm-adapters-expanded")
 
+	// A VM that vswitchd runs: started and stopped from its details, its
+	// console's tail shown as it boots, its state in the picture.
+	lab := guestlab.Build(t)
+	p.must("vm", "add", "q", "--kernel", lab.Kernel, "--initrd", lab.Initrd, "--memory", "192", "--append",
+		guestlab.Cmdline(guestlab.Guest{Cmd: "echo CONSOLE-HELLO-FROM-Q; sleep 120"}))
+	waitJS("VM q drawn", `vswitch.cy.getElementById('vm:q').nonempty()`)
+	evalJS[bool](b, "select q", `vswitch.cy.getElementById('vm:q').emit('tap'); true`)
+	waitJS("q's Start", `[...document.querySelectorAll('#details button')].some(b => b.textContent === 'Start')`)
+	evalJS[bool](b, "start q", `[...document.querySelectorAll('#details button')].find(b => b.textContent === 'Start').click(); true`)
+	waitJS("q running in the picture", `vswitch.cy.getElementById('vm:q').data('label').includes('running')`)
+	b.waitFor("q's console in its details", `(document.getElementById('console') || {}).textContent?.includes('CONSOLE-HELLO-FROM-Q')`, 60*time.Second)
+	screenshot("vm-running-console")
+	evalJS[bool](b, "stop q", `[...document.querySelectorAll('#details button')].find(b => b.textContent === 'Stop').click(); true`)
+	b.waitFor("q stopped in the picture", `vswitch.cy.getElementById('vm:q').hasClass('down')`, 30*time.Second)
+	p.must("vm", "rm", "q", "--force")
+
 	// 8. Accessibility basics: every form field has a label; the picture
 	// is reached and used with the keyboard.
 	unlabelled := evalJS[[]string](b, "labels", `[...document.querySelectorAll('input, select, textarea')].filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name || e.id)`)
@@ -460,7 +478,13 @@ func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 
 func (b *browser) wait(what, js string) {
 	b.t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+	b.waitFor(what, js, 20*time.Second)
+}
+
+// waitFor is wait with a timeout of its own.
+func (b *browser) waitFor(what, js string, timeout time.Duration) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](js, chromedp.WithPollingTimeout(timeout))); err != nil {
 		b.fail(what, err)
 	}
 }

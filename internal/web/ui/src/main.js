@@ -482,8 +482,11 @@ async function showDetails(el, full = true) {
   const kind = el.data('kind');
   const id = el.id();
   if (!full && panel().dataset.for === id) {
-    if (kind === 'vm') refreshConsole(el.data('name'));
-    return;
+    const vm = kind === 'vm' && ui.topo.vms.find((v) => v.name === el.data('name'));
+    if (!vm || (vm.state || '') === panel().dataset.state) {
+      if (vm) refreshConsole(vm.name);
+      return;
+    } // a VM that started or stopped: its details anew
   }
   panel().dataset.for = id;
   ui.panelSeq = (ui.panelSeq || 0) + 1;
@@ -566,10 +569,12 @@ async function vmDetails(p, name) {
   if (!vm || !current(seq)) return;
   const tv = ui.topo.vms.find((v) => v.name === name) || {};
   const runnable = vm.kernel || vm.disk;
+  const running = tv.state === 'running';
+  panel().dataset.state = tv.state || '';
   p.append(h('h2', {}, 'VM ' + name), kv({ host: vm.host, state: tv.state, memory: vm.memoryMiB ? vm.memoryMiB + ' MiB' : undefined, CPUs: vm.cpus, kernel: vm.kernel, disk: vm.disk, notes: vm.notes }),
     h('div', { class: 'actions' },
-      runnable ? button('Start', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/start'))) : '',
-      runnable ? button('Stop', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/stop'))) : '',
+      runnable && !running ? button('Start', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/start'))) : '',
+      runnable && running ? button('Stop', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/stop'))) : '',
       button('Edit', () => editVM(vm)),
       button('Add adapter', () => newAdapter({ vm: name })),
       button('Delete', () => guarded(async () => { if (confirm('Delete VM ' + name + ' and its adapters?')) { await api('DELETE', '/v1/vms/' + encodeURIComponent(name) + '?force=true'); select(null); } }), 'danger')));
@@ -592,6 +597,8 @@ async function refreshConsole(name) {
     const text = await fetch('/v1/vms/' + encodeURIComponent(name) + '/console', { credentials: 'same-origin' }).then((r) => r.text());
     let s = text;
     try { const j = JSON.parse(text); s = j.console !== undefined ? j.console : text; } catch { /* plain text */ }
+    // Terminal control sequences (the firmware's, the guest's) are not text.
+    s = s.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b[c()][0-9A-Za-z]?|\r/g, '');
     pre.textContent = s.split('\n').slice(-200).join('\n');
     pre.scrollTop = pre.scrollHeight;
   } catch { /* the next update tries again */ }
