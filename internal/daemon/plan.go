@@ -84,6 +84,12 @@ type switchPlan struct {
 	peers     []netip.Addr         // spanning: the other hosts' tunnel endpoints
 }
 
+// networkSide is the split-horizon group of a switch's uplink and VXLAN
+// tunnel: nothing goes from one to the other, so that a spanning external
+// switch whose hosts' uplinks share a physical network makes no loop
+// (a station on that network reaches each host's VMs by its uplink).
+const networkSide = 1
+
 // plan turns a valid state into the switches and ports it asks for; the
 // adapters of a VM that vswitchd runs are there only while running says so.
 func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[string]*switchPlan, error) {
@@ -101,7 +107,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 				return nil, err
 			}
 			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink, Kernel: s.IsKernel()},
-				cfg: l2.PortConfig{VLAN: v}}
+				cfg: l2.PortConfig{VLAN: v, Group: networkSide}}
 		}
 		if s.Type == config.External {
 			sp.takeOver, sp.hostHolds = s.Uplink, s.ManagementOS()
@@ -124,7 +130,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 			// default VLAN untagged.
 			v, _ := vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
 			sp.ports[KindTunnel] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindTunnel, Kind: KindTunnel, Device: TunnelDevice(s.VNI),
-				Kernel: s.IsKernel(), VNI: s.VNI, Local: ov.Local.String(), MTU: ov.MTU}, cfg: l2.PortConfig{VLAN: v}}
+				Kernel: s.IsKernel(), VNI: s.VNI, Local: ov.Local.String(), MTU: ov.MTU}, cfg: l2.PortConfig{VLAN: v, Group: networkSide}}
 			sp.peers = ov.Peers[s.Name]
 			if h := sp.ports[KindHost]; h != nil {
 				h.spec.MTU = ov.MTU

@@ -122,6 +122,7 @@ type PortConfig struct {
 	VLAN       vlan.Port // its 802.1Q model (vlan.Untagged etc.; never the zero value)
 	MAC        frame.MAC // an adapter's MAC: a static entry on every VLAN of the port
 	SpoofGuard bool      // drop frames whose source is not MAC
+	Group      uint8     // split-horizon group (l2.PortConfig.Group); 0: none
 }
 
 // ErrNotAttached is a port the datapath does not have.
@@ -204,7 +205,7 @@ func (d *Datapath) takeOver() error {
 			gone = append(gone, ifi)
 			continue
 		}
-		p := &port{ifindex: int(ifi), slot: kp.Id, cfg: PortConfig{Switch: swName, MAC: kp.Mac, SpoofGuard: kp.Guard != 0}}
+		p := &port{ifindex: int(ifi), slot: kp.Id, cfg: PortConfig{Switch: swName, MAC: kp.Mac, SpoofGuard: kp.Guard != 0, Group: kp.Group}}
 		p.cfg.VLAN.PVID, p.cfg.VLAN.Admit = frame.VID(kp.Pvid), vlan.Admit(kp.Admit)
 		if l, err := link.LoadPinnedLink(d.linkPin(int(ifi)), nil); err == nil {
 			if err := l.Update(d.objs.Ingress); err != nil { // to this version of the program
@@ -384,7 +385,7 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 	if !ok {
 		return fmt.Errorf("switch %s: %w", cfg.Switch, ErrNotAttached)
 	}
-	kp := kdpPort{Sw: num, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC}
+	kp := kdpPort{Sw: num, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC, Group: cfg.Group}
 	if cfg.SpoofGuard {
 		kp.Guard = 1
 	}

@@ -40,7 +40,8 @@ type kdpPort struct {
 	Admit    uint8
 	Guard    uint8
 	Mac      [6]uint8
-	Pad      uint16
+	Group    uint8
+	Pad      uint8
 	_        [4]byte
 	Member   [64]uint64
 	Untagged [64]uint64

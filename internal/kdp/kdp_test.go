@@ -34,6 +34,7 @@ type testPort struct {
 	vlan  vlan.Port
 	mac   frame.MAC
 	guard bool
+	group uint8 // split-horizon group
 }
 
 // dataPath is one switch that a test sends frames into and reads frames
@@ -63,7 +64,7 @@ func newReference(t *testing.T, ports []testPort) *reference {
 	r := &reference{sw: sw, peers: map[string]*mem.Port{}}
 	for _, p := range ports {
 		end, peer := mem.NewPair(mem.Config{})
-		if err := sw.AddPort(p.name, end, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}); err != nil {
+		if err := sw.AddPort(p.name, end, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group}); err != nil {
 			t.Fatal(err)
 		}
 		r.peers[p.name] = peer
@@ -143,7 +144,7 @@ func newKernelWith(t *testing.T, ports []testPort, o Options) *kernel {
 		wl := netnstest.New(t)
 		wl.NoIPv6(t)
 		netnstest.Veth(t, wl, "eth0", host, "p-"+p.name)
-		cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard}
+		cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group}
 		if err := dp.AddPort("p-"+p.name, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -590,7 +591,7 @@ func TestMovesReported(t *testing.T) {
 
 // TestRandomSameAsTheCore is the isolation property on the kernel path:
 // random port models (untagged, access, trunk with or without a native
-// VLAN, hybrid) over a few VLANs, then random frames (stations that move,
+// VLAN, hybrid) over a few VLANs, some ports in one split-horizon group, then random frames (stations that move,
 // known, unknown and broadcast destinations, untagged, priority-tagged,
 // tagged with member and non-member VLANs, VID 4095) into random ports,
 // through the core and the program: every port must receive the same
@@ -635,10 +636,10 @@ func TestRandomSameAsTheCore(t *testing.T) {
 	}
 	var ports []testPort
 	for i := range 6 {
-		ports = append(ports, testPort{name: fmt.Sprint("r", i), vlan: model()})
+		ports = append(ports, testPort{name: fmt.Sprint("r", i), vlan: model(), group: uint8(rng.IntN(3) / 2)})
 	}
 	for _, p := range ports {
-		t.Logf("port %s: %s", p.name, p.vlan)
+		t.Logf("port %s: %s, group %d", p.name, p.vlan, p.group)
 	}
 	ref, kern := newReference(t, ports), newKernel(t, ports)
 	for n := range 250 {

@@ -21,7 +21,7 @@ const (
 	DropInvalidSource                 // multicast, broadcast or all-zero source address
 	DropSpoofedSource                 // source is not the adapter's MAC (spoofing guard)
 	DropReservedAddress               // IEEE 802.1D reserved group address 01:80:c2:00:00:0x
-	DropFiltered                      // known destination is the port it came from
+	DropFiltered                      // known destination is the port it came from, or one of its split-horizon group
 	DropQueueFull                     // egress port's queue was full
 	DropPortError                     // egress port failed or was closed
 	DropBadOffload                    // virtio-net header does not fit the frame, or a super-frame could not be cut

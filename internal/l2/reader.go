@@ -214,17 +214,18 @@ func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropRea
 	r.targets = r.targets[:0]
 	if !dst.IsMulticast() {
 		if p, ok := r.s.fdb.Lookup(vid, dst, now); ok {
-			if p == r.id {
+			pe := snap.port(p)
+			if p == r.id || pe != nil && sameGroup(in, pe) {
 				return DropFiltered
 			}
-			if pe := snap.port(p); pe != nil && pe.cfg.VLAN.Member.Contains(vid) {
+			if pe != nil && pe.cfg.VLAN.Member.Contains(vid) {
 				r.targets = append(r.targets, pe)
 			}
 		}
 	}
 	if len(r.targets) == 0 {
 		for _, pe := range snap.live {
-			if pe.id != r.id && pe.cfg.VLAN.Member.Contains(vid) {
+			if pe.id != r.id && !sameGroup(in, pe) && pe.cfg.VLAN.Member.Contains(vid) {
 				r.targets = append(r.targets, pe)
 			}
 		}
@@ -240,6 +241,9 @@ func (r *reader) decide(snap *snapshot, in *portEntry, i int, now int64) DropRea
 	r.stage(i, b, tagged, tci.WithVID(vid))
 	return dropNone
 }
+
+// sameGroup reports whether in and out are in one split-horizon group.
+func sameGroup(in, out *portEntry) bool { return in.cfg.Group != 0 && in.cfg.Group == out.cfg.Group }
 
 // allTake reports whether every target can send a frame with header h as it is.
 func (r *reader) allTake(h offload.VnetHdr) bool {

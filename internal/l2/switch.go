@@ -72,6 +72,12 @@ type PortConfig struct {
 	// MACLimit bounds the learned addresses of this port; 0 means only the
 	// switch's bound applies.
 	MACLimit int
+	// Group, if not 0, is a split-horizon group: a frame from a port never
+	// leaves by another port of the same group (as it never leaves by its
+	// own). vswitchd puts a switch's network-side ports in one (its uplink
+	// and its VXLAN tunnel), so that a physical network and an overlay
+	// that both join its hosts make no loop.
+	Group uint8
 }
 
 // Switch is one isolated Layer-2 domain. Its methods are safe for

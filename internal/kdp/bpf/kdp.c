@@ -60,7 +60,8 @@ struct port {
 	__u8 admit;
 	__u8 guard;  /* drop frames whose source is not mac */
 	__u8 mac[6];
-	__u16 pad;
+	__u8 group;  /* split-horizon group (l2.PortConfig.Group); 0: none */
+	__u8 pad;
 	__u64 member[VLAN_WORDS];
 	__u64 untagged[VLAN_WORDS];
 };
@@ -236,6 +237,7 @@ struct flood {
 	struct port *lastp;
 	__u32 in, swn, last;
 	__u16 tci;
+	__u8 group; /* the ingress port's split-horizon group */
 	int ours;
 };
 
@@ -248,7 +250,7 @@ static long flood_one(__u64 i, void *arg)
 	if (out == f->in)
 		return 0;
 	struct port *q = bpf_map_lookup_elem(&ports, &out);
-	if (!q || q->sw != f->swn || !has(q->member, f->tci & 0xfff))
+	if (!q || q->sw != f->swn || !has(q->member, f->tci & 0xfff) || (f->group && q->group == f->group))
 		return 0;
 	if (f->lastp) {
 		if (settag(f->skb, &f->ours, f->tci, f->lastp))
@@ -365,6 +367,8 @@ int ingress(struct __sk_buff *skb)
 			return drop(ic, D_FILTERED);
 		if (out) {
 			struct port *q = bpf_map_lookup_elem(&ports, &out);
+			if (q && p->group && q->group == p->group)
+				return drop(ic, D_FILTERED); /* the same split-horizon group */
 			if (q && q->sw == swn && has(q->member, vid)) {
 				if (settag(skb, &ours, tci, q)) {
 					failed(q);
@@ -382,7 +386,7 @@ int ingress(struct __sk_buff *skb)
 	 * each but the last, which gets the frame itself. The members are
 	 * walked with bpf_loop, so a switch may have up to MAX_PORTS. */
 	count(ic, C_FLOODS, 1);
-	struct flood f = {.skb = skb, .s = s, .in = in, .swn = swn, .tci = tci, .ours = ours};
+	struct flood f = {.skb = skb, .s = s, .in = in, .swn = swn, .tci = tci, .group = p->group, .ours = ours};
 	bpf_loop(MAX_PORTS, flood_one, &f, 0);
 	if (!f.lastp)
 		return TC_ACT_SHOT; /* no other member: nowhere to go */
