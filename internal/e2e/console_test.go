@@ -83,11 +83,14 @@ func forward(t testing.TB, ns *netnstest.NS, addr string) string {
 
 // webProduct starts a vswitchd in a namespace of its own with its console
 // on the namespace's loopback (a port of the kernel's choice).
-func webProduct(t testing.TB) *product {
+func webProduct(t testing.TB) *product { return startProduct(t, "--web", "127.0.0.1:0") }
+
+// startProduct starts a vswitchd with args in a namespace of its own; it
+// and the VMs it started end with the test.
+func startProduct(t testing.TB, args ...string) *product {
 	t.Helper()
 	vswitchd, vswitchctl := bins(t)
-	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(),
-		args: []string{"--web", "127.0.0.1:0"}}
+	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(), args: args}
 	t.Cleanup(func() {
 		if p.cmd != nil {
 			p.kill9()

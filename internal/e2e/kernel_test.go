@@ -22,14 +22,7 @@ import (
 // VM on the far switch sees none of it.
 func TestKernelTrunkSuperFrames(t *testing.T) {
 	netnstest.RequireRoot(t)
-	vswitchd, vswitchctl := bins(t)
-	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(), args: []string{"--bpf-dir", ""}}
-	t.Cleanup(func() {
-		if p.cmd != nil {
-			p.kill9()
-		}
-	})
-	p.start()
+	p := startProduct(t, "--bpf-dir", "")
 	netnstest.Veth(t, p.daemonNS, "wirea", p.daemonNS, "wireb")
 	for _, sw := range []struct{ name, nic string }{{"kexta", "wirea"}, {"kextb", "wireb"}} {
 		code, out, errOut := p.ctl("switch", "add", sw.name, "--type", "external", "--uplink", sw.nic, "--allow-management-os=false", "--datapath", "kernel")
@@ -136,14 +129,7 @@ func TestKernelTrunkSuperFrames(t *testing.T) {
 // switch is logged by vswitchd with the ports' names, as the core's are.
 func TestKernelMovesReported(t *testing.T) {
 	netnstest.RequireRoot(t)
-	vswitchd, vswitchctl := bins(t)
-	p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir(), args: []string{"--bpf-dir", ""}}
-	t.Cleanup(func() {
-		if p.cmd != nil {
-			p.kill9()
-		}
-	})
-	p.start()
+	p := startProduct(t, "--bpf-dir", "")
 	if code, _, errOut := p.ctl("switch", "add", "kmv", "--type", "private", "--datapath", "kernel"); code != 0 {
 		if strings.Contains(errOut, "not available") {
 			t.Skipf("no kernel data path here: %s", errOut)
