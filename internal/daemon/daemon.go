@@ -101,7 +101,7 @@ type Daemon struct {
 	handover map[string]bool      // record keys of devices another host of the cluster now has
 
 	view   atomic.Pointer[view] // what readers see
-	kmoves sync.Map             // switch name → *moveLimit: the kernel data path's move reports
+	kmoves sync.Map             // switch name → *l2.MoveLimiter: the kernel data path's move reports
 	kfdb   sync.Map             // switch name → *fdbSnapshot: its MAC table, paged
 }
 

@@ -232,8 +232,8 @@ type kernelView struct {
 	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
-	moves   *moveLimit   // its move reports' limit
-	fdb     *fdbSnapshot // its MAC table's last read, for paging
+	moves   *l2.MoveLimiter // its move reports' limit
+	fdb     *fdbSnapshot    // its MAC table's last read, for paging
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
@@ -366,7 +366,7 @@ func (v *kernelView) table(next bool) ([]kdp.Entry, map[string]string, error) {
 
 // SuppressedMoves implements LiveSwitch: moves the program saw and the
 // daemon did not log, over the limit (KernelMove).
-func (v *kernelView) SuppressedMoves() uint64 { return v.moves.suppressed.Load() }
+func (v *kernelView) SuppressedMoves() uint64 { return v.moves.Suppressed() }
 
 // pruneKernel tells the kernel data path which switches and ports are the
 // daemon's now; d.mu is held.

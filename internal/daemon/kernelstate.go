@@ -1,45 +1,20 @@
 package daemon
 
 import (
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vswitch/vswitch/internal/kdp"
+	"github.com/vswitch/vswitch/internal/l2"
 )
 
 // The kernel data path's station moves are reported as the core reports
-// its own: logged, at most moveReports a second per switch, the rest
-// counted (LiveSwitch.SuppressedMoves).
-
-const moveReports = 10 // a second, per switch, as the core's default
-
-// moveLimit allows moveReports reports a second and counts the rest.
-type moveLimit struct {
-	mu         sync.Mutex
-	second     int64
-	used       int
-	suppressed atomic.Uint64
-}
-
-func (m *moveLimit) allow(now time.Time) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if s := now.Unix(); s != m.second {
-		m.second, m.used = s, 0
-	}
-	if m.used >= moveReports {
-		m.suppressed.Add(1)
-		return false
-	}
-	m.used++
-	return true
-}
+// its own (l2.MoveLimiter, l2.LogMove): at most l2.DefaultMoveReports a
+// second per switch, the rest counted (LiveSwitch.SuppressedMoves).
 
 // moveLimitOf is switch name's limiter, kept for the daemon's life.
-func (d *Daemon) moveLimitOf(name string) *moveLimit {
-	v, _ := d.kmoves.LoadOrStore(name, &moveLimit{})
-	return v.(*moveLimit)
+func (d *Daemon) moveLimitOf(name string) *l2.MoveLimiter {
+	v, _ := d.kmoves.LoadOrStore(name, &l2.MoveLimiter{PerSecond: l2.DefaultMoveReports})
+	return v.(*l2.MoveLimiter)
 }
 
 // KernelMove reports a station move the kernel data path saw, naming the
@@ -53,11 +28,9 @@ func (d *Daemon) KernelMove(m kdp.Move) {
 	if !ok {
 		return
 	}
-	from, to := kv.portOf(m.From), kv.portOf(m.To)
-	if !d.moveLimitOf(m.Switch).allow(time.Now()) {
-		return
+	if kv.moves.Allow(time.Now().UnixNano()) {
+		l2.LogMove(d.log, l2.Move{Switch: m.Switch, MAC: m.MAC, VID: m.VID, From: kv.portOf(m.From), To: kv.portOf(m.To)})
 	}
-	d.log.Info("station moved", "switch", m.Switch, "mac", m.MAC, "vlan", m.VID, "from", from, "to", to)
 }
 
 // portOf names the port on interface ifname ("(removed)" if none).

@@ -43,12 +43,15 @@ type Options struct {
 	// methods (a configuration change may be waiting for that thread). If
 	// nil, moves are logged.
 	OnMove      func(Move)
-	MoveReports int // reports per second; 10 if 0
+	MoveReports int // reports per second; DefaultMoveReports if 0
 	Logger      *slog.Logger
 	// Poller, if set, reads the ports that implement PollPort on its
 	// forwarding threads; other ports get a goroutine each.
 	Poller Poller
 }
+
+// DefaultMoveReports is how many station moves a switch reports a second.
+const DefaultMoveReports = 10
 
 // Move is a station that was seen on another port than the one it was learned on.
 type Move struct {
@@ -88,7 +91,7 @@ type Switch struct {
 	fdb    *FDB
 	epoch  time.Time
 	snap   atomic.Pointer[snapshot]
-	moves  moveLimiter
+	moves  MoveLimiter
 	manual bool // tests in this package step readers by hand
 
 	mu     sync.Mutex // guards the fields below and serialises configuration changes
@@ -149,7 +152,7 @@ func New(o Options) (*Switch, error) {
 		o.Logger = slog.Default()
 	}
 	if o.MoveReports <= 0 {
-		o.MoveReports = 10
+		o.MoveReports = DefaultMoveReports
 	}
 	s := &Switch{
 		opts:     o,
@@ -159,7 +162,7 @@ func New(o Options) (*Switch, error) {
 		stopAger: make(chan struct{}),
 		agerDone: make(chan struct{}),
 	}
-	s.moves.perSecond = int64(o.MoveReports)
+	s.moves.PerSecond = int64(o.MoveReports)
 	s.snap.Store(&snapshot{})
 	go s.ager()
 	return s, nil
@@ -385,22 +388,25 @@ func (s *Switch) Counters(name string) (Counters, error) {
 	return pe.ctr.snapshot(), nil
 }
 
-// moveLimiter allows perSecond reports a second and counts the rest.
-type moveLimiter struct {
+// MoveLimiter lets PerSecond station move reports a second through and
+// counts the rest; the kernel data path's reports share it with the core's.
+type MoveLimiter struct {
+	PerSecond  int64
 	mu         sync.Mutex
-	perSecond  int64
-	second     int64 // current second on the switch clock
+	second     int64 // current second on the caller's clock
 	used       int64
 	suppressed atomic.Uint64
 }
 
-func (m *moveLimiter) allow(now int64) bool {
+// Allow reports whether a move seen at now (nanoseconds on any steady
+// clock) may be reported, and counts it as suppressed if not.
+func (m *MoveLimiter) Allow(now int64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if sec := now / int64(time.Second); sec != m.second {
 		m.second, m.used = sec, 0
 	}
-	if m.used >= m.perSecond {
+	if m.used >= m.PerSecond {
 		m.suppressed.Add(1)
 		return false
 	}
@@ -408,17 +414,25 @@ func (m *moveLimiter) allow(now int64) bool {
 	return true
 }
 
+// Suppressed is how many moves Allow held back.
+func (m *MoveLimiter) Suppressed() uint64 { return m.suppressed.Load() }
+
+// LogMove logs a station move the way switches report them.
+func LogMove(log *slog.Logger, m Move) {
+	log.Info("station moved", "switch", m.Switch, "mac", m.MAC, "vlan", m.VID, "from", m.From, "to", m.To)
+}
+
 // SuppressedMoves returns how many station moves were not reported because
 // of the rate limit.
-func (s *Switch) SuppressedMoves() uint64 { return s.moves.suppressed.Load() }
+func (s *Switch) SuppressedMoves() uint64 { return s.moves.Suppressed() }
 
 func (s *Switch) reportMove(m Move, now int64) {
-	if !s.moves.allow(now) {
+	if !s.moves.Allow(now) {
 		return
 	}
 	if s.opts.OnMove != nil {
 		s.opts.OnMove(m)
 		return
 	}
-	s.opts.Logger.Info("station moved", "switch", m.Switch, "mac", m.MAC, "vlan", m.VID, "from", m.From, "to", m.To)
+	LogMove(s.opts.Logger, m)
 }
