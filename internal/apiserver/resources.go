@@ -13,7 +13,7 @@ import (
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/field"
-	"github.com/vswitch/vswitch/internal/frame"
+	"github.com/vswitch/vswitch/internal/vlan"
 )
 
 // load reads the state for a GET, or answers the error.
@@ -360,16 +360,11 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 				v = sw.UplinkVLAN.String()
 			}
 			ts.Uplink = &api.TopologyPort{Name: sw.Uplink, VLAN: v}
-			uv := sw.UplinkVLAN
-			if uv == (config.VLAN{}) {
-				uv = config.VLAN{Mode: config.ModeTrunk, Native: sw.VLANOrDefault()}
-				uv.Allowed.AddRange(1, 4094)
-			}
-			carried(ts.Uplink, &uv, sw.VLANOrDefault())
+			ts.Uplink.Untagged, ts.Uplink.Tagged = carried(sw.UplinkPort())
 		}
 		if sw.ManagementOS() {
 			ts.HostAdapter = &api.TopologyPort{Name: sw.Name, VLAN: sw.HostVLAN.String()}
-			carried(ts.HostAdapter, &sw.HostVLAN, sw.VLANOrDefault())
+			ts.HostAdapter.Untagged, ts.HostAdapter.Tagged = carried(sw.HostVLAN.Port(sw.VLANOrDefault()))
 		}
 		for j := range c.Adapters {
 			a := &c.Adapters[j]
@@ -382,7 +377,7 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 			}
 			tp := api.TopologyPort{Name: a.ID(), VLAN: a.VLAN.String(), MAC: a.MAC.String(), VM: a.VM,
 				Type: string(a.TypeOrDefault()), Attachment: strings.TrimSpace(att), Host: vmHost[a.VM]}
-			carried(&tp, &a.VLAN, sw.VLANOrDefault())
+			tp.Untagged, tp.Tagged = carried(a.VLAN.Port(sw.VLANOrDefault()))
 			ts.Adapters = append(ts.Adapters, tp)
 		}
 		slices.SortFunc(ts.Adapters, func(x, y api.TopologyPort) int { return strings.Compare(x.Name, y.Name) })
@@ -392,14 +387,14 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 	return t
 }
 
-// carried fills in the VLANs a port with setting v carries untagged and tagged.
-func carried(tp *api.TopologyPort, v *config.VLAN, defaultVLAN frame.VID) {
-	p, err := v.Port(defaultVLAN)
+// carried names the VLANs a port with 802.1Q model p carries untagged
+// and tagged (none if the model is not one: stored states are valid).
+func carried(p vlan.Port, err error) (untagged, tagged string) {
 	if err != nil {
-		return // stored states are valid; nothing to show otherwise
+		return "", ""
 	}
-	tagged := p.Tagged()
-	tp.Untagged, tp.Tagged = p.Untagged.String(), tagged.String()
+	t := p.Tagged()
+	return p.Untagged.String(), t.String()
 }
 
 func orEmpty[T any](s []T) []T {

@@ -93,3 +93,13 @@ var vlanKeys = map[string]string{
 	"access VLAN": "access", "trunk allowed VLANs": "allowed", "trunk native VLAN": "native",
 	"hybrid PVID": "pvid", "VLAN mode": "mode", "hybrid untagged VLANs": "untagged", "hybrid tagged VLANs": "tagged",
 }
+
+// UplinkPort is an external switch's uplink's 802.1Q model: as set, or a
+// trunk of every VLAN with the default VLAN native (untagged VMs leave the
+// wire untagged, as on Hyper-V).
+func (s *Switch) UplinkPort() (vlan.Port, error) {
+	if s.UplinkVLAN != (VLAN{}) {
+		return s.UplinkVLAN.Port(s.VLANOrDefault())
+	}
+	return vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
+}

@@ -102,7 +102,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 			ports: map[string]*portPlan{},
 		}
 		if s.Type == config.External {
-			v, err := uplinkVLAN(s)
+			v, err := s.UplinkPort()
 			if err != nil {
 				return nil, err
 			}
@@ -164,15 +164,6 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 		sp.ports[a.ID()] = &portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
 	}
 	return out, nil
-}
-
-// uplinkVLAN is the uplink's model: as set, or a trunk of every VLAN with
-// the default VLAN native (untagged VMs leave the wire untagged, as on Hyper-V).
-func uplinkVLAN(s *config.Switch) (vlan.Port, error) {
-	if s.UplinkVLAN != (config.VLAN{}) {
-		return s.UplinkVLAN.Port(s.VLANOrDefault())
-	}
-	return vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
 }
 
 // describe renders ports of a switch plan for logs and tests.
