@@ -177,13 +177,19 @@ func (b OSBackend) GiveBack(hostAdapter, nic string, saved []byte) error {
 // vswitchd made (a host adapter or a TAP of its own).
 func (b OSBackend) CheckNIC(name string) error {
 	l, err := b.link(name)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("no such interface")
+	}
+	return uplinkable(l)
+}
+
+// uplinkable is CheckNIC's rule for a link.
+func uplinkable(l netlink.Link) error {
+	switch {
 	case l.Attrs().Flags&net.FlagLoopback != 0:
-		return fmt.Errorf("%s is the loopback interface", name)
+		return fmt.Errorf("%s is the loopback interface", l.Attrs().Name)
 	case l.Attrs().Alias == Mark:
-		return fmt.Errorf("%s is an interface of vswitch (a host adapter or a TAP it made)", name)
+		return fmt.Errorf("%s is an interface of vswitch (a host adapter or a TAP it made)", l.Attrs().Name)
 	}
 	return nil
 }
@@ -201,7 +207,7 @@ func (b OSBackend) NICs() ([]string, error) {
 	}
 	out := []string{}
 	for _, l := range links {
-		if l.Attrs().Flags&net.FlagLoopback == 0 && l.Attrs().Alias != Mark {
+		if uplinkable(l) == nil {
 			out = append(out, l.Attrs().Name)
 		}
 	}
