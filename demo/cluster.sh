@@ -15,7 +15,7 @@
 # prints h1's web console URL (on 127.0.0.1:${WEB_PORT:-8470} of this host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. demo/console.sh
+. demo/lib.sh
 [ "$(id -u)" = 0 ] || { echo "make demo-cluster: run as root (it creates namespaces, veths and VXLAN devices)" >&2; exit 1; }
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 command -v ping >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null; }
@@ -83,19 +83,10 @@ echo; echo "== vswitchctl topology (asked of h3)"
 ctl h3 topology
 echo; echo "== cross-host ping matrix (rows ping columns)"
 for _ in $(seq 3); do ip netns exec "$(ns web1)" ping -c 1 -W 1 -q 10.78.0.3 >/dev/null 2>&1 && break; done
-PINGS=()
-for a in $VMS; do for b in $VMS; do
-  [ "$a" = "$b" ] && continue
-  ( ip netns exec "$(ns $a)" ping -c 2 -i 0.2 -W 1 -q "${IP[$b]}" >/dev/null 2>&1 && echo ok || echo -- ) > "$T/p-$a-$b" &
-  PINGS+=($!)
-done; done
-wait "${PINGS[@]}"
-printf '%-11s' ""; for b in $VMS; do printf '%-11s' "$b(${HOST[$b]})"; done; echo
-for a in $VMS; do
-  printf '%-11s' "$a(${HOST[$a]})"
-  for b in $VMS; do if [ "$a" = "$b" ]; then printf '%-11s' "."; else printf '%-11s' "$(cat "$T/p-$a-$b")"; fi; done
-  echo
-done
+vm_ns() { ns "$1"; }
+vm_ip() { echo "${IP[$1]}"; }
+vm_label() { echo "$1(${HOST[$1]})"; }
+ping_matrix 11 $VMS
 cat <<'TXT'
 
 web1, web2 and web3 (untagged on lan0) reach each other across the three hosts in VXLAN;

@@ -15,7 +15,7 @@
 # prints the web console's URL (on 127.0.0.1:${WEB_PORT:-8470} of this host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. demo/console.sh
+. demo/lib.sh
 [ "$(id -u)" = 0 ] || { echo "make demo: run as root (it creates namespaces and TAPs)" >&2; exit 1; }
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
 command -v ping >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null; }
@@ -75,20 +75,10 @@ ctl topology
 echo; echo "== ping matrix (rows ping columns; the namespace VMs speak untagged; host = the sandbox host)"
 declare -A IP=([vm1]=10.61.0.1 [vm2]=10.61.0.2 [vm3]=10.61.0.3 [vm4]=10.61.0.4 [vm5]=10.60.0.5 [host]=10.61.0.254 [lan]=10.60.0.100)
 declare -A NS=([vm1]=$(ns vm1) [vm2]=$(ns vm2) [vm3]=$(ns vm3) [vm4]=$(ns vm4) [vm5]=$(ns vm5) [host]=$D [lan]=$LAN)
-ALL="vm1 vm2 vm3 vm4 vm5 host lan"
-PINGS=()
-for a in $ALL; do for b in $ALL; do
-  [ "$a" = "$b" ] && continue
-  ( ip netns exec "${NS[$a]}" ping -c 2 -i 0.2 -W 1 -q "${IP[$b]}" >/dev/null 2>&1 && echo ok || echo -- ) > "$T/p-$a-$b" &
-  PINGS+=($!)
-done; done
-wait "${PINGS[@]}" # not a bare wait: vswitchd runs in the background too
-printf '%-6s' ""; for b in $ALL; do printf '%-6s' "$b"; done; echo
-for a in $ALL; do
-  printf '%-6s' "$a"
-  for b in $ALL; do if [ "$a" = "$b" ]; then printf '%-6s' "."; else printf '%-6s' "$(cat "$T/p-$a-$b")"; fi; done
-  echo
-done
+vm_ns() { echo "${NS[$1]}"; }
+vm_ip() { echo "${IP[$1]}"; }
+vm_label() { echo "$1"; }
+ping_matrix 6 vm1 vm2 vm3 vm4 vm5 host lan
 cat <<'TXT'
 
 vm1 (access 10), vm2 (trunk, native 10) and the host adapter int0 (access 10) share VLAN 10
