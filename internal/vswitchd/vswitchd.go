@@ -219,9 +219,8 @@ func machineID() string {
 
 // webConsole is the web console (package web) over the API, and its server.
 type webConsole struct {
-	hs  *http.Server
-	l   net.Listener
-	tls bool
+	hs *http.Server // with a TLSConfig when the console is served over TLS
+	l  net.Listener
 }
 
 // openWeb makes the console (its token read or made) and opens its
@@ -248,14 +247,14 @@ func openWeb(o web.Options, srv *apiserver.Server, log *slog.Logger) (*webConsol
 	// read, stays open (it sets its own write deadline per event).
 	hs := &http.Server{Handler: con.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: time.Minute, TLSConfig: tc}
-	return &webConsole{hs: hs, l: l, tls: tc != nil}, nil
+	return &webConsole{hs: hs, l: l}, nil
 }
 
 // serve serves the console until its server is closed.
 func (w *webConsole) serve(log *slog.Logger) {
 	go func() {
 		var err error
-		if w.tls {
+		if w.hs.TLSConfig != nil {
 			err = w.hs.ServeTLS(w.l, "", "")
 		} else {
 			err = w.hs.Serve(w.l)

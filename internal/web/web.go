@@ -175,12 +175,8 @@ func (c *Console) Listen(addr string) (net.Listener, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host, _ = os.Hostname()
 	}
-	scheme := "http"
-	if c.tls {
-		scheme = "https"
-	}
 	c.mu.Lock()
-	c.base = scheme + "://" + net.JoinHostPort(host, port)
+	c.base = c.scheme() + "://" + net.JoinHostPort(host, port)
 	c.mu.Unlock()
 	return l, nil
 }
@@ -192,6 +188,14 @@ func session(token string) string {
 	m := hmac.New(sha256.New, []byte(token))
 	m.Write([]byte("vswitch console session"))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// scheme is the console's URL scheme.
+func (c *Console) scheme() string {
+	if c.tls {
+		return "https"
+	}
+	return "http"
 }
 
 // authorized reports whether r carries the current token (a bearer token)
@@ -219,11 +223,7 @@ func (c *Console) sameOrigin(r *http.Request) bool {
 	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
 		return false
 	}
-	scheme := "http"
-	if c.tls {
-		scheme = "https"
-	}
-	return r.Header.Get("Origin") == scheme+"://"+r.Host
+	return r.Header.Get("Origin") == c.scheme()+"://"+r.Host
 }
 
 // Handler serves the console: login, then the page, its assets and the API.
