@@ -31,6 +31,11 @@ window.vswitch = ui; // for tests and the curious: the topology as last pushed, 
 
 // ---- API -------------------------------------------------------------
 
+// The API's paths of a switch, a VM and an adapter.
+const swPath = (name) => '/v1/switches/' + encodeURIComponent(name);
+const vmPath = (name) => '/v1/vms/' + encodeURIComponent(name);
+const adPath = (vm, name) => vmPath(vm) + '/adapters/' + encodeURIComponent(name);
+
 export async function api(method, path, body, host) {
   const init = { method, credentials: 'same-origin', headers: {} };
   // A read of another host's live data is answered by that host (through this one).
@@ -100,7 +105,7 @@ function watchStats(sw, host) {
   ui.statsHost = remote;
   ui.stats = null;
   if (remote) {
-    const read = () => api('GET', '/v1/switches/' + encodeURIComponent(sw) + '/stats', undefined, remote)
+    const read = () => api('GET', swPath(sw) + '/stats', undefined, remote)
       .then((st) => { ui.stats = st; showStats(); }).catch(() => {});
     ui.statsTimer = setInterval(read, 2000);
     read();
@@ -465,6 +470,16 @@ function button(label, onClick, cls) {
   return b;
 }
 
+// deleteButton deletes what (after asking) at path, and clears the selection.
+function deleteButton(what, path) {
+  return button('Delete', () => guarded(async () => {
+    if (confirm('Delete ' + what + '?')) {
+      await api('DELETE', path);
+      select(null);
+    }
+  }), 'danger');
+}
+
 async function guarded(fn) {
   try { await fn(); } catch (e) { alertIn(e.message); }
 }
@@ -521,7 +536,7 @@ function current(seq) { return seq === ui.panelSeq; }
 async function switchDetails(p, name) {
   const seq = ui.panelSeq;
   watchStats(name, where(findSwitch(name)));
-  const s = await api('GET', '/v1/switches/' + encodeURIComponent(name));
+  const s = await api('GET', swPath(name));
   if (!current(seq)) return;
   const ts = findSwitch(name) || {};
   p.append(h('h2', {}, 'Switch ' + name),
@@ -529,7 +544,7 @@ async function switchDetails(p, name) {
     h('div', { class: 'actions' },
       button('Edit', () => editSwitch(name)),
       button('Add adapter', () => newAdapter({ switch: name })),
-      button('Delete', () => guarded(async () => { if (confirm('Delete switch ' + name + '?')) { await api('DELETE', '/v1/switches/' + encodeURIComponent(name)); select(null); } }), 'danger')),
+      deleteButton('switch ' + name, swPath(name))),
     h('h3', {}, 'Counters'), h('div', { id: 'stats' }),
     h('h3', {}, 'MAC table' + (ts.span && ui.topo.self ? ' (on ' + ui.topo.self + ')' : '')), fdbView(name, where(ts)));
   showStats();
@@ -547,7 +562,7 @@ function fdbView(sw, host) {
     const q = new URLSearchParams({ limit: '500' });
     for (const i of [vlan, mac, port]) if (i.value) q.set(i.name, i.value);
     try {
-      const page = await api('GET', '/v1/switches/' + encodeURIComponent(sw) + '/fdb?' + q, undefined, host);
+      const page = await api('GET', swPath(sw) + '/fdb?' + q, undefined, host);
       const t = h('table', { 'aria-label': 'MAC table of ' + sw }, h('thead', {}, h('tr', {}, ...['VLAN', 'MAC', 'port', 'type', 'age'].map((x) => h('th', {}, x)))));
       const tb = h('tbody');
       for (const e of page.entries) tb.append(h('tr', {}, h('td', {}, String(e.vlan || 'all')), h('td', {}, e.mac), h('td', {}, e.port), h('td', {}, e.static ? 'static' : 'learned'), h('td', { class: 'num' }, e.static ? '' : e.ageSeconds.toFixed(0) + ' s')));
@@ -573,11 +588,11 @@ async function vmDetails(p, name) {
   panel().dataset.state = tv.state || '';
   p.append(h('h2', {}, 'VM ' + name), kv({ host: vm.host, state: tv.state, memory: vm.memoryMiB ? vm.memoryMiB + ' MiB' : undefined, CPUs: vm.cpus, kernel: vm.kernel, disk: vm.disk, notes: vm.notes }),
     h('div', { class: 'actions' },
-      runnable && !running ? button('Start', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/start'))) : '',
-      runnable && running ? button('Stop', () => guarded(() => api('POST', '/v1/vms/' + encodeURIComponent(name) + '/stop'))) : '',
+      runnable && !running ? button('Start', () => guarded(() => api('POST', vmPath(name) + '/start'))) : '',
+      runnable && running ? button('Stop', () => guarded(() => api('POST', vmPath(name) + '/stop'))) : '',
       button('Edit', () => editVM(vm)),
       button('Add adapter', () => newAdapter({ vm: name })),
-      button('Delete', () => guarded(async () => { if (confirm('Delete VM ' + name + ' and its adapters?')) { await api('DELETE', '/v1/vms/' + encodeURIComponent(name) + '?force=true'); select(null); } }), 'danger')));
+      deleteButton('VM ' + name + ' and its adapters', vmPath(name) + '?force=true')));
   if (runnable) {
     p.append(h('h3', {}, 'Console'), h('pre', { class: 'console', id: 'console', tabindex: '0', 'aria-label': 'console of ' + name }));
     refreshConsole(name);
@@ -594,7 +609,7 @@ async function refreshConsole(name) {
   const pre = $('#console');
   if (!pre) return;
   try {
-    const text = await fetch('/v1/vms/' + encodeURIComponent(name) + '/console', { credentials: 'same-origin' }).then((r) => r.text());
+    const text = await fetch(vmPath(name) + '/console', { credentials: 'same-origin' }).then((r) => r.text());
     let s = text;
     try { const j = JSON.parse(text); s = j.console !== undefined ? j.console : text; } catch { /* plain text */ }
     // Terminal control sequences (the firmware's, the guest's) are not text.
@@ -608,14 +623,14 @@ async function adapterDetails(p, vm, name, sw) {
   const seq = ui.panelSeq;
   const tp = (findSwitch(sw) || { adapters: [] }).adapters.find((x) => x.name === vm + '/' + name) || {};
   watchStats(sw, tp.host);
-  const a = await api('GET', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name));
+  const a = await api('GET', adPath(vm, name));
   if (!current(seq)) return;
   p.append(h('h2', {}, 'Adapter ' + vm + '/' + name),
     kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), state: tp.state }),
     h('div', { class: 'actions' },
       button('Edit', () => editAdapter(a)),
       button('VM ' + vm, () => showVM(vm)),
-      button('Delete', () => guarded(async () => { if (confirm('Delete adapter ' + vm + '/' + name + '?')) { await api('DELETE', '/v1/vms/' + encodeURIComponent(vm) + '/adapters/' + encodeURIComponent(name)); select(null); } }), 'danger')),
+      deleteButton('adapter ' + vm + '/' + name, adPath(vm, name))),
     h('h3', {}, 'Counters'), h('div', { id: 'stats', 'data-port': vm + '/' + name }));
   showStats();
 }
@@ -654,9 +669,9 @@ async function newSwitch() {
 }
 
 async function editSwitch(name) {
-  const s = await api('GET', '/v1/switches/' + encodeURIComponent(name));
+  const s = await api('GET', swPath(name));
   openForm('switch', s, { nics: await nics(), editing: true },
-    (n) => api('PUT', '/v1/switches/' + encodeURIComponent(name), edited('switch', s, n)));
+    (n) => api('PUT', swPath(name), edited('switch', s, n)));
 }
 
 function newVM() {
@@ -664,7 +679,7 @@ function newVM() {
 }
 
 function editVM(vm) {
-  openForm('vm', vm, { editing: true }, (v) => api('PUT', '/v1/vms/' + encodeURIComponent(vm.name), edited('vm', vm, v)));
+  openForm('vm', vm, { editing: true }, (v) => api('PUT', vmPath(vm.name), edited('vm', vm, v)));
 }
 
 function pickers() {
@@ -678,7 +693,7 @@ function newAdapter(initial) {
 
 function editAdapter(a) {
   openForm('adapter', a, { ...pickers(), editing: true },
-    (n) => api('PUT', '/v1/vms/' + encodeURIComponent(a.vm) + '/adapters/' + encodeURIComponent(a.name),
+    (n) => api('PUT', adPath(a.vm, a.name),
       { ...edited('adapter', a, n), dynamicMAC: !n.mac || (a.dynamicMAC && n.mac === a.mac) }));
 }
 
