@@ -243,7 +243,7 @@ func (k *Kernel) TableReads() int {
 }
 
 // SetSwitch implements daemon.KernelPath.
-func (k *Kernel) SetSwitch(name string, _ time.Duration) error {
+func (k *Kernel) SetSwitch(name string, _ time.Duration, _ int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.switches == nil {

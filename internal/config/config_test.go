@@ -101,8 +101,6 @@ func TestBadInput(t *testing.T) {
 		{"bad attachment", func(c *Config) { c.Adapters[1].Attachment.Kind = "vhost" }, []string{"attachment.kind", "netns, tap, qemu-stream or qemu-dgram"}},
 		{"ageing too short", func(c *Config) { c.Switches[2].MACAgeing = Duration(1e6) }, []string{"switches[priv0].macAgeing", "1s to 24h"}},
 		{"table size", func(c *Config) { c.Switches[2].TableSize = -1 }, []string{"switches[priv0].tableSize"}},
-		{"a table size on the kernel data path", func(c *Config) { c.Switches[2].Datapath, c.Switches[2].TableSize = Kernel, 1000 },
-			[]string{"switches[priv0].tableSize", "0 on the kernel data path"}},
 		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "userspace or kernel"}},
 		{"too many ports for the kernel data path", func(c *Config) {
 			c.Switches[2].Datapath = Kernel

@@ -255,9 +255,6 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 		if s.Datapath != "" && s.Datapath != Userspace && s.Datapath != Kernel {
 			l.Add(p+".datapath", string(s.Datapath), "userspace or kernel")
 		}
-		if s.IsKernel() && s.TableSize != 0 {
-			l.Add(p+".tableSize", fmt.Sprint(s.TableSize), "0 on the kernel data path (its one MAC table for all switches is bounded as a whole; a bound per switch is not there yet)")
-		}
 		s.HostVLAN.validate(p+".hostVLAN", s.VLANOrDefault(), l)
 		s.UplinkVLAN.validate(p+".uplinkVLAN", s.VLANOrDefault(), l)
 		s.validatePlace(p, vnis, l)

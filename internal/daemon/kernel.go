@@ -20,7 +20,7 @@ import (
 // KernelPath is the kernel data path (kdp.Datapath) as the daemon drives
 // it: switches by name, ports by their switch-side interface name.
 type KernelPath interface {
-	SetSwitch(name string, ageing time.Duration) error
+	SetSwitch(name string, ageing time.Duration, tableSize int) error
 	AddPort(ifname string, cfg kdp.PortConfig) error
 	SetPort(ifname string, cfg kdp.PortConfig) error
 	RemovePort(ifname string) error
@@ -66,7 +66,7 @@ func (d *Daemon) createKernel(wp *switchPlan) (*liveSwitch, error) {
 	if d.kern == nil {
 		return nil, ErrNoKernelPath
 	}
-	if err := d.kern.SetSwitch(wp.opts.Name, wp.opts.Ageing); err != nil {
+	if err := d.kern.SetSwitch(wp.opts.Name, wp.opts.Ageing, wp.opts.FDBSize); err != nil {
 		return nil, err
 	}
 	return &liveSwitch{opts: wp.opts, kernel: true, ports: map[string]*portPlan{}, ifnames: map[string]string{}}, nil

@@ -43,6 +43,14 @@ var _ = [1]struct{}{}[len(kdpSw{}.Ifindex)-MaxPorts]
 // maxCounterSlots bounds the ports of all switches (the counters map).
 const maxCounterSlots = 4096
 
+// MaxSwitches is how many switches the kernel path holds (the program's
+// switches and learned maps).
+const MaxSwitches = 1024
+
+// DefaultTableSize bounds a switch's learned entries when SetSwitch is
+// given 0: the core's default (l2.DefaultFDBSize).
+const DefaultTableSize = 65536
+
 // Counter slots of a port, in the program's order.
 const (
 	ctrRxPackets = iota
@@ -74,6 +82,7 @@ type Options struct {
 	// caller's.
 	Namespace string
 	// FDBSize bounds the MAC table of all switches together; 262,144 if 0.
+	// (Each switch also has a bound of its own: SetSwitch.)
 	FDBSize int
 	// PinDir, if set, is a directory on a BPF filesystem (mounted there if
 	// it is not one) where the maps and the ports' links are pinned: the
@@ -105,8 +114,11 @@ type Datapath struct {
 	next     uint32   // the next counter slot never used
 	closed   bool
 
-	moves     *ringbuf.Reader // the move records, with OnMove; nil without
+	moves     *ringbuf.Reader // the program's move and full-switch records
 	movesDone chan struct{}   // closed when the reader's goroutine ends
+	sweepNow  chan struct{}   // a switch is full: sweep at once
+	stop      chan struct{}   // closed by Close
+	sweepDone chan struct{}   // closed when the sweeper ends
 }
 
 type port struct {
@@ -174,12 +186,12 @@ func Open(o Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
-	if o.OnMove != nil {
-		if err := d.reportMoves(o.OnMove); err != nil {
-			d.objs.Close()
-			return nil, fmt.Errorf("reading the kernel data path's moves: %w", err)
-		}
+	d.sweepNow, d.stop, d.sweepDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	if err := d.reportMoves(o.OnMove); err != nil {
+		d.objs.Close()
+		return nil, fmt.Errorf("reading the kernel data path's moves: %w", err)
 	}
+	go d.sweeper()
 	return d, nil
 }
 
@@ -243,12 +255,12 @@ func (d *Datapath) Close() error {
 	}
 	d.closed = true
 	var errs []error
-	if d.moves != nil {
-		d.mu.Unlock() // the reader's goroutine takes mu to name a move
-		d.moves.Close()
-		<-d.movesDone
-		d.mu.Lock()
-	}
+	d.mu.Unlock() // the reader and the sweeper take mu
+	d.moves.Close()
+	<-d.movesDone
+	close(d.stop)
+	<-d.sweepDone
+	d.mu.Lock()
 	for name, p := range d.ports {
 		if p.link != nil {
 			errs = append(errs, p.link.Close())
@@ -260,8 +272,10 @@ func (d *Datapath) Close() error {
 }
 
 // SetSwitch makes or changes a switch: its MAC table entries age after
-// ageing (300 s if 0).
-func (d *Datapath) SetSwitch(name string, ageing time.Duration) error {
+// ageing (300 s if 0), and it learns at most tableSize of them
+// (DefaultTableSize if 0); a new station past that is not learned (its
+// frames are flooded) until aged entries are swept.
+func (d *Datapath) SetSwitch(name string, ageing time.Duration, tableSize int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(name) > 15 {
@@ -270,9 +284,23 @@ func (d *Datapath) SetSwitch(name string, ageing time.Duration) error {
 	if ageing <= 0 {
 		ageing = 300 * time.Second
 	}
+	if tableSize <= 0 {
+		tableSize = DefaultTableSize
+	}
 	num, ok := d.nums[name]
 	if !ok {
 		for num = 1; d.switches[num] != nil; num++ {
+		}
+		if num > MaxSwitches {
+			return fmt.Errorf("switch %s: the kernel data path takes at most %d switches", name, MaxSwitches)
+		}
+		// No port of a switch of this number is left, nor an entry:
+		// its learned count starts at 0.
+		if err := d.objs.Learned.Put(2*num, uint64(0)); err != nil {
+			return err
+		}
+		if err := d.objs.Learned.Put(2*num+1, uint64(0)); err != nil {
+			return err
 		}
 		d.nums[name] = num
 		d.switches[num] = &kdpSw{}
@@ -281,7 +309,7 @@ func (d *Datapath) SetSwitch(name string, ageing time.Duration) error {
 		}
 	}
 	s := d.switches[num]
-	s.Ageing = uint64(ageing)
+	s.Ageing, s.Limit = uint64(ageing), uint64(tableSize)
 	if err := d.objs.Switches.Put(num, s); err != nil {
 		return err
 	}
@@ -479,7 +507,8 @@ func (d *Datapath) dropMember(ifi uint32) {
 	}
 }
 
-// forgetEntries deletes the MAC table entries that point to an interface.
+// forgetEntries deletes the MAC table entries that point to an interface;
+// d.mu is held.
 func (d *Datapath) forgetEntries(ifi uint32) {
 	for _, m := range []*ebpf.Map{d.objs.Fdb, d.objs.Statics} {
 		var k kdpFdbKey
@@ -489,6 +518,10 @@ func (d *Datapath) forgetEntries(ifi uint32) {
 			if v.Ifindex == ifi {
 				gone = append(gone, k)
 			}
+		}
+		if m == d.objs.Fdb {
+			d.deleteLearned(gone, nil)
+			continue
 		}
 		for _, k := range gone {
 			m.Delete(k)
@@ -552,7 +585,7 @@ func (d *Datapath) Prune(switches, ports map[string]bool) error {
 // pinMaps pins the maps in pinDir (again, after the last switch went).
 func (d *Datapath) pinMaps() error {
 	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb,
-		"statics": d.objs.Statics, "counters": d.objs.Counters, "moves": d.objs.Moves} {
+		"statics": d.objs.Statics, "counters": d.objs.Counters, "moves": d.objs.Moves, "learned": d.objs.Learned} {
 		if err := m.Pin(filepath.Join(d.pinDir, name)); err != nil {
 			return fmt.Errorf("pin the map %s: %w", name, err)
 		}
@@ -566,7 +599,8 @@ func (d *Datapath) unpinAll() {
 	entries, _ := os.ReadDir(d.pinDir)
 	for _, e := range entries {
 		switch n := e.Name(); {
-		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", n == "moves", strings.HasPrefix(n, "link-"):
+		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", n == "moves", n == "learned",
+			strings.HasPrefix(n, "link-"):
 			os.Remove(filepath.Join(d.pinDir, n))
 		}
 	}

@@ -50,6 +50,8 @@ type kdpPort struct {
 type kdpSw struct {
 	_       structs.HostLayout
 	Ageing  uint64
+	Limit   uint64
+	Full    uint64
 	N       uint32
 	Pad     uint32
 	Ifindex [1024]uint32
@@ -62,6 +64,7 @@ type kdpSw struct {
 const (
 	kdpMapCounters = "counters"
 	kdpMapFdb      = "fdb"
+	kdpMapLearned  = "learned"
 	kdpMapMoves    = "moves"
 	kdpMapPorts    = "ports"
 	kdpMapStatics  = "statics"
@@ -120,6 +123,7 @@ type kdpProgramSpecs struct {
 type kdpMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
+	Learned  *ebpf.MapSpec `ebpf:"learned"`
 	Moves    *ebpf.MapSpec `ebpf:"moves"`
 	Ports    *ebpf.MapSpec `ebpf:"ports"`
 	Statics  *ebpf.MapSpec `ebpf:"statics"`
@@ -154,6 +158,7 @@ func (o *kdpObjects) Close() error {
 type kdpMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Fdb      *ebpf.Map `ebpf:"fdb"`
+	Learned  *ebpf.Map `ebpf:"learned"`
 	Moves    *ebpf.Map `ebpf:"moves"`
 	Ports    *ebpf.Map `ebpf:"ports"`
 	Statics  *ebpf.Map `ebpf:"statics"`
@@ -164,6 +169,7 @@ func (m *kdpMaps) Close() error {
 	return _KdpClose(
 		m.Counters,
 		m.Fdb,
+		m.Learned,
 		m.Moves,
 		m.Ports,
 		m.Statics,

@@ -56,7 +56,14 @@ type reference struct {
 }
 
 func newReference(t *testing.T, ports []testPort) *reference {
-	sw, err := l2.New(l2.Options{Name: "ref", DefaultVLAN: 1, Logger: slog.New(slog.DiscardHandler)})
+	return newReferenceWith(t, ports, l2.Options{})
+}
+
+// newReferenceWith is newReference with options (name, default VLAN and
+// logger are the test's).
+func newReferenceWith(t *testing.T, ports []testPort, o l2.Options) *reference {
+	o.Name, o.DefaultVLAN, o.Logger = "ref", 1, slog.New(slog.DiscardHandler)
+	sw, err := l2.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +143,7 @@ func newKernelWith(t *testing.T, ports []testPort, o Options) *kernel {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	if err := dp.SetSwitch("sw", 0); err != nil {
+	if err := dp.SetSwitch("sw", 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	k := &kernel{dp: dp, ns: host.Name, raws: map[string]*netnstest.Raw{}, cfgs: map[string]PortConfig{}}
@@ -501,8 +508,8 @@ func TestStaticSurvivesAFullTable(t *testing.T) {
 	if got := k.recv(t, map[string]int{"a": 1}); len(got["a"]) != 1 || len(got["b"]) != 0 {
 		t.Fatalf("unicast to a's MAC after the flood: %s", render(got))
 	}
-	if c := k.counters(t, "b"); c.LearnRefused != 1 {
-		t.Fatalf("b's learn refused = %d, want 1 (a's static MAC)", c.LearnRefused)
+	if c := k.counters(t, "b"); c.LearnRefused != 500-64+1 {
+		t.Fatalf("b's learn refused = %d, want %d (436 past the full table, as the core refuses them, and a's static MAC)", c.LearnRefused, 500-64+1)
 	}
 }
 
@@ -520,7 +527,7 @@ func TestManyPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	if err := dp.SetSwitch("big", 0); err != nil {
+	if err := dp.SetSwitch("big", 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	untagged := mustVLAN(vlan.Untagged(1))
@@ -680,5 +687,60 @@ func TestRandomSameAsTheCore(t *testing.T) {
 		if a, b := ref.counters(t, p.name), kern.counters(t, p.name); a != b {
 			t.Errorf("port %s counters: kernel %+v\ncore %+v", p.name, b, a)
 		}
+	}
+}
+
+// TestTableBound: a switch learns at most its table size of stations, on
+// both data paths alike: the next new sources are refused (counted on
+// their port) and frames to them flooded, while known ones stay unicast.
+// On the kernel path the aged entries are swept (periodically, and within
+// a second of a full switch refusing a station): new stations are
+// learned again.
+func TestTableBound(t *testing.T) {
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10))},
+		{name: "b", vlan: mustVLAN(vlan.Access(10))},
+		{name: "c", vlan: mustVLAN(vlan.Access(10))},
+	}
+	k := newKernel(t, ports)
+	if err := k.dp.SetSwitch("sw", time.Second, 4); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]dataPath{"core": newReferenceWith(t, ports, l2.Options{FDBSize: 4, Ageing: time.Second}), "kernel": k}
+	for name, dp := range paths {
+		for i := range 6 {
+			dp.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb0+byte(i)), 0, 0, uint32(i)))
+		}
+		if got := dp.recv(t, map[string]int{"a": 6, "c": 6}); len(got["a"]) != 6 || len(got["c"]) != 6 {
+			t.Fatalf("%s: six broadcasts from b: %s", name, render(got))
+		}
+		if c := dp.counters(t, "b"); c.LearnRefused != 2 {
+			t.Fatalf("%s: b's learn refused = %d, want 2 (a table of 4)", name, c.LearnRefused)
+		}
+		dp.send(t, "c", testFrame(stationMAC(0xb5), stationMAC(0xc1), 0, 0, 10)) // never learned: flooded
+		if got := dp.recv(t, map[string]int{"a": 1, "b": 1}); len(got["a"]) != 1 || len(got["b"]) != 1 {
+			t.Fatalf("%s: unicast to a refused station: %s", name, render(got))
+		}
+		dp.send(t, "a", testFrame(stationMAC(0xb0), stationMAC(0xa1), 0, 0, 11)) // learned: to b only
+		if got := dp.recv(t, map[string]int{"b": 1}); len(got["b"]) != 1 || len(got["c"]) != 0 {
+			t.Fatalf("%s: unicast to a learned station: %s", name, render(got))
+		}
+	}
+	if es, _ := k.dp.MACTable("sw"); len(es) != 4 {
+		t.Fatalf("kernel MAC table holds %d entries, want 4", len(es))
+	}
+	time.Sleep(1100 * time.Millisecond) // every entry aged out, still in the table
+	learnedAgain := func() bool {
+		k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xbf), 0, 0, 20))
+		k.recv(t, map[string]int{"a": 1, "c": 1})
+		es, _ := k.dp.MACTable("sw")
+		return len(es) == 1 && es[0].MAC == stationMAC(0xbf)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !learnedAgain() {
+		if time.Now().After(deadline) {
+			t.Fatal("no station learned 3 s after a full switch's entries aged out: not swept")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -33,8 +33,9 @@ func decodeMove(b []byte) (sw, from, to uint32, vid frame.VID, mac frame.MAC, ok
 	return le.Uint32(b[0:]), le.Uint32(b[4:]), le.Uint32(b[8:]), frame.VID(le.Uint16(b[12:]) & 0xfff), mac, true
 }
 
-// reportMoves reads the program's move records and hands each to f until
-// Close, naming switch and ports as they are now.
+// reportMoves reads the program's records until Close: each move goes to
+// f (if set), named with switch and ports as they are now; a full switch
+// (from and to 0) wakes the sweeper.
 func (d *Datapath) reportMoves(f func(Move)) error {
 	rd, err := ringbuf.NewReader(d.objs.Moves)
 	if err != nil {
@@ -54,6 +55,16 @@ func (d *Datapath) reportMoves(f func(Move)) error {
 			}
 			sw, from, to, vid, mac, ok := decodeMove(rec.RawSample)
 			if !ok {
+				continue
+			}
+			if from == 0 && to == 0 {
+				select {
+				case d.sweepNow <- struct{}{}:
+				default:
+				}
+				continue
+			}
+			if f == nil {
 				continue
 			}
 			m := Move{MAC: mac, VID: vid}

@@ -80,6 +80,8 @@ struct fdb_val {
 
 struct sw {
 	__u64 ageing; /* ns */
+	__u64 limit;  /* learned entries the switch may have (l2.Options.FDBSize) */
+	__u64 full;   /* bpf_ktime_get_ns when the program last reported the switch full */
 	__u32 n;      /* ports in ifindex */
 	__u32 pad;
 	__u32 ifindex[MAX_PORTS];
@@ -100,12 +102,28 @@ struct {
 	__type(value, struct sw);
 } switches SEC(".maps");
 
+/* The learned entries of every switch: bounded as a whole (a full map
+ * refuses new stations, as the core's full table does, rather than evict
+ * live ones) and per switch (struct sw's limit, counted in learned). Aged
+ * entries stay until vswitchd's sweep deletes them. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 262144); /* set by the loader */
 	__type(key, struct fdb_key);
 	__type(value, struct fdb_val);
 } fdb SEC(".maps");
+
+/* A switch's learned entries: element 2*sw counts what the program added
+ * (atomically; only the program writes it), element 2*sw+1 what vswitchd
+ * deleted (only vswitchd writes it). Their difference is the switch's
+ * share of fdb, with no lock between the two writers. */
+#define MAX_SWITCHES 1024
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * (MAX_SWITCHES + 1));
+	__type(key, __u32);
+	__type(value, __u64);
+} learned SEC(".maps");
 
 /* Static entries (vid 0: on every VLAN of their port): a map of their own,
  * which no flood of new sources evicts, looked up before the learned ones
@@ -119,8 +137,10 @@ struct {
 } statics SEC(".maps");
 
 /* A station seen on another port than the one it was learned on, for
- * vswitchd to report as the core does (rate-limited there). 20 bytes,
- * little-endian: kdp.go's decodeMove reads this layout. */
+ * vswitchd to report as the core does (rate-limited there); or, with from
+ * and to 0, a switch whose learned entries reached its limit (vswitchd
+ * then sweeps its aged ones at once, as the core does when full). 20
+ * bytes, little-endian: kdp.go's decodeMove reads this layout. */
 struct move {
 	__u32 sw;
 	__u32 from, to; /* ifindex */
@@ -226,6 +246,34 @@ static __always_inline int settag(struct __sk_buff *skb, int *ours, __u16 tci, c
 static __always_inline int live(const struct fdb_val *v, __u64 now, __u64 ageing)
 {
 	return v->is_static || now - v->seen < ageing;
+}
+
+/* learn adds a new (VLAN, MAC) entry unless the switch holds its limit of
+ * learned entries or the table is full: then it is refused (counted; the
+ * station's frames are flooded), and a full switch is reported at most
+ * every ageing/64 for vswitchd to reclaim its aged entries. */
+static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key *k, __u32 in, __u64 now)
+{
+	__u32 ai = 2 * k->sw, ri = ai + 1;
+	__u64 *added = bpf_map_lookup_elem(&learned, &ai);
+	__u64 *removed = bpf_map_lookup_elem(&learned, &ri);
+	if (!added || !removed)
+		return;
+	if (s->limit && *added - *removed >= s->limit) {
+		count(ic, C_LEARN_REFUSED, 1);
+		if (now - s->full > (s->ageing >> 6)) {
+			s->full = now;
+			struct move m = {.sw = k->sw};
+			bpf_ringbuf_output(&moves, &m, sizeof(m), 0);
+		}
+		return;
+	}
+	struct fdb_val nv = {.ifindex = in, .seen = now};
+	long err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
+	if (err == 0)
+		__sync_fetch_and_add(added, 1);
+	else if (err != -17) /* -EEXIST: another CPU learned it just now */
+		count(ic, C_LEARN_REFUSED, 1);
 }
 
 /* A flood in progress: the frame, its switch and VLAN, and the member
@@ -342,9 +390,11 @@ int ingress(struct __sk_buff *skb)
 			v->seen = now;
 			count(ic, C_MOVES, 1);
 			bpf_ringbuf_output(&moves, &m, sizeof(m), 0); /* full: not reported, still counted */
+		} else if (v) {
+			v->ifindex = in; /* aged out: made anew in place, not a move */
+			v->seen = now;
 		} else {
-			struct fdb_val nv = {.ifindex = in, .seen = now};
-			bpf_map_update_elem(&fdb, &k, &nv, BPF_ANY);
+			learn(ic, s, &k, in, now);
 		}
 	}
 

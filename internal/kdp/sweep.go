@@ -1,0 +1,114 @@
+package kdp
+
+import "time"
+
+// Sweep intervals: a switch's aged entries are deleted every eighth of
+// its ageing time, within these bounds, and at once when it is full.
+const (
+	minSweepEvery = time.Second
+	maxSweepEvery = 30 * time.Second
+)
+
+// sweeper deletes aged learned entries until Close: the program only
+// treats them as gone, and they would hold their switch's share of the
+// table (and the table) until deleted. The core sweeps the same way.
+func (d *Datapath) sweeper() {
+	defer close(d.sweepDone)
+	t := time.NewTimer(d.sweepEvery())
+	defer t.Stop()
+	last := time.Time{}
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		case <-d.sweepNow:
+			if time.Since(last) < minSweepEvery { // a full switch sweeps at most once a second
+				select {
+				case <-d.stop:
+					return
+				case <-time.After(minSweepEvery - time.Since(last)):
+				}
+			}
+		}
+		last = time.Now()
+		d.Sweep()
+		t.Reset(d.sweepEvery())
+	}
+}
+
+// sweepEvery is an eighth of the shortest ageing time of the switches.
+func (d *Datapath) sweepEvery() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	every := maxSweepEvery
+	for _, s := range d.switches {
+		every = min(every, time.Duration(s.Ageing)/8)
+	}
+	return max(every, minSweepEvery)
+}
+
+// Sweep deletes the learned entries that aged out (and any of a switch
+// the data path no longer has), giving their places in the table and in
+// their switch's limit to new stations. It returns how many it deleted.
+func (d *Datapath) Sweep() int {
+	now, err := monotonicNow()
+	if err != nil {
+		return 0
+	}
+	d.mu.Lock()
+	ageing := make(map[uint32]uint64, len(d.switches))
+	for num, s := range d.switches {
+		ageing[num] = s.Ageing
+	}
+	d.mu.Unlock()
+	dead := func(k *kdpFdbKey, v *kdpFdbVal) bool {
+		a, ok := ageing[k.Sw]
+		return !ok || now-v.Seen >= a
+	}
+	var k kdpFdbKey
+	var v kdpFdbVal
+	var gone []kdpFdbKey
+	for it := d.objs.Fdb.Iterate(); it.Next(&k, &v); {
+		if dead(&k, &v) {
+			gone = append(gone, k)
+		}
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return 0
+	}
+	return d.deleteLearned(gone, dead)
+}
+
+// deleteLearned deletes learned entries (those still dead, if dead is
+// set: the program may have refreshed one since it was read) and counts
+// them as their switches' removed entries; d.mu is held.
+func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdbVal) bool) int {
+	removed := map[uint32]uint64{}
+	for _, k := range keys {
+		var v kdpFdbVal
+		if dead != nil && (d.objs.Fdb.Lookup(&k, &v) != nil || !dead(&k, &v)) {
+			continue
+		}
+		if d.objs.Fdb.Delete(&k) == nil { // not when another deleted it first
+			removed[k.Sw]++
+		}
+	}
+	n := 0
+	for num, r := range removed {
+		n += int(r)
+		if d.switches[num] == nil || num > MaxSwitches {
+			continue // counted afresh when the number is used again
+		}
+		var have uint64
+		if d.objs.Learned.Lookup(2*num+1, &have) == nil {
+			d.objs.Learned.Put(2*num+1, have+r)
+		}
+	}
+	return n
+}
