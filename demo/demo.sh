@@ -52,8 +52,8 @@ for _ in $(seq 100); do ctl switch ls >/dev/null 2>&1 && break; sleep 0.1; done
 echo "== building the network with vswitchctl"
 run() { echo "\$ vswitchctl $*"; ctl "$@" | sed 's/^/  /'; }
 run switch add ext0 --type external --uplink nic0
-run switch add int0 --type internal --datapath kernel
-run switch add priv0 --type private
+run switch add int0 --type internal
+run switch add priv0 --type private --datapath userspace
 for v in $VMS; do ctl vm add $v >/dev/null; done
 run adapter add vm1/eth0 --switch int0 --netns "$(ns vm1)"
 run adapter add vm2/eth0 --switch int0 --netns "$(ns vm2)"
@@ -82,7 +82,8 @@ ping_matrix 6 vm1 vm2 vm3 vm4 vm5 host lan
 cat <<'TXT'
 
 vm1 (access 10), vm2 (trunk, native 10) and the host adapter int0 (access 10) share VLAN 10
-(int0's frames are switched in the kernel by vswitch's eBPF program: --datapath kernel);
+(ext0's and int0's frames are switched in the kernel by vswitch's eBPF program, the default
+where the host has it; priv0's by vswitchd's userspace core: --datapath userspace);
 vm3 (hybrid, PVID 20) is alone in VLAN 20; vm4 is on the private switch; vm5 and the host
 (through its adapter ext0) reach the physical LAN over the external switch's uplink.
 TXT

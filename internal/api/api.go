@@ -61,6 +61,9 @@ type Result struct {
 type State struct {
 	Revision uint64        `json:"revision"`
 	Config   config.Config `json:"config"`
+	// Datapaths: the data path each switch of the answering host runs
+	// on there (kernel or userspace: its auto setting resolved).
+	Datapaths map[string]string `json:"datapaths,omitempty"`
 }
 
 // FDBEntry is a row of a switch's MAC table.
@@ -143,8 +146,13 @@ type TopologySwitch struct {
 	Uplink      *TopologyPort  `json:"uplink,omitempty"`
 	HostAdapter *TopologyPort  `json:"hostAdapter,omitempty"`
 	Adapters    []TopologyPort `json:"adapters"`
-	Running     bool           `json:"running"`  // on the host that answered
-	Datapath    string         `json:"datapath"` // userspace or kernel
+	Running     bool           `json:"running"` // on the host that answered
+	// Datapath is what forwards the switch's frames: kernel or userspace
+	// (on the host that answered, or on the switch's host when it is
+	// known; auto when it is not), as its setting (DatapathSetting: auto,
+	// kernel or userspace) resolves there.
+	Datapath        string `json:"datapath"`
+	DatapathSetting string `json:"datapathSetting"`
 	// In a cluster: the host a local switch is on, or the hosts a spanning
 	// switch spans ("" every host), its VNI and the MTU its adapters get.
 	Host      string `json:"host,omitempty"`
@@ -205,15 +213,18 @@ type PortState struct {
 // HostInfo is a row of GET /v1/hosts: a host of the cluster (on a single
 // host, the one host with an empty name).
 type HostInfo struct {
-	Name     string `json:"name"`
-	VTEP     string `json:"vtep"`
-	MTU      int    `json:"mtu"` // what adapters of spanning switches get there
-	API      string `json:"api"` // host:port where it serves the other hosts' reads
-	Version  string `json:"version"`
-	Started  string `json:"started"`  // RFC 3339
-	LastSeen string `json:"lastSeen"` // RFC 3339
-	Up       bool   `json:"up"`
-	Self     bool   `json:"self,omitempty"` // the host that answered
+	Name    string `json:"name"`
+	VTEP    string `json:"vtep"`
+	MTU     int    `json:"mtu"` // what adapters of spanning switches get there
+	API     string `json:"api"` // host:port where it serves the other hosts' reads
+	Version string `json:"version"`
+	// KernelPath: the host has the kernel data path (its auto switches
+	// run there).
+	KernelPath bool   `json:"kernelPath"`
+	Started    string `json:"started"`  // RFC 3339
+	LastSeen   string `json:"lastSeen"` // RFC 3339
+	Up         bool   `json:"up"`
+	Self       bool   `json:"self,omitempty"` // the host that answered
 }
 
 // CodeUnavailable is a write refused because the cluster's store (etcd)

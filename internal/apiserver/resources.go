@@ -28,7 +28,7 @@ func (s *Server) load(w http.ResponseWriter) (*config.Config, uint64, bool) {
 
 func (s *Server) getState(w http.ResponseWriter, r *http.Request) {
 	if c, rev, ok := s.load(w); ok {
-		writeJSON(w, http.StatusOK, api.State{Revision: rev, Config: *c})
+		writeJSON(w, http.StatusOK, api.State{Revision: rev, Config: *c, Datapaths: s.c.Datapaths(c)})
 	}
 }
 
@@ -316,6 +316,7 @@ func (s *Server) topology(host string) (api.Topology, error) {
 	}
 	t := Topology(c, func(name string) bool { return s.c.Switch(name) != nil })
 	t.Hosts, t.Self = s.c.Hosts(), s.c.HostName()
+	s.resolveDatapaths(c, &t)
 	for i := range t.VMs {
 		vm := c.VM(t.VMs[i].Name)
 		if (vm.Host == "" || vm.Host == t.Self) && (vm.Kernel != "" || vm.Disk != "") {
@@ -340,7 +341,32 @@ func (s *Server) topology(host string) (api.Topology, error) {
 	return t, nil
 }
 
-// Topology builds the tree of switches, uplinks, host adapters and adapters.
+// resolveDatapaths says what each switch runs on: here, as this host
+// resolves its setting, or on the host of a switch that is not here (as
+// that host registered its kernel data path); a spanning switch that is
+// not here keeps its setting.
+func (s *Server) resolveDatapaths(c *config.Config, t *api.Topology) {
+	kernel := map[string]bool{t.Self: s.c.KernelPath()}
+	for _, h := range t.Hosts {
+		if !h.Self {
+			kernel[h.Name] = h.KernelPath
+		}
+	}
+	for i := range t.Switches {
+		ts := &t.Switches[i]
+		sw := c.Switch(ts.Name)
+		host := t.Self
+		if !sw.On(t.Self) {
+			host = sw.Host
+		}
+		if k, ok := kernel[host]; ok && (sw.On(t.Self) || !sw.Span) {
+			ts.Datapath = string(sw.RunsOn(k))
+		}
+	}
+}
+
+// Topology builds the tree of switches, uplinks, host adapters and adapters
+// (each switch's data path as set: resolveDatapaths says where it runs).
 func Topology(c *config.Config, running func(string) bool) api.Topology {
 	t := api.Topology{Switches: []api.TopologySwitch{}, VMs: []api.TopologyVM{}}
 	vmHost := map[string]string{}
@@ -353,7 +379,8 @@ func Topology(c *config.Config, running func(string) bool) api.Topology {
 		sw := &c.Switches[i]
 		ts := api.TopologySwitch{Name: sw.Name, Type: string(sw.Type), DefaultVLAN: uint16(sw.VLANOrDefault()),
 			Adapters: []api.TopologyPort{}, Running: running(sw.Name), Datapath: string(cmp.Or(sw.Datapath, config.Userspace)),
-			Host: sw.Host, Span: sw.Span, SpanHosts: sw.Hosts, VNI: sw.VNI}
+			DatapathSetting: string(cmp.Or(sw.Datapath, config.Userspace)),
+			Host:            sw.Host, Span: sw.Span, SpanHosts: sw.Hosts, VNI: sw.VNI}
 		if sw.Type == config.External {
 			v := "trunk 1-4094 native " + sw.VLANOrDefault().String()
 			if sw.UplinkVLAN != (config.VLAN{}) {

@@ -112,7 +112,7 @@ priv0 (private, default VLAN 1)
 	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
 		rows = append(rows, strings.Join(strings.Fields(line), " "))
 	}
-	if strings.Join(rows, "\n") != "NAME TYPE UPLINK HOST ADAPTER DEFAULT VLAN ADAPTERS DATAPATH\next0 external eth1 yes 1 1 userspace\nint0 internal - yes 5 0 userspace\npriv0 private - no 1 1 userspace" {
+	if strings.Join(rows, "\n") != "NAME TYPE UPLINK HOST ADAPTER DEFAULT VLAN ADAPTERS DATAPATH\next0 external eth1 yes 1 1 userspace (auto)\nint0 internal - yes 5 0 userspace (auto)\npriv0 private - no 1 1 userspace (auto)" {
 		t.Fatalf("switch ls:\n%s", ls)
 	}
 	var ads []config.Adapter
@@ -171,15 +171,30 @@ func TestWaitingAdapterShown(t *testing.T) {
 
 // A switch on the kernel data path: refused where there is none, with
 // the reason; where there is, shown as such in switch ls, show and the
-// topology, and a QEMU socket adapter on it is refused.
+// topology, and a QEMU socket adapter on it is served by the joined core.
+// A switch added without --datapath is auto: on the kernel data path
+// where the host has it, else on the core with a warning saying why.
 func TestKernelDatapath(t *testing.T) {
 	sock := serve(t)
 	code, _, errOut := run(sock, "switch", "add", "k0", "--type", "private", "--datapath", "kernel")
 	if code != ExitFailed || !strings.Contains(errOut, "switches[k0].datapath") || !strings.Contains(errOut, "not available here") {
 		t.Fatalf("kernel switch without a kernel data path: exit %d\n%s", code, errOut)
 	}
+	if code, _, errOut := run(sock, "switch", "add", "a0", "--type", "private"); code != 0 ||
+		!strings.Contains(errOut, "switch a0 runs on the userspace core here: the kernel data path is not available") {
+		t.Fatalf("auto switch without a kernel data path: exit %d\n%s", code, errOut)
+	}
+	if out := mustRun(t, sock, "switch", "show", "a0"); !strings.Contains(out, "userspace (auto)") {
+		t.Fatalf("switch show of an auto switch on the core:\n%s", out)
+	}
 
 	sock, _ = serveKernel(t, &apitest.Backend{}, &apitest.Kernel{})
+	if code, out, errOut := run(sock, "switch", "add", "a0", "--type", "private"); code != 0 || strings.Contains(out+errOut, "userspace") {
+		t.Fatalf("auto switch with a kernel data path: exit %d\n%s%s", code, out, errOut)
+	}
+	if out := mustRun(t, sock, "switch", "ls"); !strings.Contains(out, "kernel (auto)") {
+		t.Fatalf("switch ls of an auto switch with a kernel data path:\n%s", out)
+	}
 	mustRun(t, sock, "switch", "add", "k0", "--type", "internal", "--datapath", "kernel")
 	mustRun(t, sock, "vm", "add", "web")
 	mustRun(t, sock, "adapter", "add", "web/eth0", "--switch", "k0", "--netns", "web")

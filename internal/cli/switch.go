@@ -35,7 +35,8 @@ func (f *switchFlags) register(c *cobra.Command) {
 	fl.DurationVar(&f.ageing, "mac-ageing", 0, "MAC ageing time (300s if not set)")
 	fl.IntVar(&f.tableSize, "table-size", 0, "learned MAC entries at most (65536 if not set)")
 	fl.StringVar(&f.notes, "notes", "", "free text")
-	fl.StringVar(&f.datapath, "datapath", "", "what forwards its frames: userspace (vswitchd's threads, the default) or kernel (eBPF programs on its ports)")
+	fl.StringVar(&f.datapath, "datapath", "", "what forwards its frames: auto (the default: kernel where the host has it, else userspace), "+
+		"kernel (eBPF programs on its ports) or userspace (vswitchd's threads)")
 	fl.StringVar(&f.host, "host", "", "in a cluster: the host a switch that does not span is on (the host asked, if not given)")
 	fl.BoolVar(&f.span, "span", false, "in a cluster: the switch is on several hosts (--hosts, or all), joined by VXLAN")
 	fl.StringVar(&f.hosts, "hosts", "", "the hosts a spanning switch is on, comma-separated (every host if not given)")
@@ -149,7 +150,7 @@ func (a *app) listSwitches(host string) error {
 	fmt.Fprintln(tw, head)
 	for _, s := range st.Config.Switches {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", s.Name, s.Type, dash(s.Uplink), yesNo(s.ManagementOS()),
-			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)), datapath(s.Datapath))
+			s.VLANOrDefault(), len(st.Config.AdaptersOn(s.Name)), datapath(s.Datapath, st.Datapaths[s.Name]))
 		if cluster {
 			fmt.Fprintf(tw, "\t%s\t%s", placement(&s), dash(vniText(s.VNI)))
 		}
@@ -166,10 +167,14 @@ func (a *app) showSwitch(name string) error {
 	if a.output == "json" {
 		return a.json(s)
 	}
+	var runs string
+	if st, err := a.client().State(); err == nil {
+		runs = st.Datapaths[s.Name]
+	}
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
 	rows := [][2]string{{"name", s.Name}, {"type", string(s.Type)}, {"uplink", dash(s.Uplink)},
 		{"host adapter", yesNo(s.ManagementOS())}, {"default VLAN", s.VLANOrDefault().String()},
-		{"host adapter VLAN", s.HostVLAN.String()}, {"MAC ageing", ageing(s)}, {"table size", tableSize(s)}, {"datapath", datapath(s.Datapath)},
+		{"host adapter VLAN", s.HostVLAN.String()}, {"MAC ageing", ageing(s)}, {"table size", tableSize(s)}, {"datapath", datapath(s.Datapath, runs)},
 		{"notes", dash(s.Notes)}}
 	if s.Type == config.External {
 		rows = append(rows, [2]string{"uplink VLAN", uplinkVLAN(&s)})
@@ -222,9 +227,14 @@ func orEmpty[T any](s []T) []T {
 	return s
 }
 
-// datapath names a switch's data path ("" is the userspace core).
-func datapath(d config.Datapath) string {
-	if d == "" {
+// datapath names what a switch runs on (runs: as the answering host
+// resolved it, "" for a switch of another host) and its setting when that
+// is auto ("" is the userspace core).
+func datapath(d config.Datapath, runs string) string {
+	switch {
+	case d == config.Auto && runs != "":
+		return runs + " (auto)"
+	case d == "":
 		return string(config.Userspace)
 	}
 	return string(d)

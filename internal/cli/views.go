@@ -241,7 +241,7 @@ func RenderTopology(t api.Topology) string {
 		if s.MTU > 0 {
 			state += fmt.Sprintf(", adapters' MTU %d", s.MTU)
 		}
-		if s.Datapath == string(config.Kernel) {
+		if s.Datapath == string(config.Kernel) { // the core is the rest (and auto where no host says)
 			state += ", kernel data path"
 		}
 		if !s.Running && (s.Host == t.Self || s.Span) {

@@ -61,6 +61,7 @@ type Options struct {
 	MTU       int         // the MTU adapters of spanning switches get here
 	API       string      // host:port where this host serves the other hosts' reads
 	Version   string
+	Kernel    bool         // this host has the kernel data path (where auto switches run)
 	Cache     *store.Store // the host's own store: the last state seen is kept in it
 	Initial   *config.Config
 	Log       *slog.Logger
@@ -76,6 +77,7 @@ type registration struct {
 	MTU      int       `json:"mtu"`
 	API      string    `json:"api"`
 	Version  string    `json:"version"`
+	Kernel   bool      `json:"kernel,omitempty"` // the host has the kernel data path
 	Started  time.Time `json:"started"`
 	LastSeen time.Time `json:"lastSeen"`
 }
@@ -134,7 +136,7 @@ func Join(o Options) (*Cluster, error) {
 	}
 	now := time.Now().UTC()
 	c := &Cluster{o: o, cli: cli, log: o.Log, hosts: map[string]registration{}, live: map[string]bool{},
-		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, API: o.API, Version: o.Version, Started: now, LastSeen: now}}
+		reg: registration{Name: o.Host, VTEP: o.VTEP.String(), MTU: o.MTU, API: o.API, Version: o.Version, Kernel: o.Kernel, Started: now, LastSeen: now}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.offline = errors.New("not connected yet")
 	c.cacheKick, c.offerKick = make(chan struct{}, 1), make(chan struct{}, 1)
@@ -855,7 +857,7 @@ func (c *Cluster) Hosts() []api.HostInfo {
 	defer c.mu.Unlock()
 	var out []api.HostInfo
 	for _, reg := range c.hosts {
-		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, MTU: reg.MTU, API: reg.API, Version: reg.Version,
+		out = append(out, api.HostInfo{Name: reg.Name, VTEP: reg.VTEP, MTU: reg.MTU, API: reg.API, Version: reg.Version, KernelPath: reg.Kernel,
 			Started: reg.Started.Format(time.RFC3339), LastSeen: reg.LastSeen.Format(time.RFC3339),
 			Up: c.live[reg.Name], Self: reg.Name == c.o.Host})
 	}

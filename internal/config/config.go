@@ -59,8 +59,11 @@ type Switch struct {
 	// UplinkVLAN is the uplink's; unset means a trunk of 1-4094 with the
 	// default VLAN native, so untagged VMs leave the wire untagged.
 	UplinkVLAN VLAN `json:"uplinkVLAN,omitzero"`
-	// Datapath is what forwards the switch's frames: the userspace core
-	// (the default) or the kernel data path (eBPF programs on the ports).
+	// Datapath is what forwards the switch's frames: the kernel data path
+	// (eBPF programs on the ports), the userspace core, or auto (the
+	// kernel data path on a host that has it, else the core: what a new
+	// switch gets). "" is the core: switches stored before there was a
+	// choice keep the data path they had.
 	Datapath Datapath `json:"datapath,omitempty"`
 	// Host is the cluster host a switch that does not span lives on (""
 	// on a single host).
@@ -116,8 +119,9 @@ type Datapath string
 
 // Data paths.
 const (
-	Userspace Datapath = "userspace" // vswitchd's forwarding threads (the default, "")
+	Userspace Datapath = "userspace" // vswitchd's forwarding threads (also "")
 	Kernel    Datapath = "kernel"    // eBPF programs at tc ingress of every port, frames stay in the kernel
+	Auto      Datapath = "auto"      // kernel where the host has the kernel data path, else userspace (a new switch's default)
 )
 
 // MaxKernelPorts is how many kernel ports a switch on the kernel data path
@@ -125,8 +129,24 @@ const (
 // served by the core, take one port together).
 const MaxKernelPorts = 1024
 
-// IsKernel reports whether the switch runs on the kernel data path.
-func (s *Switch) IsKernel() bool { return s.Datapath == Kernel }
+// OnKernel reports whether the switch runs on the kernel data path on a
+// host that has it (kernel) or not: kernel, or auto where it is there.
+func (s *Switch) OnKernel(kernel bool) bool {
+	return s.Datapath == Kernel || s.Datapath == Auto && kernel
+}
+
+// RunsOn names the data path the switch runs on, on a host that has the
+// kernel data path (kernel) or not.
+func (s *Switch) RunsOn(kernel bool) Datapath {
+	if s.OnKernel(kernel) {
+		return Kernel
+	}
+	return Userspace
+}
+
+// MayBeKernel reports whether the switch runs on the kernel data path
+// on some host: its limits apply.
+func (s *Switch) MayBeKernel() bool { return s.Datapath == Kernel || s.Datapath == Auto }
 
 // ManagementOS reports whether the switch has a host adapter.
 func (s *Switch) ManagementOS() bool {

@@ -101,7 +101,7 @@ func TestBadInput(t *testing.T) {
 		{"bad attachment", func(c *Config) { c.Adapters[1].Attachment.Kind = "vhost" }, []string{"attachment.kind", "netns, tap, qemu-stream or qemu-dgram"}},
 		{"ageing too short", func(c *Config) { c.Switches[2].MACAgeing = Duration(1e6) }, []string{"switches[priv0].macAgeing", "1s to 24h"}},
 		{"table size", func(c *Config) { c.Switches[2].TableSize = -1 }, []string{"switches[priv0].tableSize"}},
-		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "userspace or kernel"}},
+		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "auto, kernel or userspace"}},
 		{"too many ports for the kernel data path", func(c *Config) {
 			c.Switches[2].Datapath = Kernel
 			for i := range MaxKernelPorts + 1 {

@@ -54,8 +54,15 @@ func (c *Config) AdaptersOn(sw string) []string {
 	return ids
 }
 
-// AddSwitch adds a switch; Validate reports a name already taken.
-func (c *Config) AddSwitch(s Switch) { c.Switches = append(c.Switches, s) }
+// AddSwitch adds a switch; Validate reports a name already taken. A
+// switch that names no data path gets auto: the kernel data path where
+// the host has it.
+func (c *Config) AddSwitch(s Switch) {
+	if s.Datapath == "" {
+		s.Datapath = Auto
+	}
+	c.Switches = append(c.Switches, s)
+}
 
 // SetSwitch replaces the switch of the same name.
 func (c *Config) SetSwitch(s Switch) error {

@@ -252,8 +252,8 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 		if !s.HostVLAN.isZero() && !s.ManagementOS() {
 			l.Add(p+".hostVLAN", s.HostVLAN.String(), "only on a switch with a host adapter (internal, or external with allowManagementOS)")
 		}
-		if s.Datapath != "" && s.Datapath != Userspace && s.Datapath != Kernel {
-			l.Add(p+".datapath", string(s.Datapath), "userspace or kernel")
+		if s.Datapath != "" && s.Datapath != Userspace && s.Datapath != Kernel && s.Datapath != Auto {
+			l.Add(p+".datapath", string(s.Datapath), "auto, kernel or userspace")
 		}
 		s.HostVLAN.validate(p+".hostVLAN", s.VLANOrDefault(), l)
 		s.UplinkVLAN.validate(p+".uplinkVLAN", s.VLANOrDefault(), l)
@@ -352,7 +352,7 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		}
 		a.VLAN.validate(p+".vlan", def, l)
 		a.Attachment.validate(p+".attachment", l)
-		if sw != nil && sw.IsKernel() {
+		if sw != nil && sw.MayBeKernel() {
 			k := [2]string{sw.Name, hostOf[a.VM]} // the ports a kernel switch has on one host
 			if a.Attachment.Kind == AttachQEMUStream || a.Attachment.Kind == AttachQEMUDgram {
 				joined[k] = true // served by the core, joined to the kernel path by one port
@@ -372,7 +372,7 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 		kernelPorts[k] = 1
 	}
 	for _, s := range c.Switches {
-		if !s.IsKernel() {
+		if !s.MayBeKernel() {
 			continue
 		}
 		extra := 0 // the switch's own ports, on each of its hosts
@@ -393,7 +393,8 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 				where = " on host " + on
 			}
 			l.Add(fmt.Sprintf("switches[%s].datapath", s.Name), string(s.Datapath),
-				fmt.Sprintf("userspace for a switch of %d ports%s (the kernel data path takes at most %d)", most, where, MaxKernelPorts))
+				fmt.Sprintf("userspace for a switch of %d ports%s (the kernel data path, which auto picks where a host has it, takes at most %d)",
+					most, where, MaxKernelPorts))
 		}
 	}
 }

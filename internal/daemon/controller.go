@@ -438,6 +438,21 @@ func (c *Controller) Hosts() []api.HostInfo {
 	return c.deps.Cluster.Hosts()
 }
 
+// KernelPath reports whether this host has the kernel data path.
+func (c *Controller) KernelPath() bool { return c.deps.Kernel != nil }
+
+// Datapaths returns the data path each switch of this host runs on here
+// (an auto switch's resolved).
+func (c *Controller) Datapaths(all *config.Config) map[string]string {
+	out := map[string]string{}
+	for i := range all.Switches {
+		if sw := &all.Switches[i]; sw.On(c.host) {
+			out[sw.Name] = string(sw.RunsOn(c.KernelPath()))
+		}
+	}
+	return out
+}
+
 // local is the part of a state this host converges: all of it on a single host.
 func (c *Controller) local(cfg *config.Config) *config.Config {
 	if c.deps.Cluster == nil {
@@ -454,7 +469,7 @@ func (c *Controller) prepare(all *config.Config) {
 		return
 	}
 	c.d.SetOverlay(c.overlay(all))
-	c.d.SetHandover(HandoverKeys(all, c.host))
+	c.d.SetHandover(HandoverKeys(all, c.host, c.deps.Kernel != nil))
 }
 
 // overlay is what this host's spanning switches need: for each, the
@@ -665,10 +680,15 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s spans hosts over VXLAN (VNI %d): its adapters and host adapters get MTU %d here "+
 				"(the underlay's less VXLAN's overhead); frames between hosts are not encrypted: the underlay is trusted", sw.Name, sw.VNI, c.deps.OverlayMTU))
 		}
-		if old != nil && old.IsKernel() != sw.IsKernel() && len(next.AdaptersOn(sw.Name)) > 0 {
+		kernel := c.deps.Kernel != nil
+		if old != nil && old.OnKernel(kernel) != sw.OnKernel(kernel) && len(next.AdaptersOn(sw.Name)) > 0 {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s moved to the %s data path: its namespace adapters' "+
 				"interfaces and its host adapter were made anew (a veth on the kernel path, a TAP on the core): set their addresses again; "+
-				"TAPs that QEMU opens are kept", sw.Name, cmp.Or(string(sw.Datapath), string(config.Userspace))))
+				"TAPs that QEMU opens are kept", sw.Name, sw.RunsOn(kernel)))
+		}
+		if sw.Datapath == config.Auto && !kernel && sw.On(c.host) && (old == nil || old.Datapath != config.Auto) {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("switch %s runs on the userspace core here: the kernel data path is not available (%s)",
+				sw.Name, cmp.Or(c.deps.KernelWhy, "not loaded")))
 		}
 		if sw.Type == config.External && !sw.ManagementOS() &&
 			(old == nil || old.Type != config.External || old.ManagementOS() || old.Uplink != sw.Uplink) {
@@ -759,7 +779,7 @@ func refusal(prev, next *config.Config, aerr error) error {
 func (c *Controller) checkHost(prev, next *config.Config) error {
 	var l field.List
 	for _, sw := range next.Switches {
-		if sw.IsKernel() && c.deps.Kernel == nil {
+		if sw.Datapath == config.Kernel && c.deps.Kernel == nil {
 			l.Add(fmt.Sprintf("switches[%s].datapath", sw.Name), string(sw.Datapath),
 				"userspace: the kernel data path is not available here ("+cmp.Or(c.deps.KernelWhy, "not loaded")+")")
 		}

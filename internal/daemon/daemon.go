@@ -159,7 +159,7 @@ func (d *Daemon) SetHandover(keys map[string]bool) {
 // other hosts than host use and that another host can take over: a
 // namespace adapter's TAP on the userspace core lives wholly in the
 // namespace (on the kernel path, its veth has an end in the old host).
-func HandoverKeys(all *config.Config, host string) map[string]bool {
+func HandoverKeys(all *config.Config, host string, kernel bool) map[string]bool {
 	hostOf := map[string]string{}
 	for _, vm := range all.VMs {
 		hostOf[vm.Name] = vm.Host
@@ -168,7 +168,7 @@ func HandoverKeys(all *config.Config, host string) map[string]bool {
 	for i := range all.Adapters {
 		a := &all.Adapters[i]
 		sw := all.Switch(a.Switch)
-		if hostOf[a.VM] == host || a.Attachment.Kind != config.AttachNetns || sw == nil || sw.IsKernel() {
+		if hostOf[a.VM] == host || a.Attachment.Kind != config.AttachNetns || sw == nil || sw.OnKernel(kernel) {
 			continue
 		}
 		spec := PortSpec{Kind: string(config.AttachNetns), Namespace: a.Attachment.Namespace, Device: cmp.Or(a.Attachment.Device, tap.DefaultName)}
@@ -204,7 +204,7 @@ func New(b Backend, rec Records, log *slog.Logger) *Daemon {
 func (d *Daemon) Apply(c *config.Config) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	want, err := plan(c, d.running, d.overlay)
+	want, err := plan(c, d.running, d.overlay, d.kern != nil)
 	if err != nil {
 		return nil, err
 	}

@@ -225,10 +225,18 @@ func (d *Daemon) openOnCore(core *l2.Switch, pn string, want *portPlan) error {
 	return nil
 }
 
+// TunnelCounting is a backend that reads a VXLAN device's own counters:
+// on the kernel data path the tunnel port's backend counters, as the core's
+// tunnel port has them.
+type TunnelCounting interface {
+	TunnelCounters(dev string) map[string]uint64
+}
+
 // kernelView is a kernel switch as reads see it.
 type kernelView struct {
 	kern    KernelPath
-	core    *l2.Switch // its QEMU sockets' ports; nil: none
+	tunnels TunnelCounting // nil: the backend cannot read them
+	core    *l2.Switch     // its QEMU sockets' ports; nil: none
 	name    string
 	ports   map[string]string // port name → switch-side interface
 	configs map[string]l2.PortConfig
@@ -237,7 +245,8 @@ type kernelView struct {
 }
 
 func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
-	v := &kernelView{kern: d.kern, core: ls.core, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
+	tc, _ := d.backend.(TunnelCounting)
+	v := &kernelView{kern: d.kern, tunnels: tc, core: ls.core, name: ls.opts.Name, ports: make(map[string]string, len(ls.ifnames)),
 		configs: make(map[string]l2.PortConfig, len(ls.ifnames)), moves: d.moveLimitOf(ls.opts.Name), fdb: d.fdbSnapshotOf(ls.opts.Name)}
 	for pn, ifname := range ls.ifnames {
 		if pn != KindJoin {
@@ -260,7 +269,11 @@ func (v *kernelView) Ports() []l2.PortInfo {
 		lc.RxPackets, lc.RxBytes, lc.TxPackets, lc.TxBytes = c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes
 		lc.Floods, lc.LearnRefused, lc.Moves = c.Floods, c.LearnRefused, c.Moves
 		copy(lc.Drops[:], c.Drops[:])
-		out = append(out, l2.PortInfo{Name: pn, Config: v.configs[pn], Counters: lc})
+		pi := l2.PortInfo{Name: pn, Config: v.configs[pn], Counters: lc}
+		if pn == KindTunnel && v.tunnels != nil {
+			pi.Backend = v.tunnels.TunnelCounters(ifname)
+		}
+		out = append(out, pi)
 	}
 	if v.core != nil {
 		for _, p := range v.core.Ports() {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 
@@ -152,17 +153,25 @@ type tunnelPort struct {
 // BackendCounters implements l2.CountingPort.
 func (p *tunnelPort) BackendCounters() map[string]uint64 {
 	m := p.Port.BackendCounters()
-	h, err := nsrun.Netlink(nsrun.Path(p.ns))
+	maps.Copy(m, OSBackend{Namespace: p.ns}.TunnelCounters(p.dev))
+	return m
+}
+
+// TunnelCounters implements TunnelCounting: what the kernel dropped of
+// what arrived on UDP 4789 for a VXLAN device's VNI (bad VXLAN headers
+// and the like) and what it could not send (nil if the device cannot be
+// read).
+func (b OSBackend) TunnelCounters(dev string) map[string]uint64 {
+	h, err := nsrun.Netlink(nsrun.Path(b.Namespace))
 	if err != nil {
-		return m
+		return nil
 	}
 	defer h.Close()
-	l, err := h.LinkByName(p.dev)
+	l, err := h.LinkByName(dev)
 	if err != nil || l.Attrs().Statistics == nil {
-		return m
+		return nil
 	}
 	st := l.Attrs().Statistics
-	m["vxlan-rx-errors"], m["vxlan-bad-headers"], m["vxlan-rx-dropped"] = st.RxErrors, st.RxFrameErrors, st.RxDropped
-	m["vxlan-tx-errors"], m["vxlan-tx-dropped"] = st.TxErrors, st.TxDropped
-	return m
+	return map[string]uint64{"vxlan-rx-errors": st.RxErrors, "vxlan-bad-headers": st.RxFrameErrors, "vxlan-rx-dropped": st.RxDropped,
+		"vxlan-tx-errors": st.TxErrors, "vxlan-tx-dropped": st.TxDropped}
 }

@@ -92,10 +92,13 @@ const networkSide = 1
 
 // plan turns a valid state into the switches and ports it asks for; the
 // adapters of a VM that vswitchd runs are there only while running says so.
-func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[string]*switchPlan, error) {
+// kernel says whether the host has the kernel data path (where auto
+// switches run).
+func plan(c *config.Config, running func(vm string) bool, ov *Overlay, kernel bool) (map[string]*switchPlan, error) {
 	out := map[string]*switchPlan{}
 	for i := range c.Switches {
 		s := &c.Switches[i]
+		onKernel := s.OnKernel(kernel)
 		sp := &switchPlan{
 			opts: l2.Options{Name: s.Name, DefaultVLAN: s.VLANOrDefault(), FDBSize: s.TableSize,
 				Ageing: time.Duration(s.MACAgeing)},
@@ -106,19 +109,19 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 			if err != nil {
 				return nil, err
 			}
-			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink, Kernel: s.IsKernel()},
+			sp.ports[KindUplink] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindUplink, Kind: KindUplink, Device: s.Uplink, Kernel: onKernel},
 				cfg: l2.PortConfig{VLAN: v, Group: networkSide}}
 		}
 		if s.Type == config.External {
 			sp.takeOver, sp.hostHolds = s.Uplink, s.ManagementOS()
 		}
-		sp.kernel = s.IsKernel()
+		sp.kernel = onKernel
 		if s.ManagementOS() {
 			v, err := s.HostVLAN.Port(s.VLANOrDefault())
 			if err != nil {
 				return nil, fmt.Errorf("switch %s host VLAN: %w", s.Name, err)
 			}
-			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name, Kernel: s.IsKernel()},
+			sp.ports[KindHost] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindHost, Kind: KindHost, Device: s.Name, Kernel: onKernel},
 				cfg: l2.PortConfig{VLAN: v}}
 		}
 		if s.Span {
@@ -130,7 +133,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay) (map[stri
 			// default VLAN untagged.
 			v, _ := vlan.Trunk(frame.MustParseVLANSet("1-4094"), s.VLANOrDefault())
 			sp.ports[KindTunnel] = &portPlan{spec: PortSpec{Switch: s.Name, Name: KindTunnel, Kind: KindTunnel, Device: TunnelDevice(s.VNI),
-				Kernel: s.IsKernel(), VNI: s.VNI, Local: ov.Local.String(), MTU: ov.MTU}, cfg: l2.PortConfig{VLAN: v, Group: networkSide}}
+				Kernel: onKernel, VNI: s.VNI, Local: ov.Local.String(), MTU: ov.MTU}, cfg: l2.PortConfig{VLAN: v, Group: networkSide}}
 			sp.peers = ov.Peers[s.Name]
 			if h := sp.ports[KindHost]; h != nil {
 				h.spec.MTU = ov.MTU

@@ -382,9 +382,14 @@ func TestCluster(t *testing.T) {
 		}
 	}
 
-	// Two spanning switches, made from different hosts; a local one.
-	h1.must("switch", "add", "lan0", "--type", "private", "--span")
-	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000", "--datapath", "kernel") // the tunnel on the kernel data path too
+	// Two spanning switches, made from different hosts; a local one. lan0
+	// is on the userspace core, lan1 on the kernel data path, loc2 auto
+	// (the kernel data path, which every host here has): the suite covers
+	// both. (A namespace VM that moves between hosts sharing its namespace,
+	// as here, keeps its interface on the core only: on the kernel data
+	// path its veth is made anew by the new host.)
+	h1.must("switch", "add", "lan0", "--type", "private", "--span", "--datapath", "userspace")
+	h3.must("switch", "add", "lan1", "--type", "private", "--span", "--vni", "5000", "--datapath", "kernel")
 	h2.must("switch", "add", "loc2", "--type", "private")
 	if code, _, errOut := h1.ctl("switch", "add", "loc2", "--type", "private", "--span"); code == 0 || !strings.Contains(errOut, "switch loc2 is on host h2") {
 		t.Fatalf("a spanning switch named like h2's local switch: exit %d %s", code, errOut)
@@ -425,10 +430,14 @@ func TestCluster(t *testing.T) {
 	waitMatrix(t, vms, names, expected(names, groups))
 
 	// The topology from any host shows every host, where each switch is and
-	// which host each adapter is on; --host shows one host's part.
+	// which host each adapter is on and what forwards each switch's frames
+	// (loc2, auto, is on the kernel data path as h2 registered it has one);
+	// --host shows one host's part.
 	topo := h3.must("topology")
 	for _, want := range []string{"host h1 (VTEP 10.88.0.11, up)", "host h3 (VTEP 10.88.0.13, up, this host)",
-		"lan0 (private, default VLAN 1, spans every host, VXLAN VNI 1, adapters' MTU 1450)", "loc2 (private, default VLAN 1, on host h2)",
+		"lan0 (private, default VLAN 1, spans every host, VXLAN VNI 1, adapters' MTU 1450)\n",
+		"lan1 (private, default VLAN 1, spans every host, VXLAN VNI 5000, adapters' MTU 1450, kernel data path)",
+		"loc2 (private, default VLAN 1, on host h2, kernel data path)",
 		"[access 10]  on h2", "on h1"} {
 		if !strings.Contains(topo, want) {
 			t.Fatalf("topology on h3 does not show %q:\n%s", want, topo)
@@ -515,6 +524,7 @@ func TestCluster(t *testing.T) {
 			append([]byte{0x00, 0, 0, 0, 0, 0, 1, 0}, inner...),          // no I flag, VNI 1
 			append([]byte{0x08, 0xff, 0, 0, 0, 0, 1, 0}, inner...),       // reserved bits set, VNI 1
 			append([]byte{0x08, 0, 0, 0, 0x0f, 0x42, 0x3f, 0}, inner...), // VNI 999999: no such switch
+			append([]byte{0x08, 0xff, 0, 0, 0, 0x13, 0x88, 0}, inner...), // reserved bits set, VNI 5000 (lan1, the kernel data path)
 		} {
 			if _, err := conn.Write(pkt); err != nil {
 				return err
@@ -524,18 +534,20 @@ func TestCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var bad uint64
-	for deadline := time.Now().Add(5 * time.Second); bad == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		var rows []api.PortStats
-		json.Unmarshal([]byte(h1.must("-o", "json", "stats", "lan0", "--host", "h2")), &rows)
-		for _, r := range rows {
-			if r.Port == "tunnel" {
-				bad = r.Backend["vxlan-rx-errors"]
+	for _, sw := range []string{"lan0", "lan1"} {
+		var bad uint64
+		for deadline := time.Now().Add(5 * time.Second); bad == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var rows []api.PortStats
+			json.Unmarshal([]byte(h1.must("-o", "json", "stats", sw, "--host", "h2")), &rows)
+			for _, r := range rows {
+				if r.Port == "tunnel" {
+					bad = r.Backend["vxlan-rx-errors"]
+				}
 			}
 		}
-	}
-	if bad == 0 {
-		t.Errorf("garbage VXLAN headers for lan0's VNI are not counted on h2's tunnel port:\n%s", h1.must("stats", "lan0", "--host", "h2"))
+		if bad == 0 {
+			t.Errorf("garbage VXLAN headers for %s's VNI are not counted on h2's tunnel port:\n%s", sw, h1.must("stats", sw, "--host", "h2"))
+		}
 	}
 	waitMatrix(t, vms, []string{"a", "b", "c"}, expected([]string{"a", "b", "c"}, groups))
 

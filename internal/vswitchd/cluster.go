@@ -70,7 +70,8 @@ func Version() string {
 // joinCluster checks the options and joins: it returns the membership, the
 // tunnel endpoint and the MTU adapters of spanning switches get (the
 // endpoint's interface's, less the VXLAN overhead).
-func joinCluster(o *ClusterOptions, st *store.Store, initial *config.Config, log *slog.Logger) (*cluster.Cluster, netip.Addr, int, error) {
+// kernel says whether this host has the kernel data path.
+func joinCluster(o *ClusterOptions, st *store.Store, initial *config.Config, kernel bool, log *slog.Logger) (*cluster.Cluster, netip.Addr, int, error) {
 	if o.HostName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -99,7 +100,7 @@ func joinCluster(o *ClusterOptions, st *store.Store, initial *config.Config, log
 			return nil, netip.Addr{}, 0, fmt.Errorf("--etcd %q: want an endpoint URL, http://HOST:PORT or https://HOST:PORT", e)
 		}
 	}
-	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, MTU: mtu, API: o.PeerAPI, Version: Version(),
+	cl, err := cluster.Join(cluster.Options{Endpoints: o.Etcd, TLS: tc, Host: o.HostName, VTEP: vtep, MTU: mtu, API: o.PeerAPI, Version: Version(), Kernel: kernel,
 		Cache: st, Initial: initial, Log: log, LeaseTTL: o.LeaseTTL})
 	if err != nil {
 		return nil, netip.Addr{}, 0, err

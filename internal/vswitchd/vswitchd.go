@@ -104,11 +104,27 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
+	// The kernel data path reports station moves to the controller, which
+	// exists only once the data path does.
+	var moves atomic.Pointer[daemon.Controller]
+	onMove := func(m kdp.Move) {
+		if c := moves.Load(); c != nil {
+			c.KernelMove(m)
+		}
+	}
+	var kern *kdp.Datapath
+	kernWhy := ""
+	if kern, err = kdp.Open(kdp.Options{PinDir: o.BPFDir, OnMove: onMove}); err != nil {
+		kern, kernWhy = nil, err.Error()
+		log.Warn("the kernel data path is not available: switches run on the userspace core (auto ones; kernel ones are refused)", "why", err)
+	} else {
+		defer kern.Close() // after the switches; pinned, the programs go on forwarding
+	}
 	var member *cluster.Cluster
 	var vtep netip.Addr
 	var overlayMTU int
 	if len(o.Cluster.Etcd) > 0 {
-		if member, vtep, overlayMTU, err = joinCluster(&o.Cluster, st, initial, log); err != nil {
+		if member, vtep, overlayMTU, err = joinCluster(&o.Cluster, st, initial, kern != nil, log); err != nil {
 			return err
 		}
 		defer member.Close() // after the controller: the lease goes last
@@ -126,21 +142,10 @@ func Run(ctx context.Context, o Options) error {
 	if member != nil {
 		deps.Cluster, deps.VTEP, deps.OverlayMTU = member, vtep, overlayMTU
 	}
-	// The kernel data path reports station moves to the controller, which
-	// exists only once the data path does.
-	var moves atomic.Pointer[daemon.Controller]
-	onMove := func(m kdp.Move) {
-		if c := moves.Load(); c != nil {
-			c.KernelMove(m)
-		}
-	}
-	if kern, err := kdp.Open(kdp.Options{PinDir: o.BPFDir, OnMove: onMove}); err != nil {
-		deps.KernelWhy = err.Error()
-		log.Warn("the kernel data path is not available: switches run on the userspace core", "why", err)
-	} else {
-		defer kern.Close() // after the switches; pinned, the programs go on forwarding
+	if kern != nil {
 		deps.Kernel = kern
 	}
+	deps.KernelWhy = kernWhy
 	ctl := daemon.NewController(deps)
 	moves.Store(ctl)
 	changes, err := ctl.Start()

@@ -53,6 +53,7 @@ function fill(form, kind, doc, opts) {
     const f = el.dataset.field;
     let v = get(doc, f);
     if (f.endsWith('.mode') && !v) v = 'untagged';
+    if (kind === 'switch' && f === 'datapath' && !v) v = opts.editing ? 'userspace' : 'auto'; // "" is the core, as stored before auto
     if (el.type === 'checkbox') el.checked = v === undefined ? el.defaultChecked : Boolean(v);
     else el.value = v === undefined || v === null || v === 0 ? '' : String(v);
     if (opts.editing && (f === 'name' || (kind === 'adapter' && f === 'vm'))) el.disabled = true;
