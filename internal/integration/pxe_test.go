@@ -36,10 +36,12 @@ func (s *syncBuffer) String() string {
 // ROM) boots Debian's ipxe.lkrn, a synthetic guest its virtio NIC's iPXE
 // ROM; both fetch the lab kernel and initrd over TFTP through vswitch and
 // print the marker. No QEMU user networking anywhere.
-func TestGuestsNetworkBoot(t *testing.T) {
+func TestGuestsNetworkBoot(t *testing.T) { onBothPaths(t, guestsNetworkBoot) }
+
+func guestsNetworkBoot(t *testing.T, newSwitch func(string) testSwitch) {
 	lab := guestlab.Build(t)
-	sw := newSwitch(t, "sw-pxe")
-	server := addVM(t, sw, "pxe-server", "10.89.0.1/24", l2.PortConfig{MAC: vmMAC(0x80), SpoofGuard: true})
+	sw := newSwitch("sw-pxe")
+	server := sw.station(t, "pxe-server", "10.89.0.1/24", l2.PortConfig{MAC: vmMAC(0x80), SpoofGuard: true})
 	root := t.TempDir()
 	for _, f := range []string{lab.BzImage, lab.Initrd} {
 		b, err := os.ReadFile(f)
@@ -63,11 +65,11 @@ func TestGuestsNetworkBoot(t *testing.T) {
 	t.Cleanup(func() { dns.Process.Kill(); dns.Wait() })
 
 	legMAC, synMAC := vmMAC(0x81), vmMAC(0x82)
+	legNIC, legNS := sw.guest(t, "legacy", guestlab.Legacy, legMAC, l2.PortConfig{})
+	synNIC, synNS := sw.guest(t, "synthetic", guestlab.Synthetic, synMAC, l2.PortConfig{})
 	guests := []*guestlab.Run{
-		lab.Start(t, guestlab.Guest{Name: "legacy-pxe", Boot: guestlab.BootIPXE,
-			NIC: guestlab.NIC{Type: guestlab.Legacy, MAC: legMAC, Socket: guestPort(t, sw, "legacy", legMAC, l2.PortConfig{})}}),
-		lab.Start(t, guestlab.Guest{Name: "synthetic-pxe", Boot: guestlab.BootROM,
-			NIC: guestlab.NIC{Type: guestlab.Synthetic, MAC: synMAC, Socket: guestPort(t, sw, "synthetic", synMAC, l2.PortConfig{})}}),
+		lab.Start(t, guestlab.Guest{Name: "legacy-pxe", Boot: guestlab.BootIPXE, NIC: legNIC, Netns: legNS}),
+		lab.Start(t, guestlab.Guest{Name: "synthetic-pxe", Boot: guestlab.BootROM, NIC: synNIC, Netns: synNS}),
 	}
 	start := time.Now()
 	for _, g := range guests {
