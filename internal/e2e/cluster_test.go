@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
@@ -152,11 +153,17 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, names ...string) *testCluster {
-	return newTestClusterTLS(t, false, names...)
+	return newTestClusterWith(t, clusterOptions{}, names...)
 }
 
-// newTestClusterTLS is newTestCluster, with etcd requiring mutual TLS if withTLS.
-func newTestClusterTLS(t *testing.T, withTLS bool, names ...string) *testCluster {
+// clusterOptions vary a test cluster.
+type clusterOptions struct {
+	tls  bool // etcd requires mutual TLS
+	ipv6 bool // the hosts' tunnel endpoints (and peer APIs) are IPv6 addresses
+}
+
+// newTestClusterWith is newTestCluster made as o says.
+func newTestClusterWith(t *testing.T, o clusterOptions, names ...string) *testCluster {
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Fatalf("etcd is not installed: make lab installs it (lab/etcd.sh): %v", err)
@@ -174,7 +181,7 @@ func newTestClusterTLS(t *testing.T, withTLS bool, names ...string) *testCluster
 	}
 	c.underlay.AddAddr(t, "br0", "10.88.0.1/24")
 	c.etcd = &etcdServer{t: t, ns: c.underlay, addr: "10.88.0.1", dir: t.TempDir()}
-	if withTLS {
+	if o.tls {
 		c.etcd.tls = makeTLS(t, "10.88.0.1")
 	}
 	c.etcd.start()
@@ -183,6 +190,10 @@ func newTestClusterTLS(t *testing.T, withTLS bool, names ...string) *testCluster
 		p := &product{t: t, daemonNS: netnstest.New(t), vswitchd: vswitchd, vswitchctl: vswitchctl, dir: t.TempDir()}
 		c.vtep[name] = fmt.Sprintf("10.88.0.%d", 11+i)
 		c.join(p.daemonNS, c.vtep[name])
+		if o.ipv6 {
+			c.vtep[name] = fmt.Sprintf("fd88::%d", 11+i)
+			addIPv6(t, p.daemonNS, "ul0", c.vtep[name]+"/64")
+		}
 		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", "", "--web", "127.0.0.1:0"}
 		if f := c.etcd.tls; f != nil {
 			p.args = append(p.args, "--etcd-cacert", f.ca, "--etcd-cert", f.clientCert, "--etcd-key", f.clientKey)
@@ -206,6 +217,26 @@ func (c *testCluster) join(ns *netnstest.NS, ip string) {
 	netnstest.Veth(c.t, ns, "ul0", c.underlay, port)
 	bridge(c.t, c.underlay, "br0", port)
 	ns.AddAddr(c.t, "ul0", ip+"/24")
+}
+
+// addIPv6 puts an IPv6 address on a link at once (no duplicate address
+// detection to wait for).
+func addIPv6(t *testing.T, ns *netnstest.NS, link, cidr string) {
+	t.Helper()
+	if err := ns.Do(func() error {
+		l, err := netlink.LinkByName(link)
+		if err != nil {
+			return err
+		}
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return err
+		}
+		a.Flags = unix.IFA_F_NODAD
+		return netlink.AddrAdd(l, a)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // bridge makes port a port of br in ns.
@@ -797,16 +828,21 @@ func TestCluster(t *testing.T) {
 
 // TestClusterOverTLS: hosts join an etcd that requires mutual TLS
 // (--etcd-cacert, --etcd-cert, --etcd-key), and a spanning switch works
-// across them; a vswitchd without a client certificate is refused.
+// across them over an IPv6 underlay (IPv6 tunnel endpoints: adapters get
+// the MTU less IPv6 VXLAN's 70 bytes; the hosts read each other's
+// counters over IPv6); a vswitchd without a client certificate is refused.
 func TestClusterOverTLS(t *testing.T) {
-	c := newTestClusterTLS(t, true, "t1", "t2")
+	c := newTestClusterWith(t, clusterOptions{tls: true, ipv6: true}, "t1", "t2")
 	t1, t2 := c.hosts["t1"], c.hosts["t2"]
-	if hs := hostsOf(t, t2); !hs["t1"].Up || !hs["t2"].Up {
-		t.Fatalf("host ls over TLS:\n%s", t2.must("host", "ls"))
+	if hs := hostsOf(t, t2); !hs["t1"].Up || !hs["t2"].Up || hs["t1"].VTEP != "fd88::11" || hs["t1"].MTU != 1430 {
+		t.Fatalf("host ls over TLS, IPv6 tunnel endpoints:\n%s", t2.must("host", "ls"))
 	}
 	t1.must("switch", "add", "sec0", "--type", "private", "--span")
 	vms := map[string]vm{"x": c.vmOn("t1", "t1", "x", "sec0", "10.89.1.1"), "y": c.vmOn("t2", "t2", "y", "sec0", "10.89.1.2")}
 	waitMatrix(t, vms, []string{"x", "y"}, expected([]string{"x", "y"}, map[string]string{"x": "sec0", "y": "sec0"}))
+	if mtu := vms["y"].ns.Link(t, "eth0").Attrs().MTU; mtu != 1430 {
+		t.Fatalf("an adapter of a switch spanning an IPv6 underlay has MTU %d, want 1430 (1500 less 70)", mtu)
+	}
 	clusterConsole(t, t1, t2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
