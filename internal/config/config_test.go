@@ -109,6 +109,13 @@ func TestBadInput(t *testing.T) {
 					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
 			}
 		}, []string{"switches[priv0].datapath", "at most 1024"}},
+		{"too many ports for an auto switch (the kernel data path where a host has it)", func(c *Config) {
+			c.Switches[2].Datapath = Auto
+			for i := range MaxKernelPorts + 1 {
+				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)},
+					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
+			}
+		}, []string{"switches[priv0].datapath", "userspace for a switch of 1026 ports"}},
 		{"VM memory", func(c *Config) { c.VMs[0].Memory = 8 }, []string{"vms[web].memoryMiB", "32 to"}},
 		{"relative kernel", func(c *Config) { c.VMs[0].Kernel = "vmlinux" }, []string{"vms[web].kernel", "absolute path"}},
 		{"initrd without kernel", func(c *Config) { c.VMs[0].Initrd = "/boot/initrd" }, []string{"vms[web].initrd", "only with a kernel"}},
@@ -249,6 +256,39 @@ func TestSetAdapterKeepsDynamicMAC(t *testing.T) {
 	}
 	if got := c.Adapter("web", "eth0"); got.MAC != mac || got.VLAN.Access != 7 {
 		t.Fatalf("after SetAdapter: MAC %s (was %s), VLAN %s", got.MAC, mac, got.VLAN.String())
+	}
+}
+
+// A new switch that names no data path is auto; an edit that names none
+// keeps the switch's, also the core of a switch stored before auto ("").
+func TestDatapathDefaults(t *testing.T) {
+	c := sample()
+	c.AddSwitch(Switch{Name: "new0", Type: Private})
+	if got := c.Switch("new0").Datapath; got != Auto {
+		t.Fatalf("a new switch's data path = %q, want auto", got)
+	}
+	for _, tc := range []struct{ had, set, want Datapath }{
+		{Auto, "", Auto}, {"", "", ""}, {Kernel, "", Kernel}, {Auto, Userspace, Userspace}, {"", Auto, Auto},
+	} {
+		c.Switch("new0").Datapath = tc.had
+		s := *c.Switch("new0")
+		s.Datapath, s.Notes = tc.set, "edited"
+		if err := c.SetSwitch(s); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Switch("new0"); got.Datapath != tc.want || got.Notes != "edited" {
+			t.Errorf("had %q, set %q: data path %q, want %q", tc.had, tc.set, got.Datapath, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		d          Datapath
+		kernel     bool
+		wantKernel bool
+	}{{Auto, true, true}, {Auto, false, false}, {Kernel, false, true}, {"", true, false}, {Userspace, true, false}} {
+		s := Switch{Datapath: tc.d}
+		if got := s.OnKernel(tc.kernel); got != tc.wantKernel {
+			t.Errorf("%q on a host with the kernel data path %v: OnKernel = %v", tc.d, tc.kernel, got)
+		}
 	}
 }
 

@@ -64,11 +64,16 @@ func (c *Config) AddSwitch(s Switch) {
 	c.Switches = append(c.Switches, s)
 }
 
-// SetSwitch replaces the switch of the same name.
+// SetSwitch replaces the switch of the same name. One that names no data
+// path keeps the one it has ("" is never a new setting: it is what
+// switches stored before auto existed have, the core).
 func (c *Config) SetSwitch(s Switch) error {
 	p := c.Switch(s.Name)
 	if p == nil {
 		return fmt.Errorf("switch %q: %w", s.Name, ErrNotFound)
+	}
+	if s.Datapath == "" {
+		s.Datapath = p.Datapath
 	}
 	*p = s
 	return nil
