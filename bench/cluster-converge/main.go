@@ -27,18 +27,19 @@ func main() {
 	n := flag.Int("n", 1000, "adapters to add")
 	vms := flag.Int("vms", 99, "VMs to spread them over (round robin over the hosts)")
 	writers := flag.Int("writers", 0, "write through this many of the hosts at once (each the adapters of its own VMs; 1: all through the first host); 0: all")
+	datapath := flag.String("datapath", "", "the switch's data path: auto (the default: the kernel data path where a host has it), kernel or userspace")
 	flag.Parse()
 	var cs []*client.Client
 	for _, s := range strings.Split(*socks, ",") {
 		cs = append(cs, client.New(s))
 	}
-	if err := run(cs, strings.Split(*hosts, ","), *n, *vms, *writers); err != nil {
+	if err := run(cs, strings.Split(*hosts, ","), *n, *vms, *writers, config.Datapath(*datapath)); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster-converge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cs []*client.Client, hosts []string, n, vms, writers int) error {
+func run(cs []*client.Client, hosts []string, n, vms, writers int, datapath config.Datapath) error {
 	if writers <= 0 || writers > len(cs) {
 		writers = len(cs)
 	}
@@ -46,7 +47,7 @@ func run(cs []*client.Client, hosts []string, n, vms, writers int) error {
 		return fmt.Errorf("%d sockets for %d hosts", len(cs), len(hosts))
 	}
 	const sw = "conv"
-	if _, err := cs[0].AddSwitch(config.Switch{Name: sw, Type: config.Private, Span: true}); err != nil {
+	if _, err := cs[0].AddSwitch(config.Switch{Name: sw, Type: config.Private, Span: true, Datapath: datapath}); err != nil {
 		return err
 	}
 	for v := range vms {

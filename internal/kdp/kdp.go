@@ -110,8 +110,10 @@ type Datapath struct {
 	ports    map[string]*port // by interface name
 	nums     map[string]uint32
 	switches map[uint32]*kdpSw
-	free     []uint32 // counter slots given back
-	next     uint32   // the next counter slot never used
+	statics  map[uint32]map[kdpFdbKey]bool // the static entries that point to each interface
+	staticOf map[kdpFdbKey]uint32          // and the interface of each
+	free     []uint32                      // counter slots given back
+	next     uint32                        // the next counter slot never used
 	closed   bool
 
 	moves     *ringbuf.Reader // the program's move and full-switch records
@@ -150,7 +152,8 @@ func Open(o Options) (*Datapath, error) {
 	if o.FDBSize > 0 {
 		spec.Maps["fdb"].MaxEntries = uint32(o.FDBSize)
 	}
-	d := &Datapath{ns: o.Namespace, pinDir: o.PinDir, ports: map[string]*port{}, nums: map[string]uint32{}, switches: map[uint32]*kdpSw{}}
+	d := &Datapath{ns: o.Namespace, pinDir: o.PinDir, ports: map[string]*port{}, nums: map[string]uint32{}, switches: map[uint32]*kdpSw{},
+		statics: map[uint32]map[kdpFdbKey]bool{}, staticOf: map[kdpFdbKey]uint32{}}
 	var co *ebpf.CollectionOptions
 	if d.pinDir != "" {
 		if err := ensureBPFFS(d.pinDir); err != nil {
@@ -230,6 +233,11 @@ func (d *Datapath) takeOver() error {
 		d.ports[i.Name] = p
 		used[kp.Id] = true
 		d.next = max(d.next, kp.Id+1)
+	}
+	var sk kdpFdbKey
+	var sv kdpFdbVal
+	for it := d.objs.Statics.Iterate(); it.Next(&sk, &sv); {
+		d.indexStatic(sk, sv.Ifindex)
 	}
 	for _, ifi := range gone {
 		os.Remove(d.linkPin(int(ifi)))
@@ -423,10 +431,10 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 		return err
 	}
 	if p.cfg.MAC != cfg.MAC && !p.cfg.MAC.IsZero() {
-		d.objs.Statics.Delete(fdbKey(num, 0, p.cfg.MAC))
+		d.deleteStatic(fdbKey(num, 0, p.cfg.MAC))
 	}
 	if !cfg.MAC.IsZero() {
-		if err := d.objs.Statics.Put(fdbKey(num, 0, cfg.MAC), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1}); err != nil {
+		if err := d.putStatic(fdbKey(num, 0, cfg.MAC), uint32(p.ifindex)); err != nil {
 			return err
 		}
 	}
@@ -445,7 +453,43 @@ func (d *Datapath) SetStatic(sw string, mac frame.MAC, ifname string) error {
 	if !ok || p == nil {
 		return fmt.Errorf("static %s on %s/%s: %w", mac, sw, ifname, ErrNotAttached)
 	}
-	return d.objs.Statics.Put(fdbKey(num, 0, mac), &kdpFdbVal{Ifindex: uint32(p.ifindex), IsStatic: 1})
+	return d.putStatic(fdbKey(num, 0, mac), uint32(p.ifindex))
+}
+
+// putStatic makes k a static entry of interface ifi; d.mu is held.
+func (d *Datapath) putStatic(k kdpFdbKey, ifi uint32) error {
+	if err := d.objs.Statics.Put(k, &kdpFdbVal{Ifindex: ifi, IsStatic: 1}); err != nil {
+		return err
+	}
+	d.indexStatic(k, ifi)
+	return nil
+}
+
+// indexStatic notes that the static entry k points to ifi (and no longer
+// to another interface); d.mu is held.
+func (d *Datapath) indexStatic(k kdpFdbKey, ifi uint32) {
+	d.unindexStatic(k)
+	if d.statics[ifi] == nil {
+		d.statics[ifi] = map[kdpFdbKey]bool{}
+	}
+	d.statics[ifi][k], d.staticOf[k] = true, ifi
+}
+
+// unindexStatic forgets where the static entry k points; d.mu is held.
+func (d *Datapath) unindexStatic(k kdpFdbKey) {
+	if old, ok := d.staticOf[k]; ok {
+		delete(d.statics[old], k)
+		delete(d.staticOf, k)
+	}
+}
+
+// deleteStatic removes the static entry k; d.mu is held.
+func (d *Datapath) deleteStatic(k kdpFdbKey) error {
+	d.unindexStatic(k)
+	if err := d.objs.Statics.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
 }
 
 // RemoveStatic forgets a static entry that SetStatic made.
@@ -453,9 +497,7 @@ func (d *Datapath) RemoveStatic(sw string, mac frame.MAC) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if num, ok := d.nums[sw]; ok {
-		if err := d.objs.Statics.Delete(fdbKey(num, 0, mac)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return err
-		}
+		return d.deleteStatic(fdbKey(num, 0, mac))
 	}
 	return nil
 }
@@ -507,24 +549,49 @@ func (d *Datapath) dropMember(ifi uint32) {
 	}
 }
 
-// forgetEntries deletes the MAC table entries that point to an interface;
-// d.mu is held.
+// forgetEntries deletes the MAC table entries that point to an interface:
+// its static ones as indexed, its learned ones found in one read of the
+// table; d.mu is held.
 func (d *Datapath) forgetEntries(ifi uint32) {
-	for _, m := range []*ebpf.Map{d.objs.Fdb, d.objs.Statics} {
-		var k kdpFdbKey
-		var v kdpFdbVal
-		var gone []kdpFdbKey
-		for it := m.Iterate(); it.Next(&k, &v); {
-			if v.Ifindex == ifi {
-				gone = append(gone, k)
+	for k := range d.statics[ifi] {
+		d.objs.Statics.Delete(k)
+		delete(d.staticOf, k)
+	}
+	delete(d.statics, ifi)
+	var gone []kdpFdbKey
+	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
+		if v.Ifindex == ifi {
+			gone = append(gone, *k)
+		}
+	})
+	d.deleteLearned(gone, nil)
+}
+
+// eachEntry calls fn with every entry of a MAC table map, read in batches
+// (one system call for thousands of entries; entry by entry where the
+// kernel has no batches).
+func eachEntry(m *ebpf.Map, fn func(*kdpFdbKey, *kdpFdbVal)) error {
+	const batch = 4096 // more than any hash bucket holds, as batches need
+	keys, vals := make([]kdpFdbKey, batch), make([]kdpFdbVal, batch)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			fn(&keys[i], &vals[i])
+		}
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return nil // the end
+		case errors.Is(err, ebpf.ErrNotSupported) && n == 0:
+			var k kdpFdbKey
+			var v kdpFdbVal
+			it := m.Iterate()
+			for it.Next(&k, &v) {
+				fn(&k, &v)
 			}
-		}
-		if m == d.objs.Fdb {
-			d.deleteLearned(gone, nil)
-			continue
-		}
-		for _, k := range gone {
-			m.Delete(k)
+			return it.Err()
+		case err != nil:
+			return err
 		}
 	}
 }
@@ -665,24 +732,20 @@ func (d *Datapath) MACTable(name string) ([]Entry, error) {
 	}
 	var out []Entry
 	for _, m := range []*ebpf.Map{d.objs.Statics, d.objs.Fdb} {
-		var k kdpFdbKey
-		var v kdpFdbVal
-		it := m.Iterate()
-		for it.Next(&k, &v) {
+		if err := eachEntry(m, func(k *kdpFdbKey, v *kdpFdbVal) {
 			name, ok := byIndex[v.Ifindex]
 			if k.Sw != sw || !ok {
-				continue
+				return
 			}
 			e := Entry{VID: frame.VID(k.Vid), MAC: k.Mac, Port: name, Static: v.IsStatic != 0}
 			if !e.Static {
 				e.Age = time.Duration(now - v.Seen)
 				if e.Age >= ageing {
-					continue
+					return
 				}
 			}
 			out = append(out, e)
-		}
-		if err := it.Err(); err != nil {
+		}); err != nil {
 			return nil, err
 		}
 	}
@@ -708,13 +771,20 @@ func (d *Datapath) iface(look func() (*net.Interface, error)) (i *net.Interface,
 	return i, err
 }
 
-// ifindex looks an interface's index up by name.
+// ifindex looks an interface's index up by name: one netlink request for
+// that name (net.InterfaceByName reads every interface's, which is slow
+// among thousands).
 func (d *Datapath) ifindex(name string) (int, error) {
-	i, err := d.iface(func() (*net.Interface, error) { return net.InterfaceByName(name) })
+	h, err := nsrun.Netlink(nsrun.Path(d.ns))
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	l, err := h.LinkByName(name)
 	if err != nil {
 		return 0, fmt.Errorf("port %s: %w", name, err)
 	}
-	return i.Index, nil
+	return l.Attrs().Index, nil
 }
 
 // slot returns a free counter slot.

@@ -66,14 +66,12 @@ func (d *Datapath) Sweep() int {
 		a, ok := ageing[k.Sw]
 		return !ok || now-v.Seen >= a
 	}
-	var k kdpFdbKey
-	var v kdpFdbVal
 	var gone []kdpFdbKey
-	for it := d.objs.Fdb.Iterate(); it.Next(&k, &v); {
-		if dead(&k, &v) {
-			gone = append(gone, k)
+	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
+		if dead(k, v) {
+			gone = append(gone, *k)
 		}
-	}
+	})
 	if len(gone) == 0 {
 		return 0
 	}
