@@ -23,6 +23,10 @@ var (
 	ErrNoHeadroom = errors.New("no headroom in front of the frame for an 802.1Q tag")
 	// ErrNotTagged: a tag pop on a frame without an 802.1Q tag.
 	ErrNotTagged = errors.New("frame has no 802.1Q tag")
+	// ErrTooBig: a port's Write stopped at a frame longer than its device
+	// takes (its MTU); the frames after it were not tried. The switch
+	// counts that frame too-big and writes the rest.
+	ErrTooBig = errors.New("frame longer than the port's device takes")
 )
 
 // Ethernet is a view of an Ethernet II frame, starting at the destination

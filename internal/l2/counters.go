@@ -25,7 +25,7 @@ const (
 	DropQueueFull                     // egress port's queue was full
 	DropPortError                     // egress port failed or was closed
 	DropBadOffload                    // virtio-net header does not fit the frame, or a super-frame could not be cut
-	DropTooBig                        // longer than the egress port's device takes (its MTU): counted by the kernel data path
+	DropTooBig                        // longer than the egress port's device takes (its MTU): the kernel data path checks each frame; on the core a port whose device refuses it (an AF_PACKET uplink) says so, and the frames after it are still written
 	NumDropReasons                    // number of reasons, for arrays
 )
 

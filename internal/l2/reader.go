@@ -384,24 +384,31 @@ func (r *reader) flush() {
 	r.jobs = r.jobs[:0]
 }
 
-// write sends r.wbufs[:k] to pe and counts what it took and dropped.
+// write sends r.wbufs[:k] to pe and counts what it took and dropped. A
+// frame the port's device does not take (frame.ErrTooBig) is counted
+// too-big, and the frames after it are written.
 func (r *reader) write(pe *portEntry, k int) {
-	if k == 0 {
-		return
-	}
-	sent, err := pe.port.Write(r.wbufs[:k], r.woffs[:k])
-	var bytes uint64
-	for x := 0; x < sent; x++ {
-		bytes += uint64(len(r.wbufs[x]) - r.woffs[x])
-	}
-	pe.ctr.txPackets.Add(uint64(sent))
-	pe.ctr.txBytes.Add(bytes)
-	if sent < k {
-		reason := DropQueueFull
-		if err != nil {
-			reason = DropPortError
+	for off := 0; off < k; {
+		sent, err := pe.port.Write(r.wbufs[off:k], r.woffs[off:k])
+		var bytes uint64
+		for x := off; x < off+sent; x++ {
+			bytes += uint64(len(r.wbufs[x]) - r.woffs[x])
 		}
-		pe.ctr.drops[reason].Add(uint64(k - sent))
+		pe.ctr.txPackets.Add(uint64(sent))
+		pe.ctr.txBytes.Add(bytes)
+		off += sent
+		switch {
+		case off == k:
+		case errors.Is(err, frame.ErrTooBig):
+			pe.ctr.drops[DropTooBig].Add(1)
+			off++
+			continue
+		case err != nil:
+			pe.ctr.drops[DropPortError].Add(uint64(k - off))
+		default:
+			pe.ctr.drops[DropQueueFull].Add(uint64(k - off))
+		}
+		return
 	}
 }
 

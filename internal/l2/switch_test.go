@@ -428,3 +428,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A frame longer than an egress port takes (its Write says
+// frame.ErrTooBig) is counted too-big on that port, and the frames behind
+// it in the same batch are still written.
+func TestTooBigCountedAndTheRestWritten(t *testing.T) {
+	h := newHarness(t, Options{})
+	h.add("a", PortConfig{})
+	sw, peer := mem.NewPair(mem.Config{MaxFrame: 1000})
+	if err := h.s.AddPort("small", sw, PortConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	big := append(ethFrame(frame.Broadcast, mac(1), noTag, 0, 2), make([]byte, 1500)...)
+	h.send("a", ethFrame(frame.Broadcast, mac(1), noTag, 0, 1), big, ethFrame(frame.Broadcast, mac(1), noTag, 0, 3))
+	if c := h.counters("small"); c.TxPackets != 2 || c.Drops[DropTooBig] != 1 || c.Drops[DropPortError] != 0 {
+		t.Fatalf("small port: tx %d, too-big %d, port-error %d; want 2, 1, 0", c.TxPackets, c.Drops[DropTooBig], c.Drops[DropPortError])
+	}
+	if peer.Queued() != 2 {
+		t.Fatalf("peer has %d frames, want the two that fit", peer.Queued())
+	}
+}

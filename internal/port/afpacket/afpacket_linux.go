@@ -10,6 +10,7 @@ package afpacket
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -63,6 +64,7 @@ type Port struct {
 	wn  int
 	we  error
 	wf  func(uintptr)
+	big error // what Write returns for a frame longer than the device takes (made once: no allocation per frame)
 
 	truncated, framesIn, superFrames, partialCsum atomic.Uint64
 	drops                                         atomic.Uint64 // summed: the kernel resets its count on every query
@@ -116,6 +118,7 @@ func Open(c Config) (*Port, error) {
 		return nil, err
 	}
 	p.rf, p.wf = p.recv, p.send
+	p.big = fmt.Errorf("%w: %w", frame.ErrTooBig, p.opError("write", os.NewSyscallError("sendmmsg", unix.EMSGSIZE)))
 	p.rnow = func(fd uintptr) { p.recv(fd) }
 	return p, nil
 }
@@ -359,32 +362,47 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 		if err := p.fd.Control(p.wf); err != nil {
 			return sent, p.opError("write", err)
 		}
-		if p.we != nil {
-			return sent, p.opError("write", p.we)
-		}
 		sent += p.wn
-		if p.wn < n {
-			break // queue full: the rest is dropped
+		switch {
+		case p.we == errTooBig:
+			return sent, p.big // the switch counts it and writes the rest
+		case p.we != nil:
+			return sent, p.opError("write", p.we)
+		case p.wn < n:
+			return sent, nil // queue full: the rest is dropped
 		}
 	}
 	return sent, nil
 }
 
-// send sends the staged batch with one sendmmsg, never waiting.
+// errTooBig marks a frame the device refused as longer than its MTU.
+var errTooBig = errors.New("too big")
+
+// send sends the staged batch with sendmmsg, never waiting: p.wn frames
+// went. sendmmsg stops at a frame it cannot send and reports only what it
+// sent; it is asked again from that frame to learn why (the queue is full,
+// or the frame is longer than the device takes: p.we is errTooBig).
 func (p *Port) send(fd uintptr) {
-	for {
-		r, e := fdio.Mmsg(unix.SYS_SENDMMSG, fd, unsafe.Pointer(&p.tx.hdrs[0]), p.wn)
+	total := p.wn
+	p.wn = 0
+	for p.wn < total {
+		r, e := fdio.Mmsg(unix.SYS_SENDMMSG, fd, unsafe.Pointer(&p.tx.hdrs[p.wn]), total-p.wn)
 		switch e {
 		case nil:
-			p.wn = r
+			p.wn += r
+			if r == 0 {
+				return
+			}
 		case unix.EINTR:
-			continue
 		case unix.EAGAIN, unix.ENOBUFS:
-			p.wn = 0
+			return
+		case unix.EMSGSIZE:
+			p.we = errTooBig
+			return
 		default:
-			p.wn, p.we = 0, os.NewSyscallError("sendmmsg", e)
+			p.we = os.NewSyscallError("sendmmsg", e)
+			return
 		}
-		return
 	}
 }
 

@@ -3,6 +3,7 @@ package afpacket_test
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -346,5 +347,34 @@ func TestTruncatedFrameDroppedInBatch(t *testing.T) {
 	}
 	if c := p.BackendCounters(); c["truncated"] != 1 || len(c) != 5 {
 		t.Errorf("backend counters %v: want truncated=1, and frames-in, ring-drops, super-frames and partial-csum", c)
+	}
+}
+
+// A frame longer than the device's MTU in the middle of a batch: Write
+// sends the frames before it and says frame.ErrTooBig for it (so that the
+// switch counts it too-big), and the frames after it go with the next
+// Write; none of the others is lost.
+func TestWriteStopsAtATooBigFrame(t *testing.T) {
+	_, phys, p := uplinkNS(t)
+	wire := phys.Raw(t, "eth0")
+	small1, small2 := testFrame(0, "before the jumbo frame"), testFrame(0, "after the jumbo frame")
+	big := append(testFrame(0, "jumbo"), make([]byte, 3000)...) // the veth's MTU is 1500
+	const head = 64
+	bufs, offs := [][]byte{}, []int{}
+	for _, f := range [][]byte{small1, big, small2} {
+		bufs, offs = append(bufs, append(make([]byte, head), f...)), append(offs, head)
+	}
+	n, err := p.Write(bufs, offs)
+	if n != 1 || !errors.Is(err, frame.ErrTooBig) {
+		t.Fatalf("Write of small, jumbo, small = %d, %v; want 1 and frame.ErrTooBig", n, err)
+	}
+	if n, err := p.Write(bufs[2:], offs[2:]); n != 1 || err != nil {
+		t.Fatalf("Write of the rest = %d, %v", n, err)
+	}
+	for _, want := range [][]byte{small1, small2} {
+		f := wire.Recv(5 * time.Second)
+		if !bytes.Equal(f, want) {
+			t.Fatalf("on the wire: %q, want %q", f, want)
+		}
 	}
 }

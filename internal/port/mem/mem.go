@@ -4,11 +4,12 @@
 package mem
 
 import (
-	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 
+	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/offload"
 )
 
@@ -19,8 +20,9 @@ const (
 	DefaultBatchSize = 64
 )
 
-// ErrTooBig is returned by Write for a frame longer than the port's maximum.
-var ErrTooBig = errors.New("mem: frame longer than the port's maximum frame size")
+// ErrTooBig is returned by Write for a frame longer than the port's
+// maximum (frame.ErrTooBig: the frames after it were not tried).
+var ErrTooBig = fmt.Errorf("mem: longer than the port's maximum frame size: %w", frame.ErrTooBig)
 
 // Port is one end of an in-memory link. The zero value is not usable; make
 // ports with NewPair.
