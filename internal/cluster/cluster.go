@@ -741,15 +741,23 @@ func (c *Cluster) Refresh() error {
 		return fmt.Errorf("%w: the cluster has no state (no %s)", store.ErrCorrupt, keyRev)
 	}
 	want := uint64(r.Kvs[0].ModRevision)
-	c.mu.Lock()
-	current, watched := want <= c.rev, want <= c.objRev
-	c.mu.Unlock()
-	switch {
-	case current:
-		return nil
-	case watched:
-		_, err = c.publish()
-		return err
+	// A write another host just made is on its way in the watch (a few
+	// milliseconds behind): waiting for it costs less than reading every
+	// object again, which is done only if it does not come.
+	for deadline := time.Now().Add(watchCatchUp); ; time.Sleep(time.Millisecond) {
+		c.mu.Lock()
+		current, watched := want <= c.rev, want <= c.objRev
+		c.mu.Unlock()
+		switch {
+		case current:
+			return nil
+		case watched:
+			_, err = c.publish()
+			return err
+		}
+		if time.Now().After(deadline) {
+			break
+		}
 	}
 	all, err := c.cli.Get(ctx, c.key(keyStatePrefix), clientv3.WithPrefix())
 	if err != nil {
@@ -758,6 +766,10 @@ func (c *Cluster) Refresh() error {
 	_, err = c.load(all.Kvs)
 	return err
 }
+
+// watchCatchUp is how long Refresh waits for the watch to bring a newer
+// state before it reads the whole state itself.
+const watchCatchUp = 100 * time.Millisecond
 
 // Load returns a copy of the cluster's state and its revision: read from
 // etcd (Refresh), or the last state seen while etcd cannot be reached.
@@ -784,8 +796,8 @@ func (c *Cluster) LoadShared() (*config.Config, uint64, error) {
 
 // Replace stores next if the cluster's state is still at rev: one etcd
 // transaction. It fails with store.ErrStale if another write came first
-// (the state seen is then the newer one) and with ErrUnavailable if etcd
-// cannot be reached.
+// (the watch brings the newer state: the next Refresh waits for it) and
+// with ErrUnavailable if etcd cannot be reached.
 func (c *Cluster) Replace(next *config.Config, rev uint64) (uint64, error) {
 	c.mu.Lock()
 	prev, held := c.state, c.rev
@@ -805,16 +817,11 @@ func (c *Cluster) Replace(next *config.Config, rev uint64) (uint64, error) {
 	defer cancel()
 	k := c.key(keyRev)
 	r, err := c.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", int64(rev))).
-		Then(append(ops, clientv3.OpPut(k, ""))...).Else(clientv3.OpGet(c.key(keyStatePrefix), clientv3.WithPrefix())).Commit()
+		Then(append(ops, clientv3.OpPut(k, ""))...).Commit()
 	if err != nil {
 		return 0, c.unavailable(err)
 	}
 	if !r.Succeeded {
-		if g := r.Responses[0].GetResponseRange(); g != nil {
-			if _, err := c.load(g.Kvs); err != nil {
-				return 0, err
-			}
-		}
 		return 0, fmt.Errorf("%w (revision %d was read)", store.ErrStale, rev)
 	}
 	nrev := uint64(r.Header.Revision)
