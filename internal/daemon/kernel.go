@@ -73,8 +73,10 @@ func (d *Daemon) createKernel(wp *switchPlan) (*liveSwitch, error) {
 }
 
 // closeKernel forgets a kernel switch whose ports are gone, and its
-// join; d.mu is held.
+// join, move limiter and MAC table snapshot; d.mu is held.
 func (d *Daemon) closeKernel(ls *liveSwitch) error {
+	d.kmoves.Delete(ls.opts.Name)
+	d.kfdb.Delete(ls.opts.Name)
 	var errs []error
 	if ls.core != nil {
 		ls.core.Close()

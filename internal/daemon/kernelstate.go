@@ -11,7 +11,7 @@ import (
 // its own (l2.MoveLimiter, l2.LogMove): at most l2.DefaultMoveReports a
 // second per switch, the rest counted (LiveSwitch.SuppressedMoves).
 
-// moveLimitOf is switch name's limiter, kept for the daemon's life.
+// moveLimitOf is switch name's limiter, kept while the switch is.
 func (d *Daemon) moveLimitOf(name string) *l2.MoveLimiter {
 	v, _ := d.kmoves.LoadOrStore(name, &l2.MoveLimiter{PerSecond: l2.DefaultMoveReports})
 	return v.(*l2.MoveLimiter)
@@ -46,7 +46,7 @@ func (v *kernelView) portOf(ifname string) string {
 	return "(removed)"
 }
 
-// fdbSnapshotOf is switch name's MAC table snapshot, kept for the daemon's life.
+// fdbSnapshotOf is switch name's MAC table snapshot, kept while the switch is.
 func (d *Daemon) fdbSnapshotOf(name string) *fdbSnapshot {
 	v, _ := d.kfdb.LoadOrStore(name, &fdbSnapshot{})
 	return v.(*fdbSnapshot)
