@@ -60,6 +60,18 @@ func TestSampleIsValidAndRoundTrips(t *testing.T) {
 	}
 }
 
+// tooManyPorts puts the private switch on data path d with one adapter
+// more than the kernel data path takes (its own port makes 1,026).
+func tooManyPorts(d Datapath) func(*Config) {
+	return func(c *Config) {
+		c.Switches[2].Datapath = d
+		for i := range MaxKernelPorts + 1 {
+			c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)},
+				Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
+		}
+	}
+}
+
 // TestBadInput changes one thing in a valid state and checks that the
 // error names the field, the value and what is allowed.
 func TestBadInput(t *testing.T) {
@@ -102,20 +114,9 @@ func TestBadInput(t *testing.T) {
 		{"ageing too short", func(c *Config) { c.Switches[2].MACAgeing = Duration(1e6) }, []string{"switches[priv0].macAgeing", "1s to 24h"}},
 		{"table size", func(c *Config) { c.Switches[2].TableSize = -1 }, []string{"switches[priv0].tableSize"}},
 		{"unknown data path", func(c *Config) { c.Switches[1].Datapath = "dpdk" }, []string{"switches[int0].datapath", "auto, kernel or userspace"}},
-		{"too many ports for the kernel data path", func(c *Config) {
-			c.Switches[2].Datapath = Kernel
-			for i := range MaxKernelPorts + 1 {
-				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)},
-					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
-			}
-		}, []string{"switches[priv0].datapath", "at most 1024"}},
-		{"too many ports for an auto switch (the kernel data path where a host has it)", func(c *Config) {
-			c.Switches[2].Datapath = Auto
-			for i := range MaxKernelPorts + 1 {
-				c.Adapters = append(c.Adapters, Adapter{VM: "db", Name: fmt.Sprint("k", i), Switch: "priv0", MAC: frame.MAC{2, 0, 0, 1, byte(i >> 8), byte(i)},
-					Attachment: Attachment{Kind: AttachTAP, Device: fmt.Sprint("vk", i)}})
-			}
-		}, []string{"switches[priv0].datapath", "userspace for a switch of 1026 ports"}},
+		{"too many ports for the kernel data path", tooManyPorts(Kernel), []string{"switches[priv0].datapath", "at most 1024"}},
+		{"too many ports for an auto switch (the kernel data path where a host has it)", tooManyPorts(Auto),
+			[]string{"switches[priv0].datapath", "userspace for a switch of 1026 ports"}},
 		{"VM memory", func(c *Config) { c.VMs[0].Memory = 8 }, []string{"vms[web].memoryMiB", "32 to"}},
 		{"relative kernel", func(c *Config) { c.VMs[0].Kernel = "vmlinux" }, []string{"vms[web].kernel", "absolute path"}},
 		{"initrd without kernel", func(c *Config) { c.VMs[0].Initrd = "/boot/initrd" }, []string{"vms[web].initrd", "only with a kernel"}},
