@@ -80,7 +80,12 @@ func (d *Datapath) Sweep() int {
 	if d.closed {
 		return 0
 	}
-	return d.deleteLearned(gone, dead)
+	// Again with the switches as they are now: one made since the read
+	// above keeps its entries.
+	return d.deleteLearned(gone, func(k *kdpFdbKey, v *kdpFdbVal) bool {
+		s := d.switches[k.Sw]
+		return s == nil || now-v.Seen >= s.Ageing
+	})
 }
 
 // deleteLearned deletes learned entries (those still dead, if dead is

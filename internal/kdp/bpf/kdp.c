@@ -259,7 +259,8 @@ static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key 
 	__u64 *removed = bpf_map_lookup_elem(&learned, &ri);
 	if (!added || !removed)
 		return;
-	if (s->limit && *added - *removed >= s->limit) {
+	__u64 used = *added > *removed ? *added - *removed : 0; /* never wraps */
+	if (s->limit && used >= s->limit) {
 		count(ic, C_LEARN_REFUSED, 1);
 		if (now - s->full > (s->ageing >> 6)) {
 			s->full = now;
