@@ -579,10 +579,25 @@ func (c *Cluster) follow() {
 	}
 }
 
-// takeEvents takes watch events into the objects, the hosts and who lives.
-// hostsMoved says a host came, went or has another endpoint (the tunnels
-// change); stateMoved that the objects did (the state worker publishes them).
+// takeEvents takes watch events into the objects, the hosts and who lives,
+// all under one hold of c.mu: a reader never sees the objects at a
+// revision whose events are only partly in (one watch response carries
+// every event of a revision). hostsMoved says a host came, went or has
+// another endpoint (the tunnels change); stateMoved that the objects did
+// (the state worker publishes them).
 func (c *Cluster) takeEvents(events []*clientv3.Event) (hostsMoved, stateMoved bool) {
+	type failure struct {
+		key string
+		err error
+	}
+	var failed []failure
+	c.mu.Lock()
+	defer func() {
+		c.mu.Unlock()
+		for _, f := range failed {
+			c.log.Error("the cluster's state cannot be read", "key", f.key, "err", f.err)
+		}
+	}()
 	for _, ev := range events {
 		k := strings.TrimPrefix(string(ev.Kv.Key), c.o.Prefix)
 		del := ev.Type == clientv3.EventTypeDelete
@@ -593,8 +608,6 @@ func (c *Cluster) takeEvents(events []*clientv3.Event) (hostsMoved, stateMoved b
 				v = ev.Kv.Value
 			}
 			rev := uint64(ev.Kv.ModRevision)
-			var err error
-			c.mu.Lock()
 			// Older than the objects (a full read, or this host's own
 			// write, got there first): skipped. The events of one
 			// revision all pass, the same revision again is the same values.
@@ -602,17 +615,14 @@ func (c *Cluster) takeEvents(events []*clientv3.Event) (hostsMoved, stateMoved b
 				if c.objs == nil { // this host's own write was the last: its state is the objects
 					c.objs = split(c.state)
 				}
-				err = c.objs.apply(k, v)
+				if err := c.objs.apply(k, v); err != nil {
+					failed = append(failed, failure{k, err})
+				}
 				c.objRev = rev
-			}
-			c.mu.Unlock()
-			if err != nil {
-				c.log.Error("the cluster's state cannot be read", "key", k, "err", err)
 			}
 			stateMoved = true
 		case strings.HasPrefix(k, keyHosts):
 			var reg registration
-			c.mu.Lock()
 			if del {
 				delete(c.hosts, strings.TrimPrefix(k, keyHosts))
 				hostsMoved = true
@@ -620,11 +630,8 @@ func (c *Cluster) takeEvents(events []*clientv3.Event) (hostsMoved, stateMoved b
 				hostsMoved = hostsMoved || c.hosts[reg.Name].VTEP != reg.VTEP
 				c.hosts[reg.Name] = reg
 			}
-			c.mu.Unlock()
 		case strings.HasPrefix(k, keyLive):
-			c.mu.Lock()
 			c.live[strings.TrimPrefix(k, keyLive)] = !del
-			c.mu.Unlock()
 		}
 	}
 	return hostsMoved, stateMoved

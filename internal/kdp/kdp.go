@@ -619,6 +619,17 @@ func (d *Datapath) removeSwitchLocked(name string) error {
 	if err := d.objs.Switches.Delete(num); err != nil {
 		return err
 	}
+	// Its learned entries (none should be left: its ports' went with
+	// them), so that a switch that gets its number starts with none.
+	var left []kdpFdbKey
+	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, _ *kdpFdbVal) {
+		if k.Sw == num {
+			left = append(left, *k)
+		}
+	})
+	for _, k := range left {
+		d.objs.Fdb.Delete(k)
+	}
 	if len(d.nums) == 0 && d.pinned {
 		d.unpinAll()
 		d.pinned = false
@@ -739,9 +750,11 @@ func (d *Datapath) MACTable(name string) ([]Entry, error) {
 			}
 			e := Entry{VID: frame.VID(k.Vid), MAC: k.Mac, Port: name, Static: v.IsStatic != 0}
 			if !e.Static {
-				e.Age = time.Duration(now - v.Seen)
-				if e.Age >= ageing {
+				if aged(v, now, uint64(ageing)) {
 					return
+				}
+				if v.Seen < now { // else seen since now was read
+					e.Age = time.Duration(now - v.Seen)
 				}
 			}
 			out = append(out, e)

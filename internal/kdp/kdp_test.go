@@ -744,3 +744,16 @@ func TestTableBound(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// An entry is aged only if it was last seen ageing or longer before now;
+// one seen after now was read (the program refreshed it meanwhile) is not.
+func TestAged(t *testing.T) {
+	for _, tc := range []struct {
+		seen, now, ageing uint64
+		want              bool
+	}{{0, 10, 10, true}, {5, 10, 10, false}, {100, 50, 10, false}, {10, 10, 0, true}} {
+		if got := aged(&kdpFdbVal{Seen: tc.seen}, tc.now, tc.ageing); got != tc.want {
+			t.Errorf("seen %d, now %d, ageing %d: aged = %v", tc.seen, tc.now, tc.ageing, got)
+		}
+	}
+}

@@ -64,7 +64,7 @@ func (d *Datapath) Sweep() int {
 	d.mu.Unlock()
 	dead := func(k *kdpFdbKey, v *kdpFdbVal) bool {
 		a, ok := ageing[k.Sw]
-		return !ok || now-v.Seen >= a
+		return !ok || aged(v, now, a)
 	}
 	var gone []kdpFdbKey
 	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
@@ -80,12 +80,22 @@ func (d *Datapath) Sweep() int {
 	if d.closed {
 		return 0
 	}
-	// Again with the switches as they are now: one made since the read
-	// above keeps its entries.
+	// Again with the switches as they are now (one made since the read
+	// above keeps its entries) and the time now (an entry seen since is
+	// not aged).
+	if now, err = monotonicNow(); err != nil {
+		return 0
+	}
 	return d.deleteLearned(gone, func(k *kdpFdbKey, v *kdpFdbVal) bool {
 		s := d.switches[k.Sw]
-		return s == nil || now-v.Seen >= s.Ageing
+		return s == nil || aged(v, now, s.Ageing)
 	})
+}
+
+// aged reports whether a learned entry was last seen ageing or longer
+// before now (one seen after now, which was read earlier, is not).
+func aged(v *kdpFdbVal, now, ageing uint64) bool {
+	return v.Seen <= now && now-v.Seen >= ageing
 }
 
 // deleteLearned deletes learned entries (those still dead, if dead is

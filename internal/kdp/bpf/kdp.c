@@ -250,8 +250,8 @@ static __always_inline int live(const struct fdb_val *v, __u64 now, __u64 ageing
 
 /* learn adds a new (VLAN, MAC) entry unless the switch holds its limit of
  * learned entries or the table is full: then it is refused (counted; the
- * station's frames are flooded), and a full switch is reported at most
- * every ageing/64 for vswitchd to reclaim its aged entries. */
+ * station's frames are flooded), and the switch is reported full at most
+ * every ageing/64 for vswitchd to reclaim aged entries. */
 static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key *k, __u32 in, __u64 now)
 {
 	__u32 ai = 2 * k->sw, ri = ai + 1;
@@ -260,21 +260,24 @@ static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key 
 	if (!added || !removed)
 		return;
 	__u64 used = *added > *removed ? *added - *removed : 0; /* never wraps */
-	if (s->limit && used >= s->limit) {
-		count(ic, C_LEARN_REFUSED, 1);
-		if (now - s->full > (s->ageing >> 6)) {
-			s->full = now;
-			struct move m = {.sw = k->sw};
-			bpf_ringbuf_output(&moves, &m, sizeof(m), 0);
+	long err = 0;
+	if (!s->limit || used < s->limit) {
+		struct fdb_val nv = {.ifindex = in, .seen = now};
+		err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
+		if (err == 0) {
+			__sync_fetch_and_add(added, 1);
+			return;
 		}
-		return;
+		if (err == -17) /* -EEXIST: another CPU learned it just now */
+			return;
 	}
-	struct fdb_val nv = {.ifindex = in, .seen = now};
-	long err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
-	if (err == 0)
-		__sync_fetch_and_add(added, 1);
-	else if (err != -17) /* -EEXIST: another CPU learned it just now */
-		count(ic, C_LEARN_REFUSED, 1);
+	/* The switch's limit, or the whole table (-E2BIG), is reached. */
+	count(ic, C_LEARN_REFUSED, 1);
+	if (now - s->full > (s->ageing >> 6)) {
+		s->full = now;
+		struct move m = {.sw = k->sw};
+		bpf_ringbuf_output(&moves, &m, sizeof(m), 0);
+	}
 }
 
 /* A flood in progress: the frame, its switch and VLAN, and the member

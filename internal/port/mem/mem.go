@@ -76,7 +76,10 @@ func (p *Port) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // at the first one that does not fit.
 func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 	n, err := p.peer.rx.put(bufs, offsets)
-	if n < len(bufs) {
+	switch {
+	case err == ErrTooBig:
+		p.peer.dropped.Add(1) // the frames after it are the caller's to write again
+	case n < len(bufs):
 		p.peer.dropped.Add(uint64(len(bufs) - n))
 	}
 	return n, err
