@@ -469,7 +469,13 @@ func (c *Controller) prepare(all *config.Config) {
 		return
 	}
 	c.d.SetOverlay(c.overlay(all))
-	c.d.SetHandover(HandoverKeys(all, c.host, c.deps.Kernel != nil))
+	kernel := map[string]bool{c.host: c.KernelPath()}
+	for _, h := range c.deps.Cluster.Hosts() {
+		if h.Name != c.host {
+			kernel[h.Name] = h.KernelPath
+		}
+	}
+	c.d.SetHandover(HandoverKeys(all, c.host, func(h string) bool { return kernel[h] }))
 }
 
 // overlay is what this host's spanning switches need: for each, the
