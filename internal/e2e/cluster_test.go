@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/api"
 	"github.com/vswitch/vswitch/internal/config"
@@ -192,7 +191,7 @@ func newTestClusterWith(t *testing.T, o clusterOptions, names ...string) *testCl
 		c.join(p.daemonNS, c.vtep[name])
 		if o.ipv6 {
 			c.vtep[name] = fmt.Sprintf("fd88::%d", 11+i)
-			addIPv6(t, p.daemonNS, "ul0", c.vtep[name]+"/64")
+			p.daemonNS.AddAddr(t, "ul0", c.vtep[name]+"/64")
 		}
 		p.args = []string{"--etcd", c.etcd.url(), "--host-name", name, "--vtep", c.vtep[name], "--lease", "3s", "--bpf-dir", "", "--web", "127.0.0.1:0"}
 		if f := c.etcd.tls; f != nil {
@@ -217,26 +216,6 @@ func (c *testCluster) join(ns *netnstest.NS, ip string) {
 	netnstest.Veth(c.t, ns, "ul0", c.underlay, port)
 	bridge(c.t, c.underlay, "br0", port)
 	ns.AddAddr(c.t, "ul0", ip+"/24")
-}
-
-// addIPv6 puts an IPv6 address on a link at once (no duplicate address
-// detection to wait for).
-func addIPv6(t *testing.T, ns *netnstest.NS, link, cidr string) {
-	t.Helper()
-	if err := ns.Do(func() error {
-		l, err := netlink.LinkByName(link)
-		if err != nil {
-			return err
-		}
-		a, err := netlink.ParseAddr(cidr)
-		if err != nil {
-			return err
-		}
-		a.Flags = unix.IFA_F_NODAD
-		return netlink.AddrAdd(l, a)
-	}); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // bridge makes port a port of br in ns.

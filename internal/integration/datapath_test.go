@@ -119,16 +119,7 @@ func (k *kernelSwitch) guest(t *testing.T, name string, typ config.AdapterType, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Close() // persistent: QEMU opens it by name; it goes with the namespace
-	if err := k.host.Do(func() error {
-		l, err := netlink.LinkByName(dev)
-		if err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(l)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	p.Close() // persistent and up: QEMU opens it by name; it goes with the namespace
 	cfg.MAC, cfg.SpoofGuard = mac, true
 	k.add(t, name, dev, cfg)
 	return guestlab.NIC{Type: typ, MAC: mac, TAP: dev}, k.host.Name

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/nsrun"
 )
@@ -181,12 +182,17 @@ func Veth(t testing.TB, a *NS, aName string, b *NS, bName string) {
 	}
 }
 
-// AddAddr puts an address such as "10.0.0.1/24" on a link and brings it up.
+// AddAddr puts an address such as "10.0.0.1/24" or "fd00::1/64" on a link
+// and brings it up; an IPv6 address is usable at once (no duplicate
+// address detection to wait for).
 func (n *NS) AddAddr(t testing.TB, link, cidr string) {
 	t.Helper()
 	addr, err := netlink.ParseAddr(cidr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if addr.IP.To4() == nil {
+		addr.Flags |= unix.IFA_F_NODAD
 	}
 	l := n.Link(t, link)
 	n.handle(t, func(h *netlink.Handle) error {
