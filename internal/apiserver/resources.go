@@ -346,20 +346,17 @@ func (s *Server) topology(host string) (api.Topology, error) {
 // that host registered its kernel data path); a spanning switch that is
 // not here keeps its setting.
 func (s *Server) resolveDatapaths(c *config.Config, t *api.Topology) {
-	kernel := map[string]bool{t.Self: s.c.KernelPath()}
-	for _, h := range t.Hosts {
-		if !h.Self {
-			kernel[h.Name] = h.KernelPath
-		}
-	}
+	kernel := s.c.KernelHosts()
 	for i := range t.Switches {
 		ts := &t.Switches[i]
 		sw := c.Switch(ts.Name)
-		host := t.Self
-		if !sw.On(t.Self) {
-			host = sw.Host
+		host := sw.Host
+		if sw.On(t.Self) {
+			host = t.Self
+		} else if sw.Span {
+			continue
 		}
-		if k, ok := kernel[host]; ok && (sw.On(t.Self) || !sw.Span) {
+		if k, ok := kernel[host]; ok {
 			ts.Datapath = string(sw.RunsOn(k))
 		}
 	}

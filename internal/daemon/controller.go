@@ -441,6 +441,18 @@ func (c *Controller) Hosts() []api.HostInfo {
 // KernelPath reports whether this host has the kernel data path.
 func (c *Controller) KernelPath() bool { return c.deps.Kernel != nil }
 
+// KernelHosts says, for this host and every registered one, whether it has
+// the kernel data path (where its auto switches run).
+func (c *Controller) KernelHosts() map[string]bool {
+	out := map[string]bool{c.host: c.KernelPath()}
+	for _, h := range c.Hosts() {
+		if h.Name != c.host {
+			out[h.Name] = h.KernelPath
+		}
+	}
+	return out
+}
+
 // Datapaths returns the data path each switch of this host runs on here
 // (an auto switch's resolved).
 func (c *Controller) Datapaths(all *config.Config) map[string]string {
@@ -469,13 +481,7 @@ func (c *Controller) prepare(all *config.Config) {
 		return
 	}
 	c.d.SetOverlay(c.overlay(all))
-	kernel := map[string]bool{c.host: c.KernelPath()}
-	for _, h := range c.deps.Cluster.Hosts() {
-		if h.Name != c.host {
-			kernel[h.Name] = h.KernelPath
-		}
-	}
-	c.d.SetHandover(HandoverKeys(all, c.host, func(h string) bool { return kernel[h] }))
+	c.d.SetHandover(HandoverKeys(all, c.host, c.KernelHosts()))
 }
 
 // overlay is what this host's spanning switches need: for each, the

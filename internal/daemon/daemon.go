@@ -159,9 +159,9 @@ func (d *Daemon) SetHandover(keys map[string]bool) {
 // other hosts than host use and that another host can take over: a
 // namespace adapter's TAP on the userspace core lives wholly in the
 // namespace (on the kernel path, its veth has an end in the old host).
-// kernel says whether a host has the kernel data path (where an auto
+// kernel says which hosts have the kernel data path (where an auto
 // switch's adapters are veths).
-func HandoverKeys(all *config.Config, host string, kernel func(host string) bool) map[string]bool {
+func HandoverKeys(all *config.Config, host string, kernel map[string]bool) map[string]bool {
 	hostOf := map[string]string{}
 	for _, vm := range all.VMs {
 		hostOf[vm.Name] = vm.Host
@@ -170,7 +170,7 @@ func HandoverKeys(all *config.Config, host string, kernel func(host string) bool
 	for i := range all.Adapters {
 		a := &all.Adapters[i]
 		sw := all.Switch(a.Switch)
-		if hostOf[a.VM] == host || a.Attachment.Kind != config.AttachNetns || sw == nil || sw.OnKernel(kernel(hostOf[a.VM])) {
+		if hostOf[a.VM] == host || a.Attachment.Kind != config.AttachNetns || sw == nil || sw.OnKernel(kernel[hostOf[a.VM]]) {
 			continue
 		}
 		spec := PortSpec{Kind: string(config.AttachNetns), Namespace: a.Attachment.Namespace, Device: cmp.Or(a.Attachment.Device, tap.DefaultName)}
