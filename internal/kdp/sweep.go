@@ -32,7 +32,7 @@ func (d *Datapath) sweeper() {
 			}
 		}
 		last = time.Now()
-		d.Sweep()
+		d.sweep()
 		t.Reset(d.sweepEvery())
 	}
 }
@@ -48,13 +48,13 @@ func (d *Datapath) sweepEvery() time.Duration {
 	return max(every, minSweepEvery)
 }
 
-// Sweep deletes the learned entries that aged out (and any of a switch
+// sweep deletes the learned entries that aged out (and any of a switch
 // the data path no longer has), giving their places in the table and in
-// their switch's limit to new stations. It returns how many it deleted.
-func (d *Datapath) Sweep() int {
+// their switch's limit to new stations.
+func (d *Datapath) sweep() {
 	now, err := monotonicNow()
 	if err != nil {
-		return 0
+		return
 	}
 	d.mu.Lock()
 	ageing := make(map[uint32]uint64, len(d.switches))
@@ -73,20 +73,20 @@ func (d *Datapath) Sweep() int {
 		}
 	})
 	if len(gone) == 0 {
-		return 0
+		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return 0
+		return
 	}
 	// Again with the switches as they are now (one made since the read
 	// above keeps its entries) and the time now (an entry seen since is
 	// not aged).
 	if now, err = monotonicNow(); err != nil {
-		return 0
+		return
 	}
-	return d.deleteLearned(gone, func(k *kdpFdbKey, v *kdpFdbVal) bool {
+	d.deleteLearned(gone, func(k *kdpFdbKey, v *kdpFdbVal) bool {
 		s := d.switches[k.Sw]
 		return s == nil || aged(v, now, s.Ageing)
 	})
@@ -101,7 +101,7 @@ func aged(v *kdpFdbVal, now, ageing uint64) bool {
 // deleteLearned deletes learned entries (those still dead, if dead is
 // set: the program may have refreshed one since it was read) and counts
 // them as their switches' removed entries; d.mu is held.
-func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdbVal) bool) int {
+func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdbVal) bool) {
 	removed := map[uint32]uint64{}
 	for _, k := range keys {
 		var v kdpFdbVal
@@ -112,9 +112,7 @@ func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdb
 			removed[k.Sw]++
 		}
 	}
-	n := 0
 	for num, r := range removed {
-		n += int(r)
 		if d.switches[num] == nil || num > MaxSwitches {
 			continue // counted afresh when the number is used again
 		}
@@ -123,5 +121,4 @@ func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdb
 			d.objs.Learned.Put(2*num+1, have+r)
 		}
 	}
-	return n
 }

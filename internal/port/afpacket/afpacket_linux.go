@@ -10,7 +10,6 @@ package afpacket
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -364,7 +363,7 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 		}
 		sent += p.wn
 		switch {
-		case p.we == errTooBig:
+		case p.we == p.big:
 			return sent, p.big // the switch counts it and writes the rest
 		case p.we != nil:
 			return sent, p.opError("write", p.we)
@@ -375,13 +374,10 @@ func (p *Port) Write(bufs [][]byte, offsets []int) (int, error) {
 	return sent, nil
 }
 
-// errTooBig marks a frame the device refused as longer than its MTU.
-var errTooBig = errors.New("too big")
-
 // send sends the staged batch with sendmmsg, never waiting: p.wn frames
 // went. sendmmsg stops at a frame it cannot send and reports only what it
 // sent; it is asked again from that frame to learn why (the queue is full,
-// or the frame is longer than the device takes: p.we is errTooBig).
+// or the frame is longer than the device takes: p.we is p.big).
 func (p *Port) send(fd uintptr) {
 	total := p.wn
 	p.wn = 0
@@ -397,7 +393,7 @@ func (p *Port) send(fd uintptr) {
 		case unix.EAGAIN, unix.ENOBUFS:
 			return
 		case unix.EMSGSIZE:
-			p.we = errTooBig
+			p.we = p.big
 			return
 		default:
 			p.we = os.NewSyscallError("sendmmsg", e)
