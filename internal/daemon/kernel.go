@@ -259,6 +259,16 @@ func (d *Daemon) kernelView(ls *liveSwitch) *kernelView {
 	return v
 }
 
+// KernelCounters are a kernel port's counters as the core's (the program
+// numbers its drop reasons as l2.DropReason does).
+func KernelCounters(c kdp.Counters) l2.Counters {
+	var lc l2.Counters
+	lc.RxPackets, lc.RxBytes, lc.TxPackets, lc.TxBytes = c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes
+	lc.Floods, lc.LearnRefused, lc.Moves = c.Floods, c.LearnRefused, c.Moves
+	copy(lc.Drops[:], c.Drops[:])
+	return lc
+}
+
 // Ports implements LiveSwitch: the program's counters, by port name.
 func (v *kernelView) Ports() []l2.PortInfo {
 	var out []l2.PortInfo
@@ -267,11 +277,7 @@ func (v *kernelView) Ports() []l2.PortInfo {
 		if err != nil {
 			continue
 		}
-		var lc l2.Counters
-		lc.RxPackets, lc.RxBytes, lc.TxPackets, lc.TxBytes = c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes
-		lc.Floods, lc.LearnRefused, lc.Moves = c.Floods, c.LearnRefused, c.Moves
-		copy(lc.Drops[:], c.Drops[:])
-		pi := l2.PortInfo{Name: pn, Config: v.configs[pn], Counters: lc}
+		pi := l2.PortInfo{Name: pn, Config: v.configs[pn], Counters: KernelCounters(c)}
 		if pn == KindTunnel && v.tunnels != nil {
 			pi.Backend = v.tunnels.TunnelCounters(ifname)
 		}

@@ -7,6 +7,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vswitch/vswitch/internal/config"
+	"github.com/vswitch/vswitch/internal/daemon"
 	"github.com/vswitch/vswitch/internal/frame"
 	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/kdp"
@@ -158,11 +159,7 @@ func (k *kernelSwitch) counters(t *testing.T, port string) l2.Counters {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n l2.Counters
-	n.RxPackets, n.RxBytes, n.TxPackets, n.TxBytes = c.RxPackets, c.RxBytes, c.TxPackets, c.TxBytes
-	n.Floods, n.LearnRefused, n.Moves = c.Floods, c.LearnRefused, c.Moves
-	copy(n.Drops[:], c.Drops[:])
-	return n
+	return daemon.KernelCounters(c)
 }
 
 // vlanOrUntagged is a port config's 802.1Q model, untagged in VLAN 1 if
