@@ -18,6 +18,7 @@ import (
 type adapterFlags struct {
 	sw, mac, typ, netns, device, tap, socket string
 	qemuStream, qemuDgram, guard, dynamic    bool
+	macLimit                                 int
 }
 
 func (f *adapterFlags) register(c *cobra.Command, forAdd bool) {
@@ -26,6 +27,7 @@ func (f *adapterFlags) register(c *cobra.Command, forAdd bool) {
 	fl.StringVar(&f.mac, "mac", "", "a static MAC address (default: dynamic, from the host's pool)")
 	fl.StringVar(&f.typ, "type", "", "synthetic (virtio-net, the default) or legacy (DEC 21140)")
 	fl.BoolVar(&f.guard, "spoof-guard", true, "drop frames whose source is not the adapter's MAC")
+	fl.IntVar(&f.macLimit, "mac-limit", 0, "learn at most this many addresses behind the adapter (with --spoof-guard=false); 0: no limit of its own")
 	if !forAdd {
 		fl.BoolVar(&f.dynamic, "dynamic-mac", false, "take a MAC from the host's pool instead of the static one")
 		return
@@ -60,6 +62,9 @@ func (f *adapterFlags) apply(c *cobra.Command, ad *config.Adapter) error {
 	if ch("spoof-guard") {
 		g := f.guard
 		ad.MACSpoofGuard = &g
+	}
+	if ch("mac-limit") {
+		ad.MACLimit = f.macLimit
 	}
 	return nil
 }

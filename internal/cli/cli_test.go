@@ -257,6 +257,8 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"console"}, ExitNotFound, "the web console is off: start vswitchd with --web"},
 		{[]string{"fdb", "int0", "--vlan", "5000"}, ExitFailed, "error: invalid request:\n  vlan \"5000\""}, // a read: not "nothing was changed"
 		{[]string{"console", "--rotate"}, ExitNotFound, "the web console is off"},
+		{[]string{"adapter", "set", "web/eth0", "--mac-limit", "-1"}, ExitFailed, `adapters[web/eth0].macLimit "-1": 0 (no limit of its own) to 16777216 learned addresses`},
+		{[]string{"adapter", "set", "web/eth0", "--mac-limit", "many"}, ExitUsage, `invalid argument "many" for "--mac-limit"`},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(sock, tt.args...)
@@ -270,6 +272,12 @@ func TestExitCodes(t *testing.T) {
 	}
 	if code, _, errOut := run(filepath.Join(t.TempDir(), "none.sock"), "switch", "ls"); code != ExitUnreachable || !strings.Contains(errOut, "is vswitchd running?") {
 		t.Errorf("no daemon: exit %d %q", code, errOut)
+	}
+	// A MAC limit is kept, and the next edit keeps it.
+	mustRun(t, sock, "adapter", "set", "web/eth0", "--mac-limit", "8", "--spoof-guard=false")
+	mustRun(t, sock, "adapter", "set", "web/eth0", "--type", "legacy")
+	if js := mustRun(t, sock, "-o", "json", "adapter", "ls"); !strings.Contains(js, `"macLimit": 8`) {
+		t.Fatalf("MAC limit not stored:\n%s", js)
 	}
 	// With no attachment flag, an adapter gets a TAP of its own.
 	mustRun(t, sock, "adapter", "add", "web/eth2", "--switch", "int0")

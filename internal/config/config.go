@@ -231,8 +231,14 @@ type Adapter struct {
 	VLAN       VLAN        `json:"vlan,omitzero"`
 	// MACSpoofGuard drops frames whose source is not the adapter's MAC
 	// (on if unset, as on Hyper-V).
-	MACSpoofGuard *bool      `json:"macSpoofGuard,omitempty"`
-	Attachment    Attachment `json:"attachment"`
+	MACSpoofGuard *bool `json:"macSpoofGuard,omitempty"`
+	// MACLimit bounds the stations the switch learns behind the adapter
+	// (with the spoofing guard off: a VM that bridges or routes for
+	// others); past it a new source is not learned (counted as
+	// learn-refused, its frames still forwarded and frames to it
+	// flooded). 0: no limit of its own, only the switch's table size.
+	MACLimit   int        `json:"macLimit,omitempty"`
+	Attachment Attachment `json:"attachment"`
 }
 
 // SocketDir is where qemu-* sockets go when an adapter names none.

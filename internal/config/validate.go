@@ -351,6 +351,9 @@ func (c *Config) validateAdapters(l *field.List, switches map[string]*Switch, vm
 			def = sw.VLANOrDefault()
 		}
 		a.VLAN.validate(p+".vlan", def, l)
+		if a.MACLimit < 0 || a.MACLimit > maxTableSize {
+			l.Add(p+".macLimit", fmt.Sprint(a.MACLimit), fmt.Sprintf("0 (no limit of its own) to %d learned addresses", maxTableSize))
+		}
 		a.Attachment.validate(p+".attachment", l)
 		if sw != nil && sw.MayBeKernel() {
 			k := [2]string{sw.Name, hostOf[a.VM]} // the ports a kernel switch has on one host

@@ -175,6 +175,12 @@ func TestApplySequence(t *testing.T) {
 			c.Adapters[0].VLAN = config.VLAN{Mode: config.ModeAccess, Access: 10}
 			return c
 		}, []string{"set port int0 web/eth0 netns dev=eth0 ns=webns mac=02:56:53:00:00:0a guard [access 10]"}, "", ""},
+		{"a MAC limit is a SetPort", func() *config.Config {
+			c := withInternal(base())
+			c.Adapters[0].VLAN = config.VLAN{Mode: config.ModeAccess, Access: 10}
+			c.Adapters[0].MACLimit = 4
+			return c
+		}, []string{"set port int0 web/eth0 netns dev=eth0 ns=webns mac=02:56:53:00:00:0a guard limit=4 [access 10]"}, "", ""},
 		{"moving the adapter to another namespace reopens it", func() *config.Config {
 			c := withInternal(base())
 			c.Adapters[0].VLAN = config.VLAN{Mode: config.ModeAccess, Access: 10}

@@ -58,7 +58,7 @@ func (d *Daemon) SetKernelPath(k KernelPath) {
 
 // kernelConfig is a port's model for the kernel data path.
 func kernelConfig(sw string, c l2.PortConfig) kdp.PortConfig {
-	return kdp.PortConfig{Switch: sw, VLAN: c.VLAN, MAC: c.MAC, SpoofGuard: c.SpoofGuard, Group: c.Group}
+	return kdp.PortConfig{Switch: sw, VLAN: c.VLAN, MAC: c.MAC, SpoofGuard: c.SpoofGuard, Group: c.Group, MACLimit: c.MACLimit}
 }
 
 // createKernel makes a switch on the kernel data path; d.mu is held.

@@ -164,7 +164,7 @@ func plan(c *config.Config, running func(vm string) bool, ov *Overlay, kernel bo
 		default:
 			spec.Socket = a.SocketPath()
 		}
-		sp.ports[a.ID()] = &portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard()}}
+		sp.ports[a.ID()] = &portPlan{spec: spec, cfg: l2.PortConfig{VLAN: v, MAC: a.MAC, SpoofGuard: a.SpoofGuard(), MACLimit: a.MACLimit}}
 	}
 	return out, nil
 }
@@ -182,6 +182,9 @@ func (p *portPlan) String() string {
 	}
 	if p.cfg.SpoofGuard {
 		s += " guard"
+	}
+	if p.cfg.MACLimit > 0 {
+		s += fmt.Sprintf(" limit=%d", p.cfg.MACLimit)
 	}
 	return s + " [" + p.cfg.VLAN.String() + "]"
 }

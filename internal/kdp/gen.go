@@ -4,4 +4,4 @@ package kdp
 // that loads it are committed, so a plain go build needs no clang. After a
 // change to bpf/kdp.c: make bpf (go generate here; needs clang and
 // libbpf-dev: make bpf installs them as root and regenerates).
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type port -type fdb_key -type fdb_val -type sw kdp bpf/kdp.c
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -mcpu=v3 -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type port -type fdb_key -type fdb_val -type sw kdp bpf/kdp.c

@@ -43,6 +43,9 @@ var _ = [1]struct{}{}[len(kdpSw{}.Ifindex)-MaxPorts]
 // maxCounterSlots bounds the ports of all switches (the counters map).
 const maxCounterSlots = 4096
 
+// maxPortLimit bounds a port's own MAC limit: the whole table's default.
+const maxPortLimit = 1 << 24
+
 // MaxSwitches is how many switches the kernel path holds (the program's
 // switches and learned maps).
 const MaxSwitches = 1024
@@ -119,6 +122,7 @@ type Datapath struct {
 	moves     *ringbuf.Reader // the program's move and full-switch records
 	movesDone chan struct{}   // closed when the reader's goroutine ends
 	sweepNow  chan struct{}   // a switch is full: sweep at once
+	resched   chan struct{}   // a switch's ageing changed: the sweeper times its next sweep again
 	stop      chan struct{}   // closed by Close
 	sweepDone chan struct{}   // closed when the sweeper ends
 }
@@ -137,6 +141,7 @@ type PortConfig struct {
 	MAC        frame.MAC // an adapter's MAC: a static entry on every VLAN of the port
 	SpoofGuard bool      // drop frames whose source is not MAC
 	Group      uint8     // split-horizon group (l2.PortConfig.Group); 0: none
+	MACLimit   int       // learned entries the port may have (l2.PortConfig.MACLimit); 0: only its switch's limit
 }
 
 // ErrNotAttached is a port the datapath does not have.
@@ -189,7 +194,7 @@ func Open(o Options) (*Datapath, error) {
 			return nil, err
 		}
 	}
-	d.sweepNow, d.stop, d.sweepDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	d.sweepNow, d.resched, d.stop, d.sweepDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	if err := d.reportMoves(o.OnMove); err != nil {
 		d.objs.Close()
 		return nil, fmt.Errorf("reading the kernel data path's moves: %w", err)
@@ -220,7 +225,8 @@ func (d *Datapath) takeOver() error {
 			gone = append(gone, ifi)
 			continue
 		}
-		p := &port{ifindex: int(ifi), slot: kp.Id, cfg: PortConfig{Switch: swName, MAC: kp.Mac, SpoofGuard: kp.Guard != 0, Group: kp.Group}}
+		p := &port{ifindex: int(ifi), slot: kp.Id, cfg: PortConfig{Switch: swName, MAC: kp.Mac, SpoofGuard: kp.Guard != 0, Group: kp.Group,
+			MACLimit: int(kp.Limit)}}
 		p.cfg.VLAN.PVID, p.cfg.VLAN.Admit = frame.VID(kp.Pvid), vlan.Admit(kp.Admit)
 		if l, err := link.LoadPinnedLink(d.linkPin(int(ifi)), nil); err == nil {
 			if err := l.Update(d.objs.Ingress); err != nil { // to this version of the program
@@ -317,6 +323,12 @@ func (d *Datapath) SetSwitch(name string, ageing time.Duration, tableSize int) e
 		}
 	}
 	s := d.switches[num]
+	if s.Ageing != uint64(ageing) {
+		select {
+		case d.resched <- struct{}{}:
+		default:
+		}
+	}
 	s.Ageing, s.Limit = uint64(ageing), uint64(tableSize)
 	if err := d.objs.Switches.Put(num, s); err != nil {
 		return err
@@ -402,7 +414,8 @@ func (d *Datapath) attach(ifname string, p *port) error {
 	return nil
 }
 
-// SetPort changes a port's model.
+// SetPort changes a port's model and forgets the stations it learned, as
+// the core's SetPort does: they are learned again under the new model.
 func (d *Datapath) SetPort(ifname string, cfg PortConfig) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -410,7 +423,11 @@ func (d *Datapath) SetPort(ifname string, cfg PortConfig) error {
 	if p == nil {
 		return fmt.Errorf("port %s: %w", ifname, ErrNotAttached)
 	}
-	return d.setLocked(p, cfg)
+	if err := d.setLocked(p, cfg); err != nil {
+		return err
+	}
+	d.deleteLearned(d.learnedOn(uint32(p.ifindex)), nil)
+	return nil
 }
 
 func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
@@ -421,7 +438,11 @@ func (d *Datapath) setLocked(p *port, cfg PortConfig) error {
 	if !ok {
 		return fmt.Errorf("switch %s: %w", cfg.Switch, ErrNotAttached)
 	}
-	kp := kdpPort{Sw: num, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC, Group: cfg.Group}
+	if cfg.MACLimit < 0 || cfg.MACLimit > maxPortLimit {
+		return fmt.Errorf("port MAC limit %d: 0 (none of its own) to %d", cfg.MACLimit, maxPortLimit)
+	}
+	kp := kdpPort{Sw: num, Id: p.slot, Pvid: uint16(cfg.VLAN.PVID), Admit: uint8(cfg.VLAN.Admit), Mac: cfg.MAC, Group: cfg.Group,
+		Limit: uint32(cfg.MACLimit)}
 	if cfg.SpoofGuard {
 		kp.Guard = 1
 	}
@@ -558,13 +579,19 @@ func (d *Datapath) forgetEntries(ifi uint32) {
 		delete(d.staticOf, k)
 	}
 	delete(d.statics, ifi)
-	var gone []kdpFdbKey
+	d.deleteLearned(d.learnedOn(ifi), nil)
+}
+
+// learnedOn returns the keys of the learned entries that point to an
+// interface, found in one read of the table.
+func (d *Datapath) learnedOn(ifi uint32) []kdpFdbKey {
+	var keys []kdpFdbKey
 	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
 		if v.Ifindex == ifi {
-			gone = append(gone, *k)
+			keys = append(keys, *k)
 		}
 	})
-	d.deleteLearned(gone, nil)
+	return keys
 }
 
 // eachEntry calls fn with every entry of a MAC table map, read in batches
@@ -662,8 +689,7 @@ func (d *Datapath) Prune(switches, ports map[string]bool) error {
 
 // pinMaps pins the maps in pinDir (again, after the last switch went).
 func (d *Datapath) pinMaps() error {
-	for name, m := range map[string]*ebpf.Map{"ports": d.objs.Ports, "switches": d.objs.Switches, "fdb": d.objs.Fdb,
-		"statics": d.objs.Statics, "counters": d.objs.Counters, "moves": d.objs.Moves, "learned": d.objs.Learned} {
+	for name, m := range d.objs.maps() {
 		if err := m.Pin(filepath.Join(d.pinDir, name)); err != nil {
 			return fmt.Errorf("pin the map %s: %w", name, err)
 		}
@@ -675,13 +701,19 @@ func (d *Datapath) pinMaps() error {
 // unpinAll removes the data path's pins in pinDir (maps and links).
 func (d *Datapath) unpinAll() {
 	entries, _ := os.ReadDir(d.pinDir)
+	maps := d.objs.maps()
 	for _, e := range entries {
-		switch n := e.Name(); {
-		case n == "ports", n == "switches", n == "fdb", n == "statics", n == "counters", n == "moves", n == "learned",
-			strings.HasPrefix(n, "link-"):
+		if n := e.Name(); maps[n] != nil || strings.HasPrefix(n, "link-") {
 			os.Remove(filepath.Join(d.pinDir, n))
 		}
 	}
+}
+
+// maps are the program's maps by the names they are pinned as (the
+// names in bpf/kdp.c); only their names are used before they are loaded.
+func (o *kdpObjects) maps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{"ports": o.Ports, "switches": o.Switches, "fdb": o.Fdb, "statics": o.Statics,
+		"counters": o.Counters, "moves": o.Moves, "learned": o.Learned, "portlearned": o.Portlearned}
 }
 
 func (d *Datapath) linkPin(ifindex int) string {
@@ -814,8 +846,15 @@ func (d *Datapath) slot() (uint32, error) {
 	return d.next - 1, nil
 }
 
-// clearCounters zeroes a slot that an earlier port may have used.
+// clearCounters zeroes a slot that an earlier port may have used: its
+// counters and its count of learned entries.
 func (d *Datapath) clearCounters(slot uint32) error {
+	if err := d.objs.Portlearned.Put(2*slot, uint64(0)); err != nil {
+		return err
+	}
+	if err := d.objs.Portlearned.Put(2*slot+1, uint64(0)); err != nil {
+		return err
+	}
 	return d.objs.Counters.Put(slot, make([][nctr]uint64, ebpf.MustPossibleCPU()))
 }
 

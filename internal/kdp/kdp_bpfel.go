@@ -42,7 +42,7 @@ type kdpPort struct {
 	Mac      [6]uint8
 	Group    uint8
 	Pad      uint8
-	_        [4]byte
+	Limit    uint32
 	Member   [64]uint64
 	Untagged [64]uint64
 }
@@ -62,14 +62,15 @@ type kdpSw struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	kdpMapCounters = "counters"
-	kdpMapFdb      = "fdb"
-	kdpMapLearned  = "learned"
-	kdpMapMoves    = "moves"
-	kdpMapPorts    = "ports"
-	kdpMapStatics  = "statics"
-	kdpMapSwitches = "switches"
-	kdpProgIngress = "ingress"
+	kdpMapCounters    = "counters"
+	kdpMapFdb         = "fdb"
+	kdpMapLearned     = "learned"
+	kdpMapMoves       = "moves"
+	kdpMapPortlearned = "portlearned"
+	kdpMapPorts       = "ports"
+	kdpMapStatics     = "statics"
+	kdpMapSwitches    = "switches"
+	kdpProgIngress    = "ingress"
 )
 
 // loadKdp returns the embedded CollectionSpec for kdp.
@@ -121,13 +122,14 @@ type kdpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kdpMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Fdb      *ebpf.MapSpec `ebpf:"fdb"`
-	Learned  *ebpf.MapSpec `ebpf:"learned"`
-	Moves    *ebpf.MapSpec `ebpf:"moves"`
-	Ports    *ebpf.MapSpec `ebpf:"ports"`
-	Statics  *ebpf.MapSpec `ebpf:"statics"`
-	Switches *ebpf.MapSpec `ebpf:"switches"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Fdb         *ebpf.MapSpec `ebpf:"fdb"`
+	Learned     *ebpf.MapSpec `ebpf:"learned"`
+	Moves       *ebpf.MapSpec `ebpf:"moves"`
+	Portlearned *ebpf.MapSpec `ebpf:"portlearned"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Statics     *ebpf.MapSpec `ebpf:"statics"`
+	Switches    *ebpf.MapSpec `ebpf:"switches"`
 }
 
 // kdpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -156,13 +158,14 @@ func (o *kdpObjects) Close() error {
 //
 // It can be passed to loadKdpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kdpMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Fdb      *ebpf.Map `ebpf:"fdb"`
-	Learned  *ebpf.Map `ebpf:"learned"`
-	Moves    *ebpf.Map `ebpf:"moves"`
-	Ports    *ebpf.Map `ebpf:"ports"`
-	Statics  *ebpf.Map `ebpf:"statics"`
-	Switches *ebpf.Map `ebpf:"switches"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Fdb         *ebpf.Map `ebpf:"fdb"`
+	Learned     *ebpf.Map `ebpf:"learned"`
+	Moves       *ebpf.Map `ebpf:"moves"`
+	Portlearned *ebpf.Map `ebpf:"portlearned"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Statics     *ebpf.Map `ebpf:"statics"`
+	Switches    *ebpf.Map `ebpf:"switches"`
 }
 
 func (m *kdpMaps) Close() error {
@@ -171,6 +174,7 @@ func (m *kdpMaps) Close() error {
 		m.Fdb,
 		m.Learned,
 		m.Moves,
+		m.Portlearned,
 		m.Ports,
 		m.Statics,
 		m.Switches,

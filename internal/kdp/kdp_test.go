@@ -35,6 +35,7 @@ type testPort struct {
 	mac   frame.MAC
 	guard bool
 	group uint8 // split-horizon group
+	limit int   // MAC limit of its own (0: none)
 }
 
 // dataPath is one switch that a test sends frames into and reads frames
@@ -47,6 +48,8 @@ type dataPath interface {
 	// little longer for frames that should not come.
 	recv(t *testing.T, want map[string]int) map[string][][]byte
 	counters(t *testing.T, port string) Counters
+	// setPort changes a port's model (and forgets what it learned).
+	setPort(t *testing.T, p testPort)
 }
 
 // reference is the userspace core with in-memory ports.
@@ -71,7 +74,7 @@ func newReferenceWith(t *testing.T, ports []testPort, o l2.Options) *reference {
 	r := &reference{sw: sw, peers: map[string]*mem.Port{}}
 	for _, p := range ports {
 		end, peer := mem.NewPair(mem.Config{})
-		if err := sw.AddPort(p.name, end, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group}); err != nil {
+		if err := sw.AddPort(p.name, end, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group, MACLimit: p.limit}); err != nil {
 			t.Fatal(err)
 		}
 		r.peers[p.name] = peer
@@ -106,6 +109,12 @@ func (r *reference) recv(t *testing.T, _ map[string]int) map[string][][]byte {
 		}
 	}
 	return out
+}
+
+func (r *reference) setPort(t *testing.T, p testPort) {
+	if err := r.sw.SetPort(p.name, l2.PortConfig{VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group, MACLimit: p.limit}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (r *reference) counters(t *testing.T, port string) Counters {
@@ -151,7 +160,7 @@ func newKernelWith(t *testing.T, ports []testPort, o Options) *kernel {
 		wl := netnstest.New(t)
 		wl.NoIPv6(t)
 		netnstest.Veth(t, wl, "eth0", host, "p-"+p.name)
-		cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group}
+		cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group, MACLimit: p.limit}
 		if err := dp.AddPort("p-"+p.name, cfg); err != nil {
 			t.Fatal(err)
 		}
@@ -186,6 +195,14 @@ func (k *kernel) recv(t *testing.T, want map[string]int) map[string][][]byte {
 	}
 	wg.Wait()
 	return out
+}
+
+func (k *kernel) setPort(t *testing.T, p testPort) {
+	cfg := PortConfig{Switch: "sw", VLAN: p.vlan, MAC: p.mac, SpoofGuard: p.guard, Group: p.group, MACLimit: p.limit}
+	if err := k.dp.SetPort("p-"+p.name, cfg); err != nil {
+		t.Fatal(err)
+	}
+	k.cfgs["p-"+p.name] = cfg
 }
 
 func (k *kernel) counters(t *testing.T, port string) Counters {
@@ -598,7 +615,8 @@ func TestMovesReported(t *testing.T) {
 
 // TestRandomSameAsTheCore is the isolation property on the kernel path:
 // random port models (untagged, access, trunk with or without a native
-// VLAN, hybrid) over a few VLANs, some ports in one split-horizon group, then random frames (stations that move,
+// VLAN, hybrid) over a few VLANs, some ports in one split-horizon group,
+// some with a MAC limit of their own, then random frames (stations that move,
 // known, unknown and broadcast destinations, untagged, priority-tagged,
 // tagged with member and non-member VLANs, VID 4095) into random ports,
 // through the core and the program: every port must receive the same
@@ -643,10 +661,10 @@ func TestRandomSameAsTheCore(t *testing.T) {
 	}
 	var ports []testPort
 	for i := range 6 {
-		ports = append(ports, testPort{name: fmt.Sprint("r", i), vlan: model(), group: uint8(rng.IntN(3) / 2)})
+		ports = append(ports, testPort{name: fmt.Sprint("r", i), vlan: model(), group: uint8(rng.IntN(3) / 2), limit: max(rng.IntN(6)-2, 0)})
 	}
 	for _, p := range ports {
-		t.Logf("port %s: %s, group %d", p.name, p.vlan, p.group)
+		t.Logf("port %s: %s, group %d, MAC limit %d", p.name, p.vlan, p.group, p.limit)
 	}
 	ref, kern := newReference(t, ports), newKernel(t, ports)
 	for n := range 250 {
@@ -740,6 +758,104 @@ func TestTableBound(t *testing.T) {
 	for !learnedAgain() {
 		if time.Now().After(deadline) {
 			t.Fatal("no station learned 3 s after a full switch's entries aged out: not swept")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPortLimit: a port learns at most its own limit of stations, on both
+// data paths alike: the next new source is refused (counted, its frames
+// still forwarded, frames to it flooded), and a station moving onto the
+// full port stays where it was learned; other ports learn as before. On
+// the kernel path the port's aged entries, once swept, give their places
+// to new stations.
+func TestPortLimit(t *testing.T) {
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10))},
+		{name: "b", vlan: mustVLAN(vlan.Access(10)), limit: 2},
+		{name: "c", vlan: mustVLAN(vlan.Access(10))},
+	}
+	k := newKernel(t, ports)
+	if err := k.dp.SetSwitch("sw", time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]dataPath{"core": newReferenceWith(t, ports, l2.Options{Ageing: time.Second}), "kernel": k}
+	for name, dp := range paths {
+		for i := range 3 {
+			dp.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb0+byte(i)), 0, 0, uint32(i)))
+		}
+		if got := dp.recv(t, map[string]int{"a": 3, "c": 3}); len(got["a"]) != 3 || len(got["c"]) != 3 {
+			t.Fatalf("%s: three broadcasts from b: %s", name, render(got))
+		}
+		dp.send(t, "c", testFrame(frame.Broadcast, stationMAC(0xc1), 0, 0, 3))
+		dp.recv(t, map[string]int{"a": 1, "b": 1})
+		dp.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xc1), 0, 0, 4)) // c's station, onto the full port
+		dp.recv(t, map[string]int{"a": 1, "c": 1})
+		if c := dp.counters(t, "b"); c.LearnRefused != 2 || c.Moves != 0 {
+			t.Fatalf("%s: b's learn refused = %d, moves = %d; want 2 and 0 (a limit of 2)", name, c.LearnRefused, c.Moves)
+		}
+		if c := dp.counters(t, "c"); c.LearnRefused != 0 {
+			t.Fatalf("%s: c's learn refused = %d, want 0", name, c.LearnRefused)
+		}
+		dp.send(t, "a", testFrame(stationMAC(0xb2), stationMAC(0xa1), 0, 0, 5)) // refused: flooded
+		if got := dp.recv(t, map[string]int{"b": 1, "c": 1}); len(got["b"]) != 1 || len(got["c"]) != 1 {
+			t.Fatalf("%s: unicast to a refused station: %s", name, render(got))
+		}
+		dp.send(t, "a", testFrame(stationMAC(0xc1), stationMAC(0xa1), 0, 0, 6)) // still c's
+		if got := dp.recv(t, map[string]int{"c": 1}); len(got["c"]) != 1 || len(got["b"]) != 0 {
+			t.Fatalf("%s: unicast to the station that could not move: %s", name, render(got))
+		}
+		// A changed port forgets what it learned: its stations are
+		// unknown (flooded), and it learns up to its new limit afresh.
+		dp.setPort(t, testPort{name: "b", vlan: mustVLAN(vlan.Access(10)), limit: 1})
+		dp.send(t, "a", testFrame(stationMAC(0xb0), stationMAC(0xa1), 0, 0, 7))
+		if got := dp.recv(t, map[string]int{"b": 1, "c": 1}); len(got["b"]) != 1 || len(got["c"]) != 1 {
+			t.Fatalf("%s: unicast to a station of a port that changed: %s", name, render(got))
+		}
+		for i := range 2 {
+			dp.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb0+byte(i)), 0, 0, uint32(8+i)))
+			dp.recv(t, map[string]int{"a": 1, "c": 1})
+		}
+		if c := dp.counters(t, "b"); c.LearnRefused != 3 {
+			t.Fatalf("%s: b's learn refused = %d, want 3 (one more past its new limit of 1)", name, c.LearnRefused)
+		}
+	}
+	time.Sleep(1100 * time.Millisecond) // b's entries aged out, still counted until swept
+	learnedAgain := func() bool {
+		k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xbf), 0, 0, 20))
+		k.recv(t, map[string]int{"a": 1, "c": 1})
+		es, _ := k.dp.MACTable("sw")
+		return slices.ContainsFunc(es, func(e Entry) bool { return e.MAC == stationMAC(0xbf) && e.Port == "p-b" })
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !learnedAgain() {
+		if time.Now().After(deadline) {
+			t.Fatal("no station learned on b 3 s after its entries aged out: not swept")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSweptOnTime: a switch whose ageing is shortened has its aged entries
+// swept on its own schedule (an eighth of its ageing, at least every
+// second), not at the schedule the sweeper had before it.
+func TestSweptOnTime(t *testing.T) {
+	ports := []testPort{{name: "a", vlan: mustVLAN(vlan.Access(10))}, {name: "b", vlan: mustVLAN(vlan.Access(10))}}
+	k := newKernel(t, ports) // its switch ages after 300 s: the sweeper waits 30 s
+	if err := k.dp.SetSwitch("sw", time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	k.send(t, "a", testFrame(frame.Broadcast, stationMAC(0xa1), 0, 0, 1))
+	k.recv(t, map[string]int{"b": 1})
+	deadline := time.Now().Add(4 * time.Second) // aged after 1 s, swept within 1 s more
+	for {
+		n := 0
+		eachEntry(k.dp.objs.Fdb, func(*kdpFdbKey, *kdpFdbVal) { n++ })
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries left 4 s after they were learned on a switch that ages them after 1 s", n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

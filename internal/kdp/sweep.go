@@ -1,6 +1,10 @@
 package kdp
 
-import "time"
+import (
+	"time"
+
+	"github.com/cilium/ebpf"
+)
 
 // Sweep intervals: a switch's aged entries are deleted every eighth of
 // its ageing time, within these bounds, and at once when it is full.
@@ -16,11 +20,17 @@ func (d *Datapath) sweeper() {
 	defer close(d.sweepDone)
 	t := time.NewTimer(d.sweepEvery())
 	defer t.Stop()
-	last := time.Time{}
+	last := time.Now()
 	for {
 		select {
 		case <-d.stop:
 			return
+		case <-d.resched: // a switch's ageing changed: it may be due sooner
+			if !t.Stop() {
+				<-t.C
+			}
+			t.Reset(max(d.sweepEvery()-time.Since(last), 0))
+			continue
 		case <-t.C:
 		case <-d.sweepNow:
 			if time.Since(last) < minSweepEvery { // a full switch sweeps at most once a second
@@ -100,25 +110,40 @@ func aged(v *kdpFdbVal, now, ageing uint64) bool {
 
 // deleteLearned deletes learned entries (those still dead, if dead is
 // set: the program may have refreshed one since it was read) and counts
-// them as their switches' removed entries; d.mu is held.
+// them as their switches' and ports' removed entries; d.mu is held.
 func (d *Datapath) deleteLearned(keys []kdpFdbKey, dead func(*kdpFdbKey, *kdpFdbVal) bool) {
 	removed := map[uint32]uint64{}
+	fromPort := map[uint32]uint64{} // by the port's interface
 	for _, k := range keys {
 		var v kdpFdbVal
-		if dead != nil && (d.objs.Fdb.Lookup(&k, &v) != nil || !dead(&k, &v)) {
+		if d.objs.Fdb.Lookup(&k, &v) != nil || dead != nil && !dead(&k, &v) {
 			continue
 		}
 		if d.objs.Fdb.Delete(&k) == nil { // not when another deleted it first
 			removed[k.Sw]++
+			fromPort[v.Ifindex]++
 		}
 	}
 	for num, r := range removed {
 		if d.switches[num] == nil || num > MaxSwitches {
 			continue // counted afresh when the number is used again
 		}
-		var have uint64
-		if d.objs.Learned.Lookup(2*num+1, &have) == nil {
-			d.objs.Learned.Put(2*num+1, have+r)
+		addCount(d.objs.Learned, 2*num+1, r)
+	}
+	if len(fromPort) == 0 {
+		return
+	}
+	for _, p := range d.ports {
+		if r := fromPort[uint32(p.ifindex)]; r > 0 {
+			addCount(d.objs.Portlearned, 2*p.slot+1, r) // a port that went is counted afresh with its slot
 		}
+	}
+}
+
+// addCount adds n to element i of a count map that only vswitchd writes.
+func addCount(m *ebpf.Map, i uint32, n uint64) {
+	var have uint64
+	if m.Lookup(i, &have) == nil {
+		m.Put(i, have+n)
 	}
 }

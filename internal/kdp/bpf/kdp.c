@@ -62,6 +62,7 @@ struct port {
 	__u8 mac[6];
 	__u8 group;  /* split-horizon group (l2.PortConfig.Group); 0: none */
 	__u8 pad;
+	__u32 limit; /* learned entries the port may have (l2.PortConfig.MACLimit); 0: no limit of its own */
 	__u64 member[VLAN_WORDS];
 	__u64 untagged[VLAN_WORDS];
 };
@@ -124,6 +125,18 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } learned SEC(".maps");
+
+/* A port's learned entries, by its counter slot: element 2*id counts what
+ * the program learned on the port or moved to it, less what it moved away
+ * (atomically; only the program writes it), element 2*id+1 what vswitchd
+ * deleted (only vswitchd writes it). Their difference is the port's share,
+ * which its limit bounds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} portlearned SEC(".maps");
 
 /* Static entries (vid 0: on every VLAN of their port): a map of their own,
  * which no flood of new sources evicts, looked up before the learned ones
@@ -248,11 +261,54 @@ static __always_inline int live(const struct fdb_val *v, __u64 now, __u64 ageing
 	return v->is_static || now - v->seen < ageing;
 }
 
+/* take_slot counts one more learned entry for port p unless that breaks
+ * its limit (l2's takePortSlot): the count is taken first, so two CPUs
+ * cannot both take the last place. */
+static __always_inline int take_slot(const struct port *p)
+{
+	__u32 ni = 2 * p->id, di = ni + 1;
+	__u64 *net = bpf_map_lookup_elem(&portlearned, &ni);
+	__u64 *del = bpf_map_lookup_elem(&portlearned, &di);
+	if (!net || !del)
+		return 0;
+	__s64 had = (__s64)(__sync_fetch_and_add(net, 1) - *del);
+	if (p->limit && had >= (__s64)p->limit) {
+		__sync_fetch_and_add(net, -1);
+		return 0;
+	}
+	return 1;
+}
+
+/* give_slot gives back the place of an entry that left interface ifi's
+ * port (moved to another). */
+static __always_inline void give_slot(__u32 ifi)
+{
+	struct port *q = bpf_map_lookup_elem(&ports, &ifi);
+	if (!q)
+		return; /* a port that is going: its count goes with it */
+	__u32 ni = 2 * q->id;
+	__u64 *net = bpf_map_lookup_elem(&portlearned, &ni);
+	if (net)
+		__sync_fetch_and_add(net, -1);
+}
+
+/* refused counts a station not learned because its switch, the table or
+ * its port is full, and reports the switch full at most every ageing/64
+ * for vswitchd to reclaim aged entries at once. */
+static __always_inline void refused(struct ctrs *ic, struct sw *s, __u32 swn, __u64 now)
+{
+	count(ic, C_LEARN_REFUSED, 1);
+	if (now - s->full > (s->ageing >> 6)) {
+		s->full = now;
+		struct move m = {.sw = swn};
+		bpf_ringbuf_output(&moves, &m, sizeof(m), 0);
+	}
+}
+
 /* learn adds a new (VLAN, MAC) entry unless the switch holds its limit of
- * learned entries or the table is full: then it is refused (counted; the
- * station's frames are flooded), and the switch is reported full at most
- * every ageing/64 for vswitchd to reclaim aged entries. */
-static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key *k, __u32 in, __u64 now)
+ * learned entries, the table is full or the port holds its own limit: then
+ * it is refused (the station's frames are flooded). */
+static __always_inline void learn(struct ctrs *ic, struct sw *s, const struct port *p, struct fdb_key *k, __u32 in, __u64 now)
 {
 	__u32 ai = 2 * k->sw, ri = ai + 1;
 	__u64 *added = bpf_map_lookup_elem(&learned, &ai);
@@ -260,24 +316,19 @@ static __always_inline void learn(struct ctrs *ic, struct sw *s, struct fdb_key 
 	if (!added || !removed)
 		return;
 	__u64 used = *added > *removed ? *added - *removed : 0; /* never wraps */
-	long err = 0;
-	if (!s->limit || used < s->limit) {
+	if ((!s->limit || used < s->limit) && take_slot(p)) {
 		struct fdb_val nv = {.ifindex = in, .seen = now};
-		err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
+		long err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
 		if (err == 0) {
 			__sync_fetch_and_add(added, 1);
 			return;
 		}
+		give_slot(in);
 		if (err == -17) /* -EEXIST: another CPU learned it just now */
 			return;
 	}
-	/* The switch's limit, or the whole table (-E2BIG), is reached. */
-	count(ic, C_LEARN_REFUSED, 1);
-	if (now - s->full > (s->ageing >> 6)) {
-		s->full = now;
-		struct move m = {.sw = k->sw};
-		bpf_ringbuf_output(&moves, &m, sizeof(m), 0);
-	}
+	/* The switch's limit, the whole table (-E2BIG) or the port's limit. */
+	refused(ic, s, k->sw, now);
 }
 
 /* A flood in progress: the frame, its switch and VLAN, and the member
@@ -386,20 +437,27 @@ int ingress(struct __sk_buff *skb)
 	} else if (v && live(v, now, s->ageing) && v->ifindex == in) {
 		if (now - v->seen > (s->ageing >> 6))
 			v->seen = now; /* refreshed at most every ageing/64, as by the core */
-	} else {
-		if (v && live(v, now, s->ageing)) {
-			struct move m = {.sw = swn, .from = v->ifindex, .to = in, .vid = vid};
-			__builtin_memcpy(m.mac, src, 6);
-			v->ifindex = in;
-			v->seen = now;
-			count(ic, C_MOVES, 1);
-			bpf_ringbuf_output(&moves, &m, sizeof(m), 0); /* full: not reported, still counted */
-		} else if (v) {
-			v->ifindex = in; /* aged out: made anew in place, not a move */
-			v->seen = now;
+	} else if (v && v->ifindex == in) {
+		v->seen = now; /* aged out on this port: made anew, not a move */
+	} else if (v) {
+		/* Moved here (or aged out on another port: made anew here, not
+		 * a move), if this port has room for it. */
+		__u32 from = v->ifindex;
+		if (!take_slot(p)) {
+			refused(ic, s, swn, now);
 		} else {
-			learn(ic, s, &k, in, now);
+			give_slot(from);
+			v->ifindex = in;
+			if (live(v, now, s->ageing)) {
+				struct move m = {.sw = swn, .from = from, .to = in, .vid = vid};
+				__builtin_memcpy(m.mac, src, 6);
+				count(ic, C_MOVES, 1);
+				bpf_ringbuf_output(&moves, &m, sizeof(m), 0); /* full: not reported, still counted */
+			}
+			v->seen = now;
 		}
+	} else {
+		learn(ic, s, p, &k, in, now);
 	}
 
 	int ours = tagged;

@@ -626,7 +626,7 @@ async function adapterDetails(p, vm, name, sw) {
   const a = await api('GET', adPath(vm, name));
   if (!current(seq)) return;
   p.append(h('h2', {}, 'Adapter ' + vm + '/' + name),
-    kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), state: tp.state }),
+    kv({ switch: a.switch, MAC: a.mac + (a.dynamicMAC ? ' (dynamic)' : ' (static)'), type: a.type || 'synthetic', VLAN: tp.vlan, untagged: tp.untagged, tagged: tp.tagged, attachment: [a.attachment.kind, a.attachment.namespace, a.attachment.device, a.attachment.socket].filter(Boolean).join(' '), 'MAC spoofing guard': String(a.macSpoofGuard !== false), 'MAC limit': a.macLimit ? String(a.macLimit) : 'none of its own', state: tp.state }),
     h('div', { class: 'actions' },
       button('Edit', () => editAdapter(a)),
       button('VM ' + vm, () => showVM(vm)),
