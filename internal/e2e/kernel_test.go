@@ -170,3 +170,73 @@ func kernelPortStats(t *testing.T, p *product, sw, port string) api.PortStats {
 	t.Fatalf("no counters of %s on %s", port, sw)
 	return api.PortStats{}
 }
+
+// TestMACLimit: an adapter's MAC limit holds on both data paths alike, as
+// a user sees it through vswitchctl: a VM that bridges for others (its
+// spoofing guard off) gets its first stations learned and the next one
+// refused (counted, its frames still delivered); raising the limit lets
+// the next learn.
+func TestMACLimit(t *testing.T) {
+	netnstest.RequireRoot(t)
+	p := startProduct(t, "--bpf-dir", "")
+	for _, dp := range []string{"userspace", "kernel"} {
+		t.Run(dp, func(t *testing.T) {
+			sw := "lim" + dp[:1]
+			if code, _, errOut := p.ctl("switch", "add", sw, "--type", "private", "--datapath", dp); code != 0 {
+				if strings.Contains(errOut, "not available") {
+					t.Skipf("no kernel data path here: %s", errOut)
+				}
+				t.Fatalf("switch add: %s", errOut)
+			}
+			ns := map[string]*netnstest.NS{"a": netnstest.New(t), "b": netnstest.New(t)}
+			for _, v := range []string{"a", "b"} {
+				p.must("vm", "add", sw+v)
+				p.must("adapter", "add", sw+v+"/eth0", "--switch", sw, "--netns", ns[v].Name, "--spoof-guard=false", "--mac-limit", "2")
+				waitLink(t, ns[v], "eth0", p)
+			}
+			from, to := ns["a"].Raw(t, "eth0"), ns["b"].Raw(t, "eth0")
+			to.RecvAll(100 * time.Millisecond) // the links' own frames, if any
+			send := func(i byte) {
+				t.Helper()
+				f := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x4c, 0x49, 0x4d, 0, i, 0x88, 0xb5}, make([]byte, 46)...)
+				from.Send(t, f)
+				for deadline := time.Now().Add(2 * time.Second); ; {
+					got := to.Recv(time.Until(deadline))
+					if got == nil {
+						t.Fatalf("the broadcast from station %d did not reach the other VM", i)
+					}
+					if len(got) >= 14 && got[12] == 0x88 && got[13] == 0xb5 && got[11] == i {
+						break
+					}
+				}
+			}
+			for i := range byte(3) {
+				send(i)
+			}
+			port := sw + "a/eth0"
+			learned := func() int {
+				var rows []api.FDBEntry
+				if err := json.Unmarshal([]byte(p.must("fdb", sw, "--port", port, "-o", "json")), &rows); err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for _, e := range rows {
+					if !e.Static {
+						n++
+					}
+				}
+				return n
+			}
+			if n, c := learned(), kernelPortStats(t, p, sw, port); n != 2 || c.LearnRefused != 1 {
+				t.Fatalf("three stations behind a limit of 2: %d learned, learn-refused %d; want 2 and 1", n, c.LearnRefused)
+			}
+			p.must("adapter", "set", sw+"a/eth0", "--mac-limit", "3") // the port forgets, and learns up to 3
+			for i := range byte(4) {
+				send(i)
+			}
+			if n, c := learned(), kernelPortStats(t, p, sw, port); n != 3 || c.LearnRefused != 2 {
+				t.Fatalf("four stations behind a limit of 3: %d learned, learn-refused %d; want 3 and 2", n, c.LearnRefused)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -42,10 +43,33 @@ type NS struct {
 	Path string // /run/netns/Name
 }
 
+// shareRunNetns makes /run/netns a shared mount, as `ip netns add` does
+// before its first namespace: a namespace named later then shows in the
+// mount namespaces made before it (a daemon under test started with `ip
+// netns exec` has one of its own). On a fresh host, where no `ip netns
+// add` ran yet, the test's namespaces would be invisible there.
+var shareRunNetns = sync.OnceValue(func() error {
+	const dir = "/run/netns"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if err == unix.EINVAL { // not a mount point yet: make it one
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	return err
+})
+
 // New makes a named namespace with its loopback up, deleted when the test ends.
 func New(t testing.TB) *NS {
 	t.Helper()
 	RequireRoot(t)
+	if err := shareRunNetns(); err != nil {
+		t.Fatalf("make /run/netns a shared mount (as ip netns add does): %v", err)
+	}
 	name := UniqueName("vst")
 	errc := make(chan error, 1)
 	go func() {
