@@ -129,6 +129,10 @@ const (
 // served by the core, take one port together).
 const MaxKernelPorts = 1024
 
+// MaxKernelTableSize is the largest MAC table (tableSize) of a switch on
+// the kernel data path: the program's table, which all its switches share.
+const MaxKernelTableSize = 1 << 20
+
 // OnKernel reports whether the switch runs on the kernel data path on a
 // host that has it (kernel) or not: kernel, or auto where it is there.
 func (s *Switch) OnKernel(kernel bool) bool {

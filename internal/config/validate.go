@@ -246,8 +246,12 @@ func (c *Config) validateSwitches(l *field.List) map[string]*Switch {
 		if a := time.Duration(s.MACAgeing); a != 0 && (a < minAgeing || a > maxAgeing) {
 			l.Add(p+".macAgeing", a.String(), "from 1s to 24h")
 		}
-		if s.TableSize < 0 || s.TableSize > maxTableSize {
+		switch {
+		case s.TableSize < 0 || s.TableSize > maxTableSize:
 			l.Add(p+".tableSize", fmt.Sprint(s.TableSize), fmt.Sprintf("0 (the default, 65536) to %d entries", maxTableSize))
+		case s.TableSize > MaxKernelTableSize && s.MayBeKernel():
+			l.Add(p+".tableSize", fmt.Sprint(s.TableSize), fmt.Sprintf("at most %d entries on the kernel data path (which auto picks where a host has it; "+
+				"datapath userspace takes up to %d)", MaxKernelTableSize, maxTableSize))
 		}
 		if !s.HostVLAN.isZero() && !s.ManagementOS() {
 			l.Add(p+".hostVLAN", s.HostVLAN.String(), "only on a switch with a host adapter (internal, or external with allowManagementOS)")

@@ -56,6 +56,10 @@ func (d *Daemon) SetKernelPath(k KernelPath) {
 	d.mu.Unlock()
 }
 
+// A switch on the kernel data path may have the table that validation
+// lets it have: config's bound is the program's.
+var _ = [1]struct{}{}[kdp.TotalTableSize-config.MaxKernelTableSize]
+
 // kernelConfig is a port's model for the kernel data path.
 func kernelConfig(sw string, c l2.PortConfig) kdp.PortConfig {
 	return kdp.PortConfig{Switch: sw, VLAN: c.VLAN, MAC: c.MAC, SpoofGuard: c.SpoofGuard, Group: c.Group, MACLimit: c.MACLimit}

@@ -50,6 +50,11 @@ const maxPortLimit = 1 << 24
 // switches and learned maps).
 const MaxSwitches = 1024
 
+// TotalTableSize bounds the learned entries of all switches together (the
+// program's MAC table) unless Options.FDBSize says otherwise; no switch
+// may have a larger table.
+const TotalTableSize = 1 << 20
+
 // DefaultTableSize bounds a switch's learned entries when SetSwitch is
 // given 0: the core's default (l2.DefaultFDBSize).
 const DefaultTableSize = 65536
@@ -84,7 +89,8 @@ type Options struct {
 	// Namespace is where the ports are (an nsrun.Path spec); "" is the
 	// caller's.
 	Namespace string
-	// FDBSize bounds the MAC table of all switches together; 262,144 if 0.
+	// FDBSize bounds the MAC table of all switches together; TotalTableSize
+	// if 0. Memory is taken for the entries there are, not for the bound.
 	// (Each switch also has a bound of its own: SetSwitch.)
 	FDBSize int
 	// PinDir, if set, is a directory on a BPF filesystem (mounted there if
@@ -154,6 +160,7 @@ func Open(o Options) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
+	spec.Maps["fdb"].MaxEntries = uint32(TotalTableSize)
 	if o.FDBSize > 0 {
 		spec.Maps["fdb"].MaxEntries = uint32(o.FDBSize)
 	}

@@ -109,7 +109,8 @@ struct {
  * entries stay until vswitchd's sweep deletes them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 262144); /* set by the loader */
+	__uint(max_entries, 1048576); /* set by the loader */
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the entries there are, not the bound */
 	__type(key, struct fdb_key);
 	__type(value, struct fdb_val);
 } fdb SEC(".maps");
