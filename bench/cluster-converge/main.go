@@ -2,10 +2,11 @@
 // the vswitchd of every host of a running cluster it makes a spanning
 // switch and VMs spread over the hosts, adds adapters (each a TAP that
 // QEMU could open: the VM's host makes the device and attaches a port),
-// one writer per host at once, and times until every host reports every
-// adapter it owns up; then removes what it made.
+// one writer per host at once (one adapter per write, or -batch of them
+// per write: vswitchctl adapter import), and times until every host
+// reports every adapter it owns up; then removes what it made.
 //
-//	cluster-converge -sockets h1.sock,h2.sock,h3.sock -hosts h1,h2,h3 [-n 1000] [-vms 99]
+//	cluster-converge -sockets h1.sock,h2.sock,h3.sock -hosts h1,h2,h3 [-n 1000] [-vms 99] [-batch 1]
 package main
 
 import (
@@ -28,18 +29,19 @@ func main() {
 	vms := flag.Int("vms", 99, "VMs to spread them over (round robin over the hosts)")
 	writers := flag.Int("writers", 0, "write through this many of the hosts at once (each the adapters of its own VMs; 1: all through the first host); 0: all")
 	datapath := flag.String("datapath", "", "the switch's data path: auto (the default: the kernel data path where a host has it), kernel or userspace")
+	batch := flag.Int("batch", 1, "adapters per write (at most 127: etcd's --max-txn-ops)")
 	flag.Parse()
 	var cs []*client.Client
 	for _, s := range strings.Split(*socks, ",") {
 		cs = append(cs, client.New(s))
 	}
-	if err := run(cs, strings.Split(*hosts, ","), *n, *vms, *writers, config.Datapath(*datapath)); err != nil {
+	if err := run(cs, strings.Split(*hosts, ","), *n, *vms, *writers, max(*batch, 1), config.Datapath(*datapath)); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster-converge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cs []*client.Client, hosts []string, n, vms, writers int, datapath config.Datapath) error {
+func run(cs []*client.Client, hosts []string, n, vms, writers, batch int, datapath config.Datapath) error {
 	if writers <= 0 || writers > len(cs) {
 		writers = len(cs)
 	}
@@ -68,17 +70,36 @@ func run(cs []*client.Client, hosts []string, n, vms, writers int, datapath conf
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var pending []config.Adapter
+			flush := func() error {
+				var err error
+				if len(pending) == 1 {
+					_, err = cs[w].AddAdapter(pending[0])
+				} else if len(pending) > 1 {
+					_, err = cs[w].AddAdapters(pending)
+				}
+				if err != nil {
+					err = fmt.Errorf("adapters %s..%s through %s: %w", pending[0].ID(), pending[len(pending)-1].ID(), hosts[w], err)
+				}
+				pending = pending[:0]
+				return err
+			}
 			for i := range n {
 				v := i % vms
 				if v%len(cs)%writers != w {
 					continue
 				}
-				a := config.Adapter{VM: fmt.Sprint("cv", v), Name: fmt.Sprint("nic", i/vms), Switch: sw, DynamicMAC: true,
-					Attachment: config.Attachment{Kind: config.AttachTAP, Device: fmt.Sprint("vcv", i)}}
-				if _, err := cs[w].AddAdapter(a); err != nil {
-					errs <- fmt.Errorf("adapter %d through %s: %w", i, hosts[w], err)
-					return
+				pending = append(pending, config.Adapter{VM: fmt.Sprint("cv", v), Name: fmt.Sprint("nic", i/vms), Switch: sw, DynamicMAC: true,
+					Attachment: config.Attachment{Kind: config.AttachTAP, Device: fmt.Sprint("vcv", i)}})
+				if len(pending) == batch {
+					if err := flush(); err != nil {
+						errs <- err
+						return
+					}
 				}
+			}
+			if err := flush(); err != nil {
+				errs <- err
 			}
 		}()
 	}
@@ -109,8 +130,8 @@ func run(cs []*client.Client, hosts []string, n, vms, writers int, datapath conf
 		}
 	}
 	took := time.Since(start)
-	fmt.Printf("%d adapters over %d hosts, written through %d of them at once: written in %.2f s, all up on their hosts in %.2f s\n",
-		n, len(cs), writers, written.Seconds(), took.Seconds())
+	fmt.Printf("%d adapters over %d hosts, written through %d of them at once, %d per write: written in %.2f s, all up on their hosts in %.2f s\n",
+		n, len(cs), writers, batch, written.Seconds(), took.Seconds())
 	fmt.Printf("converge_seconds=%.2f\n", took.Seconds())
 	return nil
 }

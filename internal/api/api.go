@@ -55,6 +55,9 @@ type Result struct {
 	Changes  []string        `json:"changes"`            // what the daemon did; empty: no change
 	Warnings []string        `json:"warnings,omitempty"` // e.g. the MAC pool at 90 %
 	Adapter  *config.Adapter `json:"adapter,omitempty"`  // an added adapter, with its MAC
+	// Adapters are the adapters one write added (POST /v1/adapters with an
+	// array), with their MACs, in the order given.
+	Adapters []config.Adapter `json:"adapters,omitempty"`
 }
 
 // State is GET /v1/state: the whole desired state and its revision.

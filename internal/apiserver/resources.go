@@ -1,7 +1,9 @@
 package apiserver
 
 import (
+	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -182,16 +184,51 @@ func (s *Server) getAdapter(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// addAdapter adds one adapter (a JSON object) or several in one write (an
+// array: all of them or, if one is refused, none).
 func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
-	write(s, w, r, func(c *config.Config, a config.Adapter) (*api.Result, error) {
-		if c.Adapter(a.VM, a.Name) != nil {
-			return nil, field.New("name", a.Name, "a name no other adapter of VM "+a.VM+" has")
+	var raw json.RawMessage
+	if err := decode(r, &raw); err != nil {
+		s.fail(w, err)
+		return
+	}
+	batch := bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("["))
+	var as []config.Adapter
+	if batch {
+		if err := decodeBody(raw, &as); err != nil {
+			s.fail(w, err)
+			return
 		}
-		added, nearlyFull, err := c.AddAdapter(a)
-		if err != nil {
-			return nil, err
+	} else {
+		as = make([]config.Adapter, 1)
+		if err := decodeBody(raw, &as[0]); err != nil {
+			s.fail(w, err)
+			return
 		}
-		res := &api.Result{Adapter: &added}
+	}
+	s.change(w, func(c *config.Config) (*api.Result, error) {
+		if len(as) == 0 {
+			return nil, field.New("adapters", "[]", "at least one adapter")
+		}
+		res, nearlyFull := &api.Result{}, false
+		for _, a := range as {
+			nameField := "name"
+			if batch {
+				nameField = fmt.Sprintf("adapters[%s].name", a.ID())
+			}
+			if c.Adapter(a.VM, a.Name) != nil {
+				return nil, field.New(nameField, a.Name, "a name no other adapter of VM "+a.VM+" has")
+			}
+			added, nearly, err := c.AddAdapter(a)
+			if err != nil {
+				return nil, err
+			}
+			res.Adapters = append(res.Adapters, added)
+			nearlyFull = nearlyFull || nearly
+		}
+		if !batch {
+			res.Adapter, res.Adapters = &res.Adapters[0], nil
+		}
 		if nearlyFull {
 			used, size := c.PoolUsage()
 			msg := fmt.Sprintf("the host's MAC pool is %d%% used (%d of %d)", used*100/size, used, size)

@@ -8,6 +8,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -205,6 +206,14 @@ func decode(r *http.Request, v any) error {
 		if errors.Is(err, config.ErrTooLarge) {
 			return err
 		}
+		return fmt.Errorf("%w: %w", errBadBody, err)
+	}
+	return nil
+}
+
+// decodeBody is decode for a body already read.
+func decodeBody(b []byte, v any) error {
+	if err := config.Decode(bytes.NewReader(b), v); err != nil {
 		return fmt.Errorf("%w: %w", errBadBody, err)
 	}
 	return nil

@@ -3,6 +3,8 @@ package cli
 import (
 	"crypto/sha256"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -147,7 +149,40 @@ func (a *app) adapterCmd() *cobra.Command {
 	ls := &cobra.Command{Use: "ls [VM] [--host NAME]", Short: "List adapters (Get-VMNetworkAdapter)", Args: cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return a.listAdapters(args, lsHost) }}
 	ls.Flags().StringVar(&lsHost, "host", "", "in a cluster: only the adapters of VMs on this host")
-	return group("adapter", "VM network adapters", add, set, rm, ls, a.vlanCmd(), a.qemuArgsCmd())
+	imp := &cobra.Command{Use: "import FILE", Short: "Add the adapters of a JSON array (as adapter ls -o json prints; - for stdin) in one write: all or none",
+		Args: nArgs(1, "the file of adapters, or - for stdin"),
+		RunE: func(c *cobra.Command, args []string) error {
+			as, err := readAdapters(args[0])
+			if err != nil {
+				return err
+			}
+			r, err := a.client().AddAdapters(as)
+			if err == nil && a.output != "json" {
+				for _, ad := range r.Adapters {
+					fmt.Fprintf(a.out, "adapter %s MAC %s\n", ad.ID(), ad.MAC)
+				}
+			}
+			return a.result(r, err)
+		}}
+	return group("adapter", "VM network adapters", add, set, rm, ls, imp, a.vlanCmd(), a.qemuArgsCmd())
+}
+
+// readAdapters reads a JSON array of adapters from a file ("-": stdin).
+func readAdapters(name string) ([]config.Adapter, error) {
+	r := io.Reader(os.Stdin)
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	var as []config.Adapter
+	if err := config.Decode(r, &as); err != nil {
+		return nil, usagef("%s: %v (want a JSON array of adapters, as adapter ls -o json prints)", name, err)
+	}
+	return as, nil
 }
 
 func (a *app) getAdapter(id string) (config.Adapter, error) {

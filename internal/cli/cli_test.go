@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +280,35 @@ func TestExitCodes(t *testing.T) {
 	mustRun(t, sock, "adapter", "set", "web/eth0", "--type", "legacy")
 	if js := mustRun(t, sock, "-o", "json", "adapter", "ls"); !strings.Contains(js, `"macLimit": 8`) {
 		t.Fatalf("MAC limit not stored:\n%s", js)
+	}
+	// adapter import adds an array in one write: all of them, with MACs
+	// of their own, or none when one is refused (naming it).
+	file := filepath.Join(t.TempDir(), "adapters.json")
+	batch := func(vlan string) {
+		os.WriteFile(file, []byte(`[{"vm":"web","name":"b0","switch":"int0","dynamicMAC":true,"attachment":{"kind":"tap","device":"vsb0"}},
+			{"vm":"web","name":"b1","switch":"int0","dynamicMAC":true,"vlan":`+vlan+`,"attachment":{"kind":"tap","device":"vsb1"}}]`), 0o600)
+	}
+	batch(`{"mode":"access","access":5000}`)
+	if code, _, errOut := run(sock, "adapter", "import", file); code != ExitFailed || !strings.Contains(errOut, "adapters[web/b1].vlan.access") {
+		t.Fatalf("a batch with a bad VLAN: exit %d %q", code, errOut)
+	}
+	if ls := mustRun(t, sock, "adapter", "ls"); strings.Contains(ls, "web/b0") {
+		t.Fatalf("a refused batch left an adapter:\n%s", ls)
+	}
+	batch(`{"mode":"access","access":50}`)
+	out := mustRun(t, sock, "adapter", "import", file)
+	if macs := regexp.MustCompile(`adapter web/b[01] MAC (\S+)`).FindAllStringSubmatch(out, -1); len(macs) != 2 || macs[0][1] == macs[1][1] {
+		t.Fatalf("a batch of two: %s", out)
+	}
+	if code, _, errOut := run(sock, "adapter", "import", file); code != ExitFailed || !strings.Contains(errOut, `adapters[web/b0].name "b0"`) {
+		t.Fatalf("the same batch again: exit %d %q", code, errOut)
+	}
+	os.WriteFile(file, []byte("[]"), 0o600)
+	if code, _, errOut := run(sock, "adapter", "import", file); code != ExitFailed || !strings.Contains(errOut, `adapters "[]": at least one adapter`) {
+		t.Fatalf("an empty batch: exit %d %q", code, errOut)
+	}
+	if code, _, errOut := run(sock, "adapter", "import", filepath.Join(t.TempDir(), "none.json")); code != ExitUsage || !strings.Contains(errOut, "no such file") {
+		t.Fatalf("a missing file: exit %d %q", code, errOut)
 	}
 	// With no attachment flag, an adapter gets a TAP of its own.
 	mustRun(t, sock, "adapter", "add", "web/eth2", "--switch", "int0")

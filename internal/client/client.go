@@ -169,6 +169,13 @@ func (c *Client) AddAdapter(a config.Adapter) (api.Result, error) {
 	return r, c.do("POST", "/v1/adapters", a, &r)
 }
 
+// AddAdapters adds adapters in one write: all of them, or none if one is
+// refused. The result lists them with their MACs.
+func (c *Client) AddAdapters(as []config.Adapter) (api.Result, error) {
+	var r api.Result
+	return r, c.do("POST", "/v1/adapters", as, &r)
+}
+
 // SetAdapter replaces an adapter.
 func (c *Client) SetAdapter(a config.Adapter) (api.Result, error) {
 	var r api.Result
