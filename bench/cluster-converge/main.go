@@ -110,15 +110,21 @@ func run(cs []*client.Client, hosts []string, n, vms, writers, batch int, datapa
 	}
 	written := time.Since(start)
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		up := 0
-		for _, c := range cs {
+		up, seen, notUp := 0, 0, []string{}
+		for h, c := range cs {
 			states, err := c.PortStates()
 			if err != nil {
 				return err
 			}
 			for _, ps := range states {
-				if ps.Switch == sw && ps.Port != "tunnel" && ps.State == api.PortUp {
+				if ps.Switch != sw || ps.Port == "tunnel" {
+					continue
+				}
+				seen++
+				if ps.State == api.PortUp {
 					up++
+				} else if len(notUp) < 10 {
+					notUp = append(notUp, fmt.Sprintf("%s on %s: %s %s", ps.Port, hosts[h], ps.State, ps.Reason))
 				}
 			}
 		}
@@ -126,7 +132,7 @@ func run(cs []*client.Client, hosts []string, n, vms, writers, batch int, datapa
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d adapters up after 5 minutes", up, n)
+			return fmt.Errorf("%d of %d adapters up after 5 minutes (%d have a port); not up: %s", up, n, seen, strings.Join(notUp, "; "))
 		}
 	}
 	took := time.Since(start)

@@ -105,6 +105,11 @@ type Cluster struct {
 	objs      *objects // the state as the watch has it, key by key
 	objRev    uint64   // its revision
 	offerKick chan struct{}
+	// unnotified: publish made a newer state the state, and OnChange's
+	// function was not told yet (the state worker tells it, whoever
+	// published: a read's Refresh may publish what the watch brought
+	// before the worker does, and the host must converge to it all the same).
+	unnotified bool
 	cacheCfg  *config.Config // the newest state for the cache writer
 
 	ctx    context.Context
@@ -392,9 +397,10 @@ func (c *Cluster) publish() (bool, error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	c.state, c.rev = cfg, rev
+	c.state, c.rev, c.unnotified = cfg, rev, true
 	c.mu.Unlock()
 	c.cacheState(cfg, rev)
+	kick(c.offerKick)
 	return true, nil
 }
 
@@ -416,12 +422,15 @@ func (c *Cluster) stateWorker() {
 		case <-c.ctx.Done():
 			return
 		}
-		changed, err := c.publish()
-		if err != nil {
+		if _, err := c.publish(); err != nil {
 			c.log.Error("the cluster's state cannot be read", "err", err)
 			continue
 		}
-		if changed {
+		c.mu.Lock()
+		tell := c.unnotified
+		c.unnotified = false
+		c.mu.Unlock()
+		if tell {
 			c.changed()
 		}
 	}

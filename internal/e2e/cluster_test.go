@@ -27,6 +27,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vswitch/vswitch/internal/api"
+	"github.com/vswitch/vswitch/internal/client"
 	"github.com/vswitch/vswitch/internal/config"
 	"github.com/vswitch/vswitch/internal/guestlab"
 	"github.com/vswitch/vswitch/internal/netnstest"
@@ -729,6 +730,57 @@ func TestCluster(t *testing.T) {
 	for _, hn := range []string{"h1", "h2", "h3"} {
 		c.hosts[hn].must("vm", "rm", "many"+hn, "--force")
 	}
+
+	// Adapters written in one batch through h1 (adapter import) come up on
+	// h2, whose readers keep reading meanwhile: a read that takes the new
+	// state before h2's watch worker does must not keep h2 from
+	// converging to it.
+	h1.must("vm", "add", "batch", "--host", "h2")
+	var batch []config.Adapter
+	for j := range 40 {
+		batch = append(batch, config.Adapter{VM: "batch", Name: fmt.Sprint("n", j), Switch: "loc2", DynamicMAC: true,
+			Attachment: config.Attachment{Kind: config.AttachTAP, Device: fmt.Sprint("vtb", j)}})
+	}
+	raw, _ := json.Marshal(batch)
+	file := filepath.Join(t.TempDir(), "batch.json")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stopReads := make(chan struct{})
+	var reads sync.WaitGroup
+	reads.Go(func() {
+		for {
+			select {
+			case <-stopReads:
+				return
+			default:
+				h2.ctl("adapter", "ls", "batch")
+			}
+		}
+	})
+	h1.must("adapter", "import", file)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		states, err := client.New(h2.sock()).PortStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := 0
+		for _, ps := range states {
+			if strings.HasPrefix(ps.Port, "batch/") && ps.State == api.PortUp {
+				up++
+			}
+		}
+		if up == len(batch) {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stopReads)
+			t.Fatalf("%d of %d adapters of a batch up on h2 15 s after it was written", up, len(batch))
+		}
+	}
+	close(stopReads)
+	reads.Wait()
+	h1.must("vm", "rm", "batch", "--force")
 
 	// etcd lost: traffic between existing VMs goes on; writes fail at once
 	// with exit 4 naming etcd; reads answer from the last state.
