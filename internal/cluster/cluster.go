@@ -110,7 +110,7 @@ type Cluster struct {
 	// published: a read's Refresh may publish what the watch brought
 	// before the worker does, and the host must converge to it all the same).
 	unnotified bool
-	cacheCfg  *config.Config // the newest state for the cache writer
+	cacheCfg   *config.Config // the newest state for the cache writer
 
 	ctx    context.Context
 	cancel context.CancelFunc
