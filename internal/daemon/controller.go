@@ -577,8 +577,11 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	// host's own lock so that the host converges other hosts' writes while
 	// its writer waits) and is made again on the newer state, until it is
 	// stored: a host that keeps losing the race still gets its turn.
+	// A write that makes many adapters (a batch: devices made on this host
+	// before the transaction, seconds of work) takes the lock first: losing
+	// the race would make it all again.
 	start := time.Now()
-	out, retry, err := c.attempt(edit)
+	out, retry, err := c.attempt(edit, false)
 	if !retry {
 		c.log.Debug("write", "took", time.Since(start), "attempts", 1, "err", err)
 		return out, err
@@ -590,7 +593,7 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 	defer unlock()
 	locked := time.Now()
 	for n := 2; ; n++ {
-		out, retry, err := c.attempt(edit)
+		out, retry, err := c.attempt(edit, true)
 		if !retry || n == maxAttempts {
 			c.log.Debug("write", "took", time.Since(start), "waited for the cluster's lock", locked.Sub(start), "attempts", n, "err", err)
 			return out, err
@@ -599,8 +602,9 @@ func (c *Controller) Change(edit func(*config.Config) error) (Outcome, error) {
 }
 
 // attempt makes one try of a write under the host's lock; retry says that
-// another host's write came first (a cluster only).
-func (c *Controller) attempt(edit func(*config.Config) error) (Outcome, bool, error) {
+// another host's write came first, or (without the cluster's lock) that
+// the write is one to make under it (a cluster only).
+func (c *Controller) attempt(edit func(*config.Config) error, locked bool) (Outcome, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.notify()
@@ -609,8 +613,12 @@ func (c *Controller) attempt(edit func(*config.Config) error) (Outcome, bool, er
 			return Outcome{}, false, err // etcd unreachable: nothing can be stored
 		}
 	}
-	return c.changeOnce(edit)
+	return c.changeOnce(edit, locked || c.deps.Cluster == nil)
 }
+
+// lockFirst is how many adapters a cluster write may add before it is
+// made under the cluster's lock from the start.
+const lockFirst = 8
 
 // MinOverlayMTU is the least MTU a spanning switch's adapters may get
 // (IPv6's minimum).
@@ -620,7 +628,7 @@ const MinOverlayMTU = 1280
 // another host's write came first.
 const maxAttempts = 100
 
-func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, retry bool, _ error) {
+func (c *Controller) changeOnce(edit func(*config.Config) error, locked bool) (_ Outcome, retry bool, _ error) {
 	all, rev, err := c.src.LoadShared() // read-only: the edit is made on a clone
 	if err != nil {
 		return Outcome{}, false, err
@@ -641,6 +649,9 @@ func (c *Controller) changeOnce(edit func(*config.Config) error) (_ Outcome, ret
 	}
 	if all.Equal(nextAll) {
 		return Outcome{Revision: rev, Changes: []string{}}, false, nil
+	}
+	if !locked && len(nextAll.Adapters)-len(all.Adapters) >= lockFirst {
+		return Outcome{}, true, nil // nothing applied yet: made again under the cluster's lock
 	}
 	changes, aerr := []string{}, c.pending
 	if !prev.Equal(next) {
