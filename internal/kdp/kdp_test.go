@@ -748,18 +748,24 @@ func TestTableBound(t *testing.T) {
 		t.Fatalf("kernel MAC table holds %d entries, want 4", len(es))
 	}
 	time.Sleep(1100 * time.Millisecond) // every entry aged out, still in the table
-	learnedAgain := func() bool {
-		k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xbf), 0, 0, 20))
-		k.recv(t, map[string]int{"a": 1, "c": 1})
+	k.waitLearned(t, "b", func(es []Entry) bool { return len(es) == 1 }, "a full switch's entries aged out")
+}
+
+// waitLearned sends broadcasts from a new station on port until the MAC
+// table has it there and ok(table) holds, for at most 3 s: aged entries
+// must be swept to make room for it (after is what made them age).
+func (k *kernel) waitLearned(t *testing.T, port string, ok func([]Entry) bool, after string) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		k.send(t, port, testFrame(frame.Broadcast, stationMAC(0xbf), 0, 0, 20))
+		k.recv(t, nil)
 		es, _ := k.dp.MACTable("sw")
-		return len(es) == 1 && es[0].MAC == stationMAC(0xbf)
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !learnedAgain() {
-		if time.Now().After(deadline) {
-			t.Fatal("no station learned 3 s after a full switch's entries aged out: not swept")
+		if slices.ContainsFunc(es, func(e Entry) bool { return e.MAC == stationMAC(0xbf) && e.Port == "p-"+port }) && ok(es) {
+			return
 		}
-		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("no station learned on %s 3 s after %s: not swept", port, after)
+		}
 	}
 }
 
@@ -821,19 +827,7 @@ func TestPortLimit(t *testing.T) {
 		}
 	}
 	time.Sleep(1100 * time.Millisecond) // b's entries aged out, still counted until swept
-	learnedAgain := func() bool {
-		k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xbf), 0, 0, 20))
-		k.recv(t, map[string]int{"a": 1, "c": 1})
-		es, _ := k.dp.MACTable("sw")
-		return slices.ContainsFunc(es, func(e Entry) bool { return e.MAC == stationMAC(0xbf) && e.Port == "p-b" })
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for !learnedAgain() {
-		if time.Now().After(deadline) {
-			t.Fatal("no station learned on b 3 s after its entries aged out: not swept")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	k.waitLearned(t, "b", func([]Entry) bool { return true }, "its entries aged out")
 }
 
 // TestSweptOnTime: a switch whose ageing is shortened has its aged entries
