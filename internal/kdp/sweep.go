@@ -26,10 +26,7 @@ func (d *Datapath) sweeper() {
 		case <-d.stop:
 			return
 		case <-d.resched: // a switch's ageing changed: it may be due sooner
-			if !t.Stop() {
-				<-t.C
-			}
-			t.Reset(max(d.sweepEvery()-time.Since(last), 0))
+			t.Reset(max(d.sweepEvery()-time.Since(last), 0)) // (no stale tick survives a Reset since Go 1.23)
 			continue
 		case <-t.C:
 		case <-d.sweepNow:
