@@ -26,6 +26,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -103,6 +104,10 @@ type Options struct {
 	// between ports (on a goroutine of its own; it must not block long,
 	// nor call the Datapath). The program counts moves either way.
 	OnMove func(Move)
+	// Clsact attaches the program to ports as a tc filter on a clsact
+	// qdisc, which is what a kernel without tcx (before 6.6) gets anyway.
+	// The default is tcx.
+	Clsact bool
 }
 
 // DefaultPinDir is where vswitchd pins the kernel data path.
@@ -124,6 +129,7 @@ type Datapath struct {
 	free     []uint32                      // counter slots given back
 	next     uint32                        // the next counter slot never used
 	closed   bool
+	clsact   bool // ports get the program as a clsact filter (Options.Clsact, or no tcx here)
 
 	moves     *ringbuf.Reader // the program's move and full-switch records
 	movesDone chan struct{}   // closed when the reader's goroutine ends
@@ -164,7 +170,7 @@ func Open(o Options) (*Datapath, error) {
 	if o.FDBSize > 0 {
 		spec.Maps["fdb"].MaxEntries = uint32(o.FDBSize)
 	}
-	d := &Datapath{ns: o.Namespace, pinDir: o.PinDir, ports: map[string]*port{}, nums: map[string]uint32{}, switches: map[uint32]*kdpSw{},
+	d := &Datapath{ns: o.Namespace, pinDir: o.PinDir, clsact: o.Clsact, ports: map[string]*port{}, nums: map[string]uint32{}, switches: map[uint32]*kdpSw{},
 		statics: map[uint32]map[kdpFdbKey]bool{}, staticOf: map[kdpFdbKey]uint32{}}
 	var co *ebpf.CollectionOptions
 	if d.pinDir != "" {
@@ -283,8 +289,11 @@ func (d *Datapath) Close() error {
 	<-d.sweepDone
 	d.mu.Lock()
 	for name, p := range d.ports {
-		if p.link != nil {
-			errs = append(errs, p.link.Close())
+		switch {
+		case p.link != nil:
+			errs = append(errs, p.link.Close()) // detaches it unless pinned
+		case d.clsact && d.pinDir == "":
+			errs = append(errs, d.detachClsact(p.ifindex)) // a filter outlives its process: gone with the Datapath
 		}
 		delete(d.ports, name)
 	}
@@ -356,7 +365,7 @@ func (d *Datapath) AddPort(ifname string, cfg PortConfig) error {
 		if err := d.setLocked(p, cfg); err != nil {
 			return err
 		}
-		if p.link == nil {
+		if p.link == nil { // taken over: this version of the program is attached (a clsact filter's replaced)
 			return d.attach(ifname, p)
 		}
 		return nil
@@ -400,14 +409,32 @@ func (d *Datapath) AddPort(ifname string, cfg PortConfig) error {
 }
 
 // attach attaches the program at tcx ingress of a port (pinning the link
-// with PinDir).
+// with PinDir), or as its clsact ingress filter where the kernel has no
+// tcx (or Options.Clsact says so).
 func (d *Datapath) attach(ifname string, p *port) error {
-	err := nsrun.In(nsrun.Path(d.ns), func() (err error) {
-		p.link, err = link.AttachTCX(link.TCXOptions{Interface: p.ifindex, Program: d.objs.Ingress, Attach: ebpf.AttachTCXIngress})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("attach the kernel data path to %s: %w", ifname, err)
+	if !d.clsact {
+		err := nsrun.In(nsrun.Path(d.ns), func() (err error) {
+			p.link, err = link.AttachTCX(link.TCXOptions{Interface: p.ifindex, Program: d.objs.Ingress, Attach: ebpf.AttachTCXIngress})
+			return err
+		})
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			d.clsact = true // a kernel before tcx: clsact for every port from now on
+		} else if err != nil {
+			return fmt.Errorf("attach the kernel data path to %s: %w", ifname, err)
+		}
+	}
+	if d.clsact {
+		return d.withNetlink(func(h *netlink.Handle) error {
+			if err := h.QdiscAdd(clsactQdisc(p.ifindex)); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("attach the kernel data path to %s: add a clsact qdisc: %w", ifname, err)
+			}
+			f := clsactFilter(p.ifindex)
+			f.Fd, f.Name, f.DirectAction = d.objs.Ingress.FD(), "vswitch", true
+			if err := h.FilterReplace(f); err != nil { // replaces the program of an earlier process in place
+				return fmt.Errorf("attach the kernel data path to %s: %w", ifname, err)
+			}
+			return nil
+		})
 	}
 	if d.pinDir != "" {
 		path := d.linkPin(p.ifindex)
@@ -419,6 +446,53 @@ func (d *Datapath) attach(ifname string, p *port) error {
 		}
 	}
 	return nil
+}
+
+// The program's filter on a clsact qdisc: its own priority at ingress.
+const clsactPriority = 0x7673 // "vs"
+
+func clsactQdisc(ifindex int) *netlink.GenericQdisc {
+	return &netlink.GenericQdisc{QdiscType: "clsact", QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ifindex,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
+}
+
+func clsactFilter(ifindex int) *netlink.BpfFilter {
+	return &netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: ifindex, Parent: netlink.HANDLE_MIN_INGRESS,
+		Handle: 1, Protocol: unix.ETH_P_ALL, Priority: clsactPriority}}
+}
+
+// detachClsact deletes the program's clsact filter from a port, and the
+// clsact qdisc when no filter of anyone is left on it. A device that is
+// gone took both with it.
+func (d *Datapath) detachClsact(ifindex int) error {
+	return d.withNetlink(func(h *netlink.Handle) error {
+		l, err := h.LinkByIndex(ifindex)
+		if err != nil {
+			return nil // gone
+		}
+		if err := h.FilterDel(clsactFilter(ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("detach the kernel data path from %s: %w", l.Attrs().Name, err)
+		}
+		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {
+			if fs, err := h.FilterList(l, parent); err != nil || len(fs) > 0 {
+				return nil // another's filters: the qdisc stays
+			}
+		}
+		if err := h.QdiscDel(clsactQdisc(ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("remove the clsact qdisc of %s: %w", l.Attrs().Name, err)
+		}
+		return nil
+	})
+}
+
+// withNetlink runs fn with a netlink handle in the datapath's namespace.
+func (d *Datapath) withNetlink(fn func(*netlink.Handle) error) error {
+	h, err := nsrun.Netlink(nsrun.Path(d.ns))
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return fn(h)
 }
 
 // SetPort changes a port's model and forgets the stations it learned, as
@@ -544,12 +618,15 @@ func (d *Datapath) removeLocked(ifname string) error {
 		return nil
 	}
 	var err error
-	if p.link != nil {
+	switch {
+	case d.clsact:
+		err = d.detachClsact(p.ifindex)
+	case p.link != nil:
 		if d.pinDir != "" {
 			p.link.Unpin()
 		}
 		err = p.link.Close()
-	} else if d.pinDir != "" {
+	case d.pinDir != "":
 		os.Remove(d.linkPin(p.ifindex)) // a pin taken over without its link
 	}
 	d.unlink(p)

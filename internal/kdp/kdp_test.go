@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/vswitch/vswitch/internal/frame"
@@ -864,6 +865,108 @@ func TestAged(t *testing.T) {
 	}{{0, 10, 10, true}, {5, 10, 10, false}, {100, 50, 10, false}, {10, 10, 0, true}} {
 		if got := aged(&kdpFdbVal{Seen: tc.seen}, tc.now, tc.ageing); got != tc.want {
 			t.Errorf("seen %d, now %d, ageing %d: aged = %v", tc.seen, tc.now, tc.ageing, got)
+		}
+	}
+}
+
+// TestClsact: where the program is a clsact filter (a kernel without tcx,
+// or Options.Clsact), it forwards as on tcx, keeps forwarding while no
+// process holds a pinned data path, is replaced in place by the next
+// process's program, and leaves no filter and no qdisc behind a removed
+// port or a closed unpinned data path.
+func TestClsact(t *testing.T) {
+	pins := filepath.Join(bpffs(t), "vswitch")
+	ports := []testPort{
+		{name: "a", vlan: mustVLAN(vlan.Access(10)), mac: stationMAC(0xa1), guard: true},
+		{name: "b", vlan: mustVLAN(vlan.Access(10))},
+		{name: "c", vlan: mustVLAN(vlan.Access(20))},
+	}
+	k := newKernelWith(t, ports, Options{FDBSize: 4096, PinDir: pins, Clsact: true})
+	filters := func(name string) (ours, qdiscs int) {
+		t.Helper()
+		h, err := nsrun.Netlink(nsrun.Path(k.ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		l, err := h.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs, _ := h.FilterList(l, netlink.HANDLE_MIN_INGRESS)
+		for _, f := range fs {
+			if f.Attrs().Priority == clsactPriority {
+				ours++
+			}
+		}
+		qs, _ := h.QdiscList(l)
+		for _, q := range qs {
+			if q.Type() == "clsact" {
+				qdiscs++
+			}
+		}
+		return ours, qdiscs
+	}
+	forwards := func(when string) {
+		t.Helper()
+		k.send(t, "b", testFrame(frame.Broadcast, stationMAC(0xb1), 0, 0, 1))
+		if got := k.recv(t, map[string]int{"a": 1}); len(got["a"]) != 1 || len(got["c"]) != 0 {
+			t.Fatalf("%s: a broadcast in VLAN 10: %s", when, render(got))
+		}
+		k.send(t, "a", testFrame(stationMAC(0xb1), stationMAC(0xa1), 0, 0, 2))
+		if got := k.recv(t, map[string]int{"b": 1}); len(got["b"]) != 1 || len(got["c"]) != 0 {
+			t.Fatalf("%s: known unicast: %s", when, render(got))
+		}
+	}
+	forwards("attached")
+	if n, q := filters("p-a"); n != 1 || q != 1 || k.attached(t, "p-a") != 0 {
+		t.Fatalf("p-a has %d of our clsact filters on %d clsact qdiscs and %d tcx programs; want 1, 1 and 0", n, q, k.attached(t, "p-a"))
+	}
+	if err := k.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	forwards("with no process holding it")
+	dp, err := Open(Options{Namespace: k.ns, FDBSize: 4096, PinDir: pins, Clsact: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	k.dp = dp
+	for name, cfg := range k.cfgs {
+		if err := dp.AddPort(name, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := filters("p-a"); n != 1 {
+		t.Fatalf("p-a has %d of our filters after a new process took it over; want 1 (replaced in place)", n)
+	}
+	forwards("taken over")
+	if err := dp.RemovePort("p-b"); err != nil {
+		t.Fatal(err)
+	}
+	if n, q := filters("p-b"); n != 0 || q != 0 {
+		t.Fatalf("p-b keeps %d filters and %d clsact qdiscs after RemovePort", n, q)
+	}
+	for _, name := range []string{"p-a", "p-c"} {
+		if err := dp.RemovePort(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dp.RemoveSwitch("sw"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(pins); len(entries) != 0 {
+		t.Fatalf("pins left after the last switch went: %v", entries)
+	}
+	// Unpinned, closing the data path takes its filters and qdiscs.
+	k = newKernelWith(t, ports[:2], Options{FDBSize: 4096, Clsact: true})
+	forwards("unpinned")
+	if err := k.dp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"p-a", "p-b"} {
+		if n, q := filters(name); n != 0 || q != 0 {
+			t.Fatalf("%s keeps %d filters and %d clsact qdiscs after an unpinned Close", name, n, q)
 		}
 	}
 }
