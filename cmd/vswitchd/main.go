@@ -30,6 +30,14 @@ func main() {
 	flag.UintVar(&mode, "socket-mode", 0o600, "the socket's permissions")
 	flag.BoolVar(&debug, "debug", false, "log debug messages")
 	flag.StringVar(&o.BPFDir, "bpf-dir", kdp.DefaultPinDir, "where the kernel data path pins its programs' maps and links, so that its switches forward while vswitchd restarts (\"\": not pinned)")
+	flag.Func("kernel-attach", "how the kernel data path attaches to ports: tcx (the default; clsact on a kernel without tcx) or clsact (a tc filter: attaching is much cheaper, see bench/README)",
+		func(v string) error {
+			if v != "tcx" && v != "clsact" {
+				return fmt.Errorf("want tcx or clsact, not %q", v)
+			}
+			o.KernelAttach = v
+			return nil
+		})
 	flag.Func("socket-dir", "a directory where adapters' QEMU sockets may be, besides /run/vswitch and the API socket's (repeatable)",
 		func(v string) error { o.SocketDirs = append(o.SocketDirs, v); return nil })
 	vswitchd.ForwardingFlags(flag.CommandLine, &o)

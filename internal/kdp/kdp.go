@@ -242,12 +242,14 @@ func (d *Datapath) takeOver() error {
 			MACLimit: int(kp.Limit)}}
 		p.cfg.VLAN.PVID, p.cfg.VLAN.Admit = frame.VID(kp.Pvid), vlan.Admit(kp.Admit)
 		if l, err := link.LoadPinnedLink(d.linkPin(int(ifi)), nil); err == nil {
-			if err := l.Update(d.objs.Ingress); err != nil { // to this version of the program
-				l.Unpin() // detached: AddPort attaches this version
+			if d.clsact || l.Update(d.objs.Ingress) != nil { // to this version of the program
+				l.Unpin() // detached: AddPort attaches this version (as a clsact filter if so asked now)
 				l.Close()
 			} else {
 				p.link = l
 			}
+		} else if !d.clsact {
+			d.detachClsact(int(ifi)) // attached as a clsact filter before: AddPort attaches on tcx
 		}
 		d.ports[i.Name] = p
 		used[kp.Id] = true
@@ -461,16 +463,18 @@ func clsactFilter(ifindex int) *netlink.BpfFilter {
 		Handle: 1, Protocol: unix.ETH_P_ALL, Priority: clsactPriority}}
 }
 
-// detachClsact deletes the program's clsact filter from a port, and the
-// clsact qdisc when no filter of anyone is left on it. A device that is
-// gone took both with it.
+// detachClsact deletes the program's clsact filter from a port, if it has
+// it, and then the clsact qdisc when no filter of anyone is left on it. A
+// device that is gone took both with it.
 func (d *Datapath) detachClsact(ifindex int) error {
 	return d.withNetlink(func(h *netlink.Handle) error {
 		l, err := h.LinkByIndex(ifindex)
 		if err != nil {
 			return nil // gone
 		}
-		if err := h.FilterDel(clsactFilter(ifindex)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		if err := h.FilterDel(clsactFilter(ifindex)); errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EINVAL) {
+			return nil // not ours to detach: the qdisc, if any, is left alone
+		} else if err != nil {
 			return fmt.Errorf("detach the kernel data path from %s: %w", l.Attrs().Name, err)
 		}
 		for _, parent := range []uint32{netlink.HANDLE_MIN_INGRESS, netlink.HANDLE_MIN_EGRESS} {

@@ -870,10 +870,11 @@ func TestAged(t *testing.T) {
 }
 
 // TestClsact: where the program is a clsact filter (a kernel without tcx,
-// or Options.Clsact), it forwards as on tcx, keeps forwarding while no
-// process holds a pinned data path, is replaced in place by the next
-// process's program, and leaves no filter and no qdisc behind a removed
-// port or a closed unpinned data path.
+// or Options.Clsact), it forwards as on tcx; a pinned data path moves
+// between tcx and clsact when the next process asks for the other, with
+// no second copy of the program left on a port; a clsact filter is
+// replaced in place by the next process's program; and no filter and no
+// qdisc is left behind a removed port or a closed unpinned data path.
 func TestClsact(t *testing.T) {
 	pins := filepath.Join(bpffs(t), "vswitch")
 	ports := []testPort{
@@ -881,7 +882,7 @@ func TestClsact(t *testing.T) {
 		{name: "b", vlan: mustVLAN(vlan.Access(10))},
 		{name: "c", vlan: mustVLAN(vlan.Access(20))},
 	}
-	k := newKernelWith(t, ports, Options{FDBSize: 4096, PinDir: pins, Clsact: true})
+	k := newKernelWith(t, ports, Options{FDBSize: 4096, PinDir: pins}) // on tcx first
 	filters := func(name string) (ours, qdiscs int) {
 		t.Helper()
 		h, err := nsrun.Netlink(nsrun.Path(k.ns))
@@ -918,29 +919,47 @@ func TestClsact(t *testing.T) {
 			t.Fatalf("%s: known unicast: %s", when, render(got))
 		}
 	}
-	forwards("attached")
-	if n, q := filters("p-a"); n != 1 || q != 1 || k.attached(t, "p-a") != 0 {
-		t.Fatalf("p-a has %d of our clsact filters on %d clsact qdiscs and %d tcx programs; want 1, 1 and 0", n, q, k.attached(t, "p-a"))
+	attachedAs := func(when string, clsact bool) {
+		t.Helper()
+		want := [3]int{0, 0, 1} // our filters, clsact qdiscs, tcx programs
+		if clsact {
+			want = [3]int{1, 1, 0}
+		}
+		for _, name := range []string{"p-a", "p-b", "p-c"} {
+			n, q := filters(name)
+			if got := [3]int{n, q, k.attached(t, name)}; got != want {
+				t.Fatalf("%s: %s has %d of our clsact filters, %d clsact qdiscs and %d tcx programs; want %v", when, name, n, q, got[2], want)
+			}
+		}
+		forwards(when)
 	}
-	if err := k.dp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	forwards("with no process holding it")
-	dp, err := Open(Options{Namespace: k.ns, FDBSize: 4096, PinDir: pins, Clsact: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dp.Close() })
-	k.dp = dp
-	for name, cfg := range k.cfgs {
-		if err := dp.AddPort(name, cfg); err != nil {
+	reopen := func(clsact bool) *Datapath {
+		t.Helper()
+		if err := k.dp.Close(); err != nil {
 			t.Fatal(err)
 		}
+		forwards("with no process holding it")
+		dp, err := Open(Options{Namespace: k.ns, FDBSize: 4096, PinDir: pins, Clsact: clsact})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dp.Close() })
+		k.dp = dp
+		for name, cfg := range k.cfgs {
+			if err := dp.AddPort(name, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dp
 	}
-	if n, _ := filters("p-a"); n != 1 {
-		t.Fatalf("p-a has %d of our filters after a new process took it over; want 1 (replaced in place)", n)
-	}
-	forwards("taken over")
+	attachedAs("on tcx", false)
+	reopen(true)
+	attachedAs("moved to clsact", true)
+	reopen(true)
+	attachedAs("clsact taken over (the filter replaced in place)", true)
+	reopen(false)
+	attachedAs("back on tcx", false)
+	dp := reopen(true)
 	if err := dp.RemovePort("p-b"); err != nil {
 		t.Fatal(err)
 	}

@@ -54,6 +54,9 @@ type Options struct {
 	// that its switches forward while vswitchd restarts ("": not pinned,
 	// the programs go with the process).
 	BPFDir string
+	// KernelAttach is how the kernel data path attaches to ports: "tcx"
+	// (or ""; clsact where the kernel has no tcx) or "clsact".
+	KernelAttach string
 	// HeaderTimeout is how long a client may take to send a request's
 	// headers (10 s if 0); the whole request may take 3 times as long, an
 	// idle connection is closed after 6 times as long.
@@ -114,7 +117,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	var kern *kdp.Datapath
 	kernWhy := ""
-	if kern, err = kdp.Open(kdp.Options{PinDir: o.BPFDir, OnMove: onMove}); err != nil {
+	if kern, err = kdp.Open(kdp.Options{PinDir: o.BPFDir, OnMove: onMove, Clsact: o.KernelAttach == "clsact"}); err != nil {
 		kern, kernWhy = nil, err.Error()
 		log.Warn("the kernel data path is not available: switches run on the userspace core (auto ones; kernel ones are refused)", "why", err)
 	} else {
