@@ -9,7 +9,7 @@ serve_console() {
   command -v socat >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; }
   socat TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork EXEC:"ip netns exec $ns socat STDIO TCP\:127.0.0.1\:8470" &
   CONSOLE_PID=$!
-  echo; echo "== the web console (vswitchctl console prints its URL; the token is in it):"
+  echo; echo "== the web console (this URL logs in once, within 5 minutes; $T/vswitchctl --socket $sock console prints another):"
   echo "  $("$T/vswitchctl" --socket "$sock" console | sed "s#127.0.0.1:8470#127.0.0.1:$port#")"
 }
 

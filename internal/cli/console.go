@@ -8,7 +8,7 @@ import (
 
 func (a *app) consoleCmd() *cobra.Command {
 	var rotate bool
-	c := &cobra.Command{Use: "console [--rotate]", Short: "Print the web console's login URL (its token included); --rotate replaces the token first",
+	c := &cobra.Command{Use: "console [--rotate]", Short: "Print a login URL for the web console (a one-time code, good for 5 minutes); --rotate replaces the token first",
 		Args: nArgs(0, "no arguments"), RunE: func(c *cobra.Command, _ []string) error {
 			con, err := a.client().Console(rotate)
 			if err != nil {

@@ -48,10 +48,10 @@ func BenchmarkConsole(b *testing.B) {
 	}
 	b.Logf("1,000 adapters on %d switches made in %v", switches, time.Since(start).Round(time.Millisecond))
 
-	inner, token := consoleURL(b, p)
+	inner, login := consoleURL(b, p)
 	base := "http://" + forward(b, p.daemonNS, inner)
 	br := newBrowser(b, artifactDir("console-bench"), p.log)
-	br.do("log in", chromedp.Navigate(base+"/login?token="+token))
+	br.do("log in", chromedp.Navigate(base+login))
 	br.wait("first render", `window.vswitch && vswitch.renders >= 1`)
 	first := evalJS[float64](br, "first render", `vswitch.firstRenderAt`)
 	nodes := evalJS[int](br, "nodes", `vswitch.cy.nodes().length`)

@@ -101,20 +101,21 @@ func startProduct(t testing.TB, args ...string) *product {
 	return p
 }
 
-// consoleURL asks vswitchctl for the login URL and splits it into the
-// console's address inside the daemon's namespace and the token.
-func consoleURL(t testing.TB, p *product, args ...string) (addr, token string) {
+// consoleURL asks vswitchctl for a login URL and splits it into the
+// console's address inside the daemon's namespace and its login path
+// (with a one-time code: each login asks anew).
+func consoleURL(t testing.TB, p *product, args ...string) (addr, login string) {
 	t.Helper()
 	var c api.Console
 	if err := json.Unmarshal([]byte(p.must(append([]string{"console", "-o", "json"}, args...)...)), &c); err != nil {
 		t.Fatal(err)
 	}
 	rest, ok := strings.CutPrefix(c.URL, "http://")
-	addr, token, ok2 := strings.Cut(rest, "/login?token=")
-	if !ok || !ok2 || len(token) != 64 {
-		t.Fatalf("vswitchctl console printed %q, want http://ADDR/login?token=<64 hex digits>", c.URL)
+	addr, code, ok2 := strings.Cut(rest, "/login?code=")
+	if !ok || !ok2 || len(code) != 64 {
+		t.Fatalf("vswitchctl console printed %q, want http://ADDR/login?code=<64 hex digits>", c.URL)
 	}
-	return addr, token
+	return addr, "/login?code=" + code
 }
 
 // TestConsole drives the web console in Debian's Chromium (chromedp): it
@@ -152,13 +153,13 @@ func TestConsole(t *testing.T) {
 	p.must("adapter", "add", "app/eth0", "--switch", "dmz0", "--netns", ns["app"].Name)
 	p.must("adapter", "vlan", "app/eth0", "--trunk", "10-20", "--native", "1")
 
-	inner, token := consoleURL(t, p)
+	inner, login := consoleURL(t, p)
 	base := "http://" + forward(t, p.daemonNS, inner)
 
 	// Without the token: 401 and nothing else, for the page, an asset, the
 	// API and a wrong token; a write from another origin is refused even
 	// with the token.
-	for _, path := range []string{"/", "/app.js", "/v1/topology", "/v1/events", "/login?token=" + strings.Repeat("0", 64)} {
+	for _, path := range []string{"/", "/app.js", "/v1/topology", "/v1/events", "/login?code=" + strings.Repeat("0", 64)} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
@@ -171,8 +172,11 @@ func TestConsole(t *testing.T) {
 	}
 	jar, _ := cookiejar.New(nil)
 	client := &http.Client{Jar: jar}
-	if resp, err := client.Get(base + "/login?token=" + token); err != nil || resp.StatusCode != 200 {
+	if resp, err := client.Get(base + login); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("login: %v %v", resp, err)
+	}
+	if resp, err := http.Get(base + login); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("a login code used a second time: %v %v, want 401", resp, err)
 	}
 	req, _ := http.NewRequest("DELETE", base+"/v1/switches/dmz0", nil)
 	req.Header.Set("Origin", "http://evil.example")
@@ -220,7 +224,8 @@ func TestConsole(t *testing.T) {
 	mu.Unlock()
 
 	// 2. Logged in: the demo network's picture.
-	do("log in", chromedp.Navigate(base+"/login?token="+token))
+	_, login = consoleURL(t, p) // a code logs in once
+	do("log in", chromedp.Navigate(base+login))
 	waitJS("the topology drawn", `window.vswitch && vswitch.topo && vswitch.cy.nodes().length > 0`)
 	counts := evalJS[struct{ Nodes, Edges int }](b, "count nodes", `({Nodes: vswitch.cy.nodes().length, Edges: vswitch.cy.edges().length})`)
 	// 2 switches + lan0's host adapter + 3 adapters + 3 VMs; each port to
@@ -229,8 +234,8 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("the demo network is drawn with %d nodes and %d edges, want 9 and 7", counts.Nodes, counts.Edges)
 	}
 	loc := evalJS[string](b, "location", `location.href`)
-	if strings.Contains(loc, token) {
-		t.Fatalf("the token stayed in the address bar: %s", loc)
+	if strings.Contains(loc, "code=") {
+		t.Fatalf("the login code stayed in the address bar: %s", loc)
 	}
 	screenshot("topology")
 
@@ -525,9 +530,9 @@ func clusterConsole(t *testing.T, h1, h2 *product) {
 		t.Log("Debian's chromium is not installed (make lab installs it): the cluster's console is not checked")
 		return
 	}
-	inner, token := consoleURL(t, h1)
+	inner, login := consoleURL(t, h1)
 	b := newBrowser(t, artifactDir("console-cluster"), h1.log)
-	b.do("log in", chromedp.Navigate("http://"+forward(t, h1.daemonNS, inner)+"/login?token="+token))
+	b.do("log in", chromedp.Navigate("http://"+forward(t, h1.daemonNS, inner)+login))
 	b.wait("the cluster drawn", `window.vswitch && vswitch.cy.getElementById('ad:y/eth0').nonempty()`)
 	got := evalJS[map[string]string](b, "parents", `Object.fromEntries(['sw:sec0', 'ad:x/eth0', 'vm:x', 'ad:y/eth0', 'vm:y'].map(id => [id, vswitch.cy.getElementById(id).data('parent') || 'none']))`)
 	want := map[string]string{"sw:sec0": "none", "ad:x/eth0": "host:t1", "vm:x": "host:t1", "ad:y/eth0": "host:t2", "vm:y": "host:t2"}

@@ -3,9 +3,12 @@
 // socket, on a TCP listener that vswitchd opens only when asked (--web).
 //
 // Every request needs the console's token: a random secret kept in the
-// state directory (mode 0600), which `vswitchctl console` prints as a
-// login URL. The login sets a session cookie derived from it (HttpOnly,
-// SameSite=Strict); scripts may send the token as a bearer token instead. Without it the answer is
+// state directory (mode 0600). `vswitchctl console` prints a login URL
+// with a one-time code for it (valid for LoginCodeTTL, never the token
+// itself, so that a browser's history or a proxy's log keeps nothing
+// that logs in again). The login sets a session cookie derived from the
+// token (HttpOnly, SameSite=Strict); scripts may send the token as a
+// bearer token instead. Without it the answer is
 // 401 and nothing else: no page, asset or API answer before login. A
 // write must come from the console's own origin (Origin and
 // Sec-Fetch-Site are checked), so that no other site can change anything
@@ -26,11 +29,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 //go:embed static
@@ -88,14 +91,22 @@ type Console struct {
 
 	mu      sync.Mutex
 	token   string
-	rotated chan struct{} // closed when the token is replaced: open streams end
-	base    string        // scheme://host:port, once listening
+	rotated chan struct{}        // closed when the token is replaced: open streams end
+	base    string               // scheme://host:port, once listening
+	codes   map[string]time.Time // one-time login codes and when they expire
 }
+
+// LoginCodeTTL is how long a login URL's code is good for (once).
+const LoginCodeTTL = 5 * time.Minute
+
+// maxLoginCodes bounds the codes not used yet: a new one past it pushes
+// out the one that expires first.
+const maxLoginCodes = 64
 
 // New returns the console over the API handler, with the token read from
 // o.TokenFile or made there.
 func New(o Options, api http.Handler, log *slog.Logger) (*Console, error) {
-	c := &Console{api: api, tokenFile: o.TokenFile, tls: o.Cert != "", log: log, rotated: make(chan struct{})}
+	c := &Console{api: api, tokenFile: o.TokenFile, tls: o.Cert != "", log: log, rotated: make(chan struct{}), codes: map[string]time.Time{}}
 	b, err := os.ReadFile(o.TokenFile)
 	switch {
 	case err == nil && len(strings.TrimSpace(string(b))) >= 32:
@@ -126,6 +137,7 @@ func (c *Console) Rotate() (string, error) {
 	c.token = tok
 	close(c.rotated)
 	c.rotated = make(chan struct{})
+	clear(c.codes) // no URL printed before logs in with the new token
 	return c.urlLocked(), nil
 }
 
@@ -150,7 +162,7 @@ func writeSecret(path, s string) error {
 	return os.Rename(f.Name(), path) // CreateTemp made it 0600
 }
 
-// URL is the login URL with the token ("" before Serve).
+// URL is a login URL with a new one-time code ("" before Serve).
 func (c *Console) URL() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -161,7 +173,36 @@ func (c *Console) urlLocked() string {
 	if c.base == "" {
 		return ""
 	}
-	return c.base + "/login?token=" + url.QueryEscape(c.token)
+	now := time.Now()
+	for code, exp := range c.codes {
+		if now.After(exp) {
+			delete(c.codes, code)
+		}
+	}
+	if len(c.codes) >= maxLoginCodes {
+		var first string
+		for code, exp := range c.codes {
+			if first == "" || exp.Before(c.codes[first]) {
+				first = code
+			}
+		}
+		delete(c.codes, first)
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	code := hex.EncodeToString(b)
+	c.codes[code] = now.Add(LoginCodeTTL)
+	return c.base + "/login?code=" + code
+}
+
+// redeem takes a login code: whether it was issued, not used and not
+// expired. It cannot be used again.
+func (c *Console) redeem(code string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.codes[code]
+	delete(c.codes, code)
+	return ok && time.Now().Before(exp)
 }
 
 // Listen opens the console's listener and notes its URL.
@@ -274,16 +315,16 @@ func untilRotated(ctx context.Context, rotated <-chan struct{}) context.Context 
 	return ctx
 }
 
-// login takes the token from the URL, sets it as the session's cookie
-// and sends the browser to the console (the token leaves the address bar).
+// login takes a one-time code from the URL, sets the session's cookie
+// and sends the browser to the console (the code leaves the address bar).
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	want := c.token
-	c.mu.Unlock()
-	if r.Method != http.MethodGet || !same(r.URL.Query().Get("token"), want) {
+	if r.Method != http.MethodGet || !c.redeem(r.URL.Query().Get("code")) {
 		unauthorized(w, r)
 		return
 	}
+	c.mu.Lock()
+	want := c.token
+	c.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: session(want), Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
@@ -296,5 +337,5 @@ func unauthorized(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, `{"error":{"code":"unauthorized","message":"the console's token is required: open the URL that vswitchctl console prints"}}`)
 		return
 	}
-	http.Error(w, "401 unauthorized: open the URL that `vswitchctl console` prints", http.StatusUnauthorized)
+	http.Error(w, "401 unauthorized: open a URL that `vswitchctl console` prints (each logs in once, within 5 minutes)", http.StatusUnauthorized)
 }

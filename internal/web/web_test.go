@@ -81,7 +81,7 @@ func TestToken(t *testing.T) {
 	}
 	old := c.token
 	u, err := c.Rotate()
-	if err != nil || c.token == old || !strings.HasSuffix(u, "/login?token="+c.token) {
+	if err != nil || c.token == old || !strings.Contains(u, "/login?code=") || strings.Contains(u, c.token) {
 		t.Fatalf("Rotate: %q %v", u, err)
 	}
 	if b, _ := os.ReadFile(file); strings.TrimSpace(string(b)) != c.token {
@@ -121,7 +121,7 @@ func TestAccess(t *testing.T) {
 		{"wrong bearer", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer nope"}, 401, ""},
 		{"the token as the cookie", "GET", "/v1/topology", map[string]string{"Cookie": CookieName + "=" + c.token}, 401, ""},
 		{"the session as a bearer token", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer " + session(c.token)}, 401, ""},
-		{"login with a wrong token", "GET", "/login?token=nope", nil, 401, ""},
+		{"login with a wrong code", "GET", "/login?code=nope", nil, 401, ""},
 		{"page with cookie", "GET", "/", map[string]string{"Cookie": cookie}, 200, "<title>vswitch console</title>"},
 		{"API read with cookie", "GET", "/v1/topology", map[string]string{"Cookie": cookie}, 200, "api GET /v1/topology"},
 		{"API read with bearer", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer " + c.token}, 200, "api GET"},
@@ -147,15 +147,53 @@ func TestAccess(t *testing.T) {
 	}
 }
 
+// TestLogin: a login URL carries a one-time code, not the token; the code
+// logs in once (the cookie is derived from the token, not the token), not
+// again, not after it expired, not after the token was rotated; the token
+// itself is no login.
 func TestLogin(t *testing.T) {
 	c, srv := console(t, filepath.Join(t.TempDir(), "console-token"))
-	status, _, resp := do(t, "GET", srv.URL+"/login?token="+c.token, nil)
+	u := c.URL()
+	if !strings.HasPrefix(u, srv.URL+"/login?code=") || strings.Contains(u, c.token) {
+		t.Fatalf("login URL %q: want %s/login?code=..., without the token", u, srv.URL)
+	}
+	status, _, resp := do(t, "GET", u, nil)
 	if status != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		t.Fatalf("login: %d to %q, want 303 to /", status, resp.Header.Get("Location"))
 	}
 	cks := resp.Cookies()
 	if len(cks) != 1 || cks[0].Name != CookieName || cks[0].Value != session(c.token) || cks[0].Value == c.token || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteStrictMode {
 		t.Fatalf("login cookie: %+v, want %s with the session derived from the token (not the token), HttpOnly, SameSite=Strict", cks, CookieName)
+	}
+	expired := c.URL()
+	c.mu.Lock()
+	for code := range c.codes {
+		if strings.HasSuffix(expired, code) {
+			c.codes[code] = time.Now().Add(-time.Second)
+		}
+	}
+	c.mu.Unlock()
+	if status, _, _ := do(t, "GET", expired, nil); status != http.StatusUnauthorized {
+		t.Errorf("login with an expired code: %d, want 401", status)
+	}
+	beforeRotation := c.URL()
+	if _, err := c.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, url string }{
+		{"the same code again", u},
+		{"a code from before a rotation", beforeRotation},
+		{"the token", srv.URL + "/login?token=" + c.token},
+	} {
+		if status, _, _ := do(t, "GET", tc.url, nil); status != http.StatusUnauthorized {
+			t.Errorf("login with %s: %d, want 401", tc.name, status)
+		}
+	}
+	for range maxLoginCodes + 10 { // unused codes are bounded
+		c.URL()
+	}
+	if len(c.codes) > maxLoginCodes {
+		t.Fatalf("%d login codes kept, want at most %d", len(c.codes), maxLoginCodes)
 	}
 }
 
