@@ -105,10 +105,11 @@ type Cluster struct {
 	objs      *objects // the state as the watch has it, key by key
 	objRev    uint64   // its revision
 	offerKick chan struct{}
-	// unnotified: publish made a newer state the state, and OnChange's
-	// function was not told yet (the state worker tells it, whoever
-	// published: a read's Refresh may publish what the watch brought
-	// before the worker does, and the host must converge to it all the same).
+	// unnotified: publish made a newer state the state, or the hosts
+	// changed, and OnChange's function was not told yet (the state worker
+	// tells it, whoever published: a read's Refresh may publish what the
+	// watch brought before the worker does, and the host must converge to
+	// it all the same).
 	unnotified bool
 	cacheCfg   *config.Config // the newest state for the cache writer
 
@@ -580,9 +581,12 @@ func (c *Cluster) follow() {
 			if stateMoved {
 				kick(c.offerKick)
 			}
-			if hostsMoved {
+			if hostsMoved { // told by the state worker: the watch never waits for a converge
 				c.cacheHosts()
-				c.changed()
+				c.mu.Lock()
+				c.unnotified = true
+				c.mu.Unlock()
+				kick(c.offerKick)
 			}
 		}
 	}
