@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,9 @@ import (
 //go:embed static
 var static embed.FS
 
-// CookieName is the cookie that carries the token after login.
+// CookieName is the start of the session cookie's name: the console's
+// port follows it (a browser sends a host's cookies to all its ports, so
+// two consoles on one host would otherwise log each other out).
 const CookieName = "vswitch-console"
 
 // DefaultAddr is the address the docs suggest (loopback).
@@ -231,6 +234,17 @@ func session(token string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
+// cookieName is the session cookie's name: CookieName and the port.
+func (c *Console) cookieName() string {
+	c.mu.Lock()
+	base := c.base
+	c.mu.Unlock()
+	if u, err := url.Parse(base); err == nil && u.Port() != "" {
+		return CookieName + "-" + u.Port()
+	}
+	return CookieName
+}
+
 // scheme is the console's URL scheme.
 func (c *Console) scheme() string {
 	if c.tls {
@@ -249,7 +263,7 @@ func (c *Console) authorized(r *http.Request) (ok, bearer bool, rotated <-chan s
 	if got, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); found {
 		return same(got, want), true, rotated
 	}
-	if ck, err := r.Cookie(CookieName); err == nil {
+	if ck, err := r.Cookie(c.cookieName()); err == nil {
 		return same(ck.Value, session(want)), false, rotated
 	}
 	return false, false, rotated
@@ -325,7 +339,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	want := c.token
 	c.mu.Unlock()
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: session(want), Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: c.cookieName(), Value: session(want), Path: "/", HttpOnly: true, Secure: c.tls, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

@@ -106,7 +106,7 @@ func do(t *testing.T, method, url string, hdr map[string]string) (int, string, *
 
 func TestAccess(t *testing.T) {
 	c, srv := console(t, filepath.Join(t.TempDir(), "console-token"))
-	cookie := CookieName + "=" + session(c.token)
+	cookie := c.cookieName() + "=" + session(c.token)
 	origin := srv.URL
 	tests := []struct {
 		name, method, path string
@@ -117,9 +117,9 @@ func TestAccess(t *testing.T) {
 		{"page without token", "GET", "/", nil, 401, "vswitchctl console"},
 		{"asset without token", "GET", "/app.js", nil, 401, ""},
 		{"API without token", "GET", "/v1/topology", nil, 401, `"unauthorized"`},
-		{"wrong cookie", "GET", "/v1/topology", map[string]string{"Cookie": CookieName + "=nope"}, 401, ""},
+		{"wrong cookie", "GET", "/v1/topology", map[string]string{"Cookie": c.cookieName() + "=nope"}, 401, ""},
 		{"wrong bearer", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer nope"}, 401, ""},
-		{"the token as the cookie", "GET", "/v1/topology", map[string]string{"Cookie": CookieName + "=" + c.token}, 401, ""},
+		{"the token as the cookie", "GET", "/v1/topology", map[string]string{"Cookie": c.cookieName() + "=" + c.token}, 401, ""},
 		{"the session as a bearer token", "GET", "/v1/topology", map[string]string{"Authorization": "Bearer " + session(c.token)}, 401, ""},
 		{"login with a wrong code", "GET", "/login?code=nope", nil, 401, ""},
 		{"page with cookie", "GET", "/", map[string]string{"Cookie": cookie}, 200, "<title>vswitch console</title>"},
@@ -162,8 +162,8 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("login: %d to %q, want 303 to /", status, resp.Header.Get("Location"))
 	}
 	cks := resp.Cookies()
-	if len(cks) != 1 || cks[0].Name != CookieName || cks[0].Value != session(c.token) || cks[0].Value == c.token || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteStrictMode {
-		t.Fatalf("login cookie: %+v, want %s with the session derived from the token (not the token), HttpOnly, SameSite=Strict", cks, CookieName)
+	if len(cks) != 1 || cks[0].Name != c.cookieName() || !strings.HasPrefix(cks[0].Name, CookieName+"-") || cks[0].Value != session(c.token) || cks[0].Value == c.token || !cks[0].HttpOnly || cks[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login cookie: %+v, want %s with the session derived from the token (not the token), HttpOnly, SameSite=Strict", cks, c.cookieName())
 	}
 	expired := c.URL()
 	c.mu.Lock()
@@ -201,7 +201,7 @@ func TestLogin(t *testing.T) {
 // open event stream ends.
 func TestRotateLogsOut(t *testing.T) {
 	c, srv := console(t, filepath.Join(t.TempDir(), "console-token"))
-	cookie := CookieName + "=" + session(c.token)
+	cookie := c.cookieName() + "=" + session(c.token)
 	req, _ := http.NewRequest("GET", srv.URL+"/v1/events", nil)
 	req.Header.Set("Cookie", cookie)
 	resp, err := http.DefaultClient.Do(req)
@@ -221,7 +221,7 @@ func TestRotateLogsOut(t *testing.T) {
 	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": cookie}); status != 401 {
 		t.Fatalf("old cookie after rotation: %d, want 401", status)
 	}
-	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": CookieName + "=" + session(c.token)}); status != 200 {
+	if status, _, _ := do(t, "GET", srv.URL+"/v1/topology", map[string]string{"Cookie": c.cookieName() + "=" + session(c.token)}); status != 200 {
 		t.Fatalf("new token: %d, want 200", status)
 	}
 }
