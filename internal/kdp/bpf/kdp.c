@@ -293,9 +293,9 @@ static __always_inline void give_slot(__u32 ifi)
 		__sync_fetch_and_add(net, -1);
 }
 
-/* refused counts a station not learned because its switch, the table or
- * its port is full, and reports the switch full at most every ageing/64
- * for vswitchd to reclaim aged entries at once. */
+/* refused counts a station not learned because its switch or the table is
+ * full, and reports the switch full at most every ageing/64 for vswitchd
+ * to reclaim aged entries at once. */
 static __always_inline void refused(struct ctrs *ic, struct sw *s, __u32 swn, __u64 now)
 {
 	count(ic, C_LEARN_REFUSED, 1);
@@ -308,7 +308,7 @@ static __always_inline void refused(struct ctrs *ic, struct sw *s, __u32 swn, __
 
 /* learn adds a new (VLAN, MAC) entry unless the switch holds its limit of
  * learned entries, the table is full or the port holds its own limit: then
- * it is refused (the station's frames are flooded). */
+ * it is refused (counted; the station's frames are flooded). */
 static __always_inline void learn(struct ctrs *ic, struct sw *s, const struct port *p, struct fdb_key *k, __u32 in, __u64 now)
 {
 	__u32 ai = 2 * k->sw, ri = ai + 1;
@@ -317,7 +317,14 @@ static __always_inline void learn(struct ctrs *ic, struct sw *s, const struct po
 	if (!added || !removed)
 		return;
 	__u64 used = *added > *removed ? *added - *removed : 0; /* never wraps */
-	if ((!s->limit || used < s->limit) && take_slot(p)) {
+	if (!s->limit || used < s->limit) {
+		if (!take_slot(p)) {
+			/* The port's own limit: its aged entries wait for the
+			 * periodic sweep, as on the core (a port kept at its limit
+			 * must not make vswitchd scan the table every second). */
+			count(ic, C_LEARN_REFUSED, 1);
+			return;
+		}
 		struct fdb_val nv = {.ifindex = in, .seen = now};
 		long err = bpf_map_update_elem(&fdb, k, &nv, BPF_NOEXIST);
 		if (err == 0) {
@@ -328,7 +335,7 @@ static __always_inline void learn(struct ctrs *ic, struct sw *s, const struct po
 		if (err == -17) /* -EEXIST: another CPU learned it just now */
 			return;
 	}
-	/* The switch's limit, the whole table (-E2BIG) or the port's limit. */
+	/* The switch's limit, or the whole table (-E2BIG). */
 	refused(ic, s, k->sw, now);
 }
 
@@ -445,7 +452,7 @@ int ingress(struct __sk_buff *skb)
 		 * a move), if this port has room for it. */
 		__u32 from = v->ifindex;
 		if (!take_slot(p)) {
-			refused(ic, s, swn, now);
+			count(ic, C_LEARN_REFUSED, 1); /* the port's own limit */
 		} else {
 			give_slot(from);
 			v->ifindex = in;
