@@ -193,18 +193,14 @@ func (s *Server) addAdapter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	batch := bytes.HasPrefix(bytes.TrimLeft(raw, " \t\r\n"), []byte("["))
-	var as []config.Adapter
+	as := make([]config.Adapter, 1)
+	into := any(&as[0])
 	if batch {
-		if err := decodeBody(raw, &as); err != nil {
-			s.fail(w, err)
-			return
-		}
-	} else {
-		as = make([]config.Adapter, 1)
-		if err := decodeBody(raw, &as[0]); err != nil {
-			s.fail(w, err)
-			return
-		}
+		into = &as
+	}
+	if err := decodeFrom(bytes.NewReader(raw), into); err != nil {
+		s.fail(w, err)
+		return
 	}
 	s.change(w, func(c *config.Config) (*api.Result, error) {
 		if len(as) == 0 {

@@ -8,10 +8,10 @@
 package apiserver
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -201,19 +201,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 var errBadBody = errors.New("bad request body")
 
 // decode reads a request body strictly (config.Decode).
-func decode(r *http.Request, v any) error {
-	if err := config.Decode(r.Body, v); err != nil {
+func decode(r *http.Request, v any) error { return decodeFrom(r.Body, v) }
+
+// decodeFrom is decode for a body from rd (one already read, say).
+func decodeFrom(rd io.Reader, v any) error {
+	if err := config.Decode(rd, v); err != nil {
 		if errors.Is(err, config.ErrTooLarge) {
 			return err
 		}
-		return fmt.Errorf("%w: %w", errBadBody, err)
-	}
-	return nil
-}
-
-// decodeBody is decode for a body already read.
-func decodeBody(b []byte, v any) error {
-	if err := config.Decode(bytes.NewReader(b), v); err != nil {
 		return fmt.Errorf("%w: %w", errBadBody, err)
 	}
 	return nil
