@@ -29,7 +29,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,6 +95,7 @@ type Console struct {
 	token   string
 	rotated chan struct{}        // closed when the token is replaced: open streams end
 	base    string               // scheme://host:port, once listening
+	cookie  string               // the session cookie's name, once listening
 	codes   map[string]time.Time // one-time login codes and when they expire
 }
 
@@ -219,10 +219,15 @@ func (c *Console) Listen(addr string) (net.Listener, error) {
 	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host, _ = os.Hostname()
 	}
-	c.mu.Lock()
-	c.base = c.scheme() + "://" + net.JoinHostPort(host, port)
-	c.mu.Unlock()
+	c.serveAt(c.scheme()+"://"+net.JoinHostPort(host, port), port)
 	return l, nil
+}
+
+// serveAt notes the console's base URL and port (its cookie's name).
+func (c *Console) serveAt(base, port string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.base, c.cookie = base, CookieName+"-"+port
 }
 
 // session is the cookie's value for token: derived from it, so that the
@@ -237,12 +242,8 @@ func session(token string) string {
 // cookieName is the session cookie's name: CookieName and the port.
 func (c *Console) cookieName() string {
 	c.mu.Lock()
-	base := c.base
-	c.mu.Unlock()
-	if u, err := url.Parse(base); err == nil && u.Port() != "" {
-		return CookieName + "-" + u.Port()
-	}
-	return CookieName
+	defer c.mu.Unlock()
+	return c.cookie
 }
 
 // scheme is the console's URL scheme.

@@ -64,7 +64,7 @@ func console(t *testing.T, file string) (*Console, *httptest.Server) {
 	}
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
-	c.base = srv.URL
+	c.serveAt(srv.URL, srv.URL[strings.LastIndex(srv.URL, ":")+1:])
 	return c, srv
 }
 
