@@ -398,11 +398,20 @@ func (c *Cluster) publish() (bool, error) {
 		c.mu.Unlock()
 		return false, nil
 	}
-	c.state, c.rev, c.unnotified = cfg, rev, true
+	c.state, c.rev = cfg, rev
 	c.mu.Unlock()
 	c.cacheState(cfg, rev)
-	kick(c.offerKick)
+	c.tellLater()
 	return true, nil
+}
+
+// tellLater has the state worker tell OnChange's function that the state
+// or the hosts changed (on its goroutine: no caller waits for a converge).
+func (c *Cluster) tellLater() {
+	c.mu.Lock()
+	c.unnotified = true
+	c.mu.Unlock()
+	kick(c.offerKick)
 }
 
 // stateWorker publishes what the watch brought: a host behind by many
@@ -581,12 +590,9 @@ func (c *Cluster) follow() {
 			if stateMoved {
 				kick(c.offerKick)
 			}
-			if hostsMoved { // told by the state worker: the watch never waits for a converge
+			if hostsMoved {
 				c.cacheHosts()
-				c.mu.Lock()
-				c.unnotified = true
-				c.mu.Unlock()
-				kick(c.offerKick)
+				c.tellLater()
 			}
 		}
 	}
