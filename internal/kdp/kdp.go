@@ -671,11 +671,17 @@ func (d *Datapath) forgetEntries(ifi uint32) {
 }
 
 // learnedOn returns the keys of the learned entries that point to an
-// interface, found in one read of the table.
+// interface.
 func (d *Datapath) learnedOn(ifi uint32) []kdpFdbKey {
+	return d.learnedWhere(func(_ *kdpFdbKey, v *kdpFdbVal) bool { return v.Ifindex == ifi })
+}
+
+// learnedWhere returns the keys of the learned entries for which match
+// holds, found in one read of the table.
+func (d *Datapath) learnedWhere(match func(*kdpFdbKey, *kdpFdbVal) bool) []kdpFdbKey {
 	var keys []kdpFdbKey
 	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
-		if v.Ifindex == ifi {
+		if match(k, v) {
 			keys = append(keys, *k)
 		}
 	})
@@ -736,13 +742,7 @@ func (d *Datapath) removeSwitchLocked(name string) error {
 	}
 	// Its learned entries (none should be left: its ports' went with
 	// them), so that a switch that gets its number starts with none.
-	var left []kdpFdbKey
-	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, _ *kdpFdbVal) {
-		if k.Sw == num {
-			left = append(left, *k)
-		}
-	})
-	for _, k := range left {
+	for _, k := range d.learnedWhere(func(k *kdpFdbKey, _ *kdpFdbVal) bool { return k.Sw == num }) {
 		d.objs.Fdb.Delete(k)
 	}
 	if len(d.nums) == 0 && d.pinned {

@@ -73,12 +73,7 @@ func (d *Datapath) sweep() {
 		a, ok := ageing[k.Sw]
 		return !ok || aged(v, now, a)
 	}
-	var gone []kdpFdbKey
-	eachEntry(d.objs.Fdb, func(k *kdpFdbKey, v *kdpFdbVal) {
-		if dead(k, v) {
-			gone = append(gone, *k)
-		}
-	})
+	gone := d.learnedWhere(dead)
 	if len(gone) == 0 {
 		return
 	}
